@@ -1,0 +1,39 @@
+# shoal Makefile. `make test` is what CI runs (.ci/run); `make demo` starts a demo fleet.
+GO        ?= go
+BIN       := bin
+CACHE_BIN := $(CURDIR)/.cache/bin
+export PATH := $(CACHE_BIN):$(PATH)
+
+.PHONY: all build deps test test-short lint bench demo fmt vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/shoal ./cmd/shoal
+
+# deps builds the real Consul and Prometheus binaries the integration tests use,
+# once, into .cache/bin (ignored by git).
+deps:
+	hack/build-deps.sh consul prometheus
+
+test: deps
+	$(GO) vet ./...
+	SHOAL_REQUIRE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 40m ./...
+
+test-short:
+	$(GO) test -race -short ./...
+
+fmt:
+	gofmt -l -w .
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2 run ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./gossip/ring/
+
+clean:
+	rm -rf $(BIN)
