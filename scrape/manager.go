@@ -1,0 +1,156 @@
+package scrape
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	promscrape "github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// This file holds every call into Prometheus' scrape manager: its signatures
+// move between releases.
+
+// DefaultDiscoveryReloadInterval is Prometheus' own default for how often the
+// scrape manager applies new target sets (--scrape.discovery-reload-interval).
+const DefaultDiscoveryReloadInterval = 5 * time.Second
+
+// Options configures a Manager.
+type Options struct {
+	// Owner decides which targets this agent scrapes. Required.
+	Owner Owner
+	// Discovered delivers discovery snapshots, usually sd.Discovery.SyncCh().
+	// Required.
+	Discovered <-chan map[string][]*targetgroup.Group
+	// NodeName, ReplicaLabel and MinReshardInterval are passed to the Filter.
+	NodeName           string
+	ReplicaLabel       string
+	MinReshardInterval time.Duration
+	// DiscoveryReloadInterval throttles how often the scrape manager applies
+	// filtered snapshots. Zero means DefaultDiscoveryReloadInterval.
+	DiscoveryReloadInterval time.Duration
+	// AppendMetadata writes metric metadata to the WAL, which remote write
+	// 2.0 sends along with samples.
+	AppendMetadata bool
+}
+
+// Manager runs Prometheus' scrape manager on the targets its Filter lets
+// through.
+type Manager struct {
+	logger     *slog.Logger
+	discovered <-chan map[string][]*targetgroup.Group
+	filter     *Filter
+	prom       *promscrape.Manager
+}
+
+// New builds the filter and the Prometheus scrape manager, whose metrics it
+// registers with reg. It starts nothing.
+//
+// The appendable goes into scrape.NewManager's AppendableV2 slot, the one
+// Prometheus 3.15 itself uses (cmd/prometheus passes its fanout storage there)
+// and the only one left once the v1 Appendable is removed. The agent WAL
+// (tsdb/agent.DB), remote.Storage and storage.Fanout all implement it, so no
+// v1 fallback is needed.
+func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg prometheus.Registerer) (*Manager, error) {
+	if appendable == nil {
+		return nil, errors.New("scrape appendable is required")
+	}
+	if opts.Discovered == nil {
+		return nil, errors.New("discovered targets channel is required")
+	}
+	if opts.DiscoveryReloadInterval < 0 {
+		return nil, fmt.Errorf("discovery reload interval must not be negative, got %s", opts.DiscoveryReloadInterval)
+	}
+	if opts.DiscoveryReloadInterval == 0 {
+		opts.DiscoveryReloadInterval = DefaultDiscoveryReloadInterval
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	filter, err := NewFilter(FilterOptions{
+		Owner:              opts.Owner,
+		NodeName:           opts.NodeName,
+		ReplicaLabel:       opts.ReplicaLabel,
+		MinReshardInterval: opts.MinReshardInterval,
+	}, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	prom, err := promscrape.NewManager(&promscrape.Options{
+		DiscoveryReloadInterval: model.Duration(opts.DiscoveryReloadInterval),
+		AppendMetadata:          opts.AppendMetadata,
+		// Apply the first snapshot at once: the agent reports ready only after
+		// it, and waiting a reload interval would leave a gap after handoff.
+		DiscoveryReloadOnStartup: true,
+	}, logger.With("component", "scrape manager"), nil, nil, appendable, reg)
+	if err != nil {
+		return nil, fmt.Errorf("create scrape manager: %w", err)
+	}
+	filter.scraper = prom
+	return &Manager{
+		logger:     logger.With("component", "scrape"),
+		discovered: opts.Discovered,
+		filter:     filter,
+		prom:       prom,
+	}, nil
+}
+
+// ApplyConfig applies cfg's scrape configs to the scrape manager and then to
+// the filter, so the manager knows every job before targets for it arrive.
+func (m *Manager) ApplyConfig(cfg *config.Config) error {
+	if err := m.prom.ApplyConfig(cfg); err != nil {
+		return fmt.Errorf("apply scrape config: %w", err)
+	}
+	return m.filter.ApplyConfig(cfg)
+}
+
+// Run filters discovery snapshots and scrapes the owned targets until ctx is
+// cancelled. It then stops every scrape loop, waits for them and returns nil.
+// Loops stopped this way write no staleness markers: peers take the targets
+// over.
+func (m *Manager) Run(ctx context.Context) error {
+	filtered := make(chan map[string][]*targetgroup.Group)
+	filterDone := make(chan struct{})
+	promDone := make(chan error, 1)
+
+	go func() {
+		defer close(filterDone)
+		_ = m.filter.Run(ctx, m.discovered, filtered)
+	}()
+	go func() {
+		promDone <- m.prom.Run(filtered)
+	}()
+
+	<-ctx.Done()
+	<-filterDone
+	m.logger.Info("stopping scrape manager")
+	// Stop blocks until every scrape loop has exited, then ends prom.Run.
+	m.prom.Stop()
+	if err := <-promDone; err != nil {
+		m.logger.Warn("scrape manager ended with error", "err", err)
+	}
+	return nil
+}
+
+// Filter returns the ownership filter, for Notify, Freeze, Stats and Targets.
+func (m *Manager) Filter() *Filter {
+	return m.filter
+}
+
+// TargetsActive returns the targets being scraped, by job.
+func (m *Manager) TargetsActive() map[string][]*promscrape.Target {
+	return m.prom.TargetsActive()
+}
+
+// Get returns the Prometheus scrape manager. It makes Manager a
+// remote.ReadyScrapeManager, which remote write uses to send metric metadata.
+func (m *Manager) Get() (*promscrape.Manager, error) {
+	return m.prom, nil
+}
