@@ -1,0 +1,199 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/shoal-dev/shoal/gossip/ring"
+)
+
+// PeerProvider returns the gossip addresses (host:port) of members to join.
+// It may return the caller's own address, which is skipped. It is called at
+// start and on every rejoin, so it should be cheap or cached.
+type PeerProvider func(ctx context.Context) ([]string, error)
+
+// StaticPeers is a PeerProvider over a fixed list.
+func StaticPeers(addrs ...string) PeerProvider {
+	return func(context.Context) ([]string, error) { return addrs, nil }
+}
+
+// Config configures a Node. The zero value of every timer means its default
+// from DefaultTimers.
+type Config struct {
+	// Name is the node's unique name in the cluster (default: hostname in
+	// the caller). A second node with a name in use is refused.
+	Name string
+	// ClusterName isolates clusters sharing a network: it is memberlist's
+	// label, and packets with another label are dropped.
+	ClusterName string
+	// BindAddr is the host:port to listen on for gossip (TCP and UDP). Port 0
+	// picks a free port.
+	BindAddr string
+	// AdvertiseAddr is the host:port peers use to reach this node; empty
+	// means derived from BindAddr (or the first private IP for 0.0.0.0).
+	AdvertiseAddr string
+	// SecretKey, if set, encrypts gossip with AES (16, 24 or 32 bytes). Nodes
+	// with another key cannot join.
+	SecretKey []byte
+	// HTTPAddr is advertised in metadata so peers and operators can reach
+	// this node's API.
+	HTTPAddr string
+	// Version is advertised in metadata.
+	Version string
+	// Weight is this node's ring weight (0 = 1).
+	Weight float64
+	// ReplicationFactor is how many members own each key (default 1).
+	ReplicationFactor int
+	// Peers supplies the addresses to join. Nil means start alone.
+	Peers PeerProvider
+	// JoinTimeout is how long to retry the initial join before starting as a
+	// cluster of one (the rejoin loop merges later).
+	JoinTimeout time.Duration
+	// RejoinInterval is how often to re-resolve Peers and join any address
+	// not currently alive in the cluster, which merges healed partitions.
+	// Negative disables rejoining.
+	RejoinInterval time.Duration
+	// Timers are memberlist's failure-detection and gossip timers.
+	Timers Timers
+}
+
+// Timers are memberlist's timers, tuned by default for a LAN fleet of up to a
+// few hundred agents. See memberlist.Config for their exact meaning.
+type Timers struct {
+	ProbeInterval           time.Duration
+	ProbeTimeout            time.Duration
+	SuspicionMult           int
+	SuspicionMaxTimeoutMult int
+	GossipInterval          time.Duration
+	GossipNodes             int
+	GossipToTheDeadTime     time.Duration
+	PushPullInterval        time.Duration
+	TCPTimeout              time.Duration
+	DeadNodeReclaimTime     time.Duration
+}
+
+// DefaultTimers returns shoal's LAN timers. Compared with memberlist's
+// DefaultLANConfig (probe 1 s, suspicion multiplier 4, up to 6x, i.e. 4-24 s
+// of suspicion at 10 nodes, which is why Alloy takes 20 s or more to notice a
+// dead agent), probes run every 400 ms and suspicion lasts 1.2 s at 10 nodes
+// when other members confirm it, 4.8 s at most when nobody does. Lifeguard
+// (memberlist's awareness and suspicion confirmations) stays on, so a node
+// whose own CPU is starved probes more slowly instead of accusing others.
+func DefaultTimers() Timers {
+	return Timers{
+		ProbeInterval:           400 * time.Millisecond,
+		ProbeTimeout:            300 * time.Millisecond,
+		SuspicionMult:           3,
+		SuspicionMaxTimeoutMult: 4,
+		GossipInterval:          100 * time.Millisecond,
+		GossipNodes:             4,
+		// Keep gossiping to dead members for a while so that a short
+		// partition heals without waiting for a rejoin.
+		GossipToTheDeadTime: 30 * time.Second,
+		PushPullInterval:    15 * time.Second,
+		TCPTimeout:          2 * time.Second,
+		// A restarted agent may come back with the same name on a new IP
+		// (containers). Let it reclaim its name once the old one is dead.
+		DeadNodeReclaimTime: time.Second,
+	}
+}
+
+// Defaults.
+const (
+	DefaultJoinTimeout    = 10 * time.Second
+	DefaultRejoinInterval = 5 * time.Second
+	// MaxReplicationFactor bounds the replication factor: each replica
+	// multiplies scrape load and series; HA backends deduplicate 2 or 3.
+	MaxReplicationFactor = 5
+	maxWeight            = ring.MaxWeight
+)
+
+func (c *Config) applyDefaults() {
+	d := DefaultTimers()
+	t := &c.Timers
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur(&t.ProbeInterval, d.ProbeInterval)
+	setDur(&t.ProbeTimeout, d.ProbeTimeout)
+	setInt(&t.SuspicionMult, d.SuspicionMult)
+	setInt(&t.SuspicionMaxTimeoutMult, d.SuspicionMaxTimeoutMult)
+	setDur(&t.GossipInterval, d.GossipInterval)
+	setInt(&t.GossipNodes, d.GossipNodes)
+	setDur(&t.GossipToTheDeadTime, d.GossipToTheDeadTime)
+	setDur(&t.PushPullInterval, d.PushPullInterval)
+	setDur(&t.TCPTimeout, d.TCPTimeout)
+	setDur(&t.DeadNodeReclaimTime, d.DeadNodeReclaimTime)
+	setDur(&c.JoinTimeout, DefaultJoinTimeout)
+	setDur(&c.RejoinInterval, DefaultRejoinInterval)
+	setInt(&c.ReplicationFactor, 1)
+	if c.Peers == nil {
+		c.Peers = StaticPeers()
+	}
+}
+
+// validate checks c after defaults; messages name the field and the value.
+func (c *Config) validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("cluster node name must not be empty"))
+	}
+	if _, _, err := splitHostPort(c.BindAddr); err != nil {
+		errs = append(errs, fmt.Errorf("cluster listen address %q: %w", c.BindAddr, err))
+	}
+	if c.AdvertiseAddr != "" {
+		if host, _, err := splitHostPort(c.AdvertiseAddr); err != nil {
+			errs = append(errs, fmt.Errorf("cluster advertise address %q: %w", c.AdvertiseAddr, err))
+		} else if net.ParseIP(host) == nil {
+			errs = append(errs, fmt.Errorf("cluster advertise address %q: host must be an IP address", c.AdvertiseAddr))
+		}
+	}
+	switch len(c.SecretKey) {
+	case 0, 16, 24, 32:
+	default:
+		errs = append(errs, fmt.Errorf("cluster secret key must be 16, 24 or 32 bytes (AES-128/192/256), got %d bytes", len(c.SecretKey)))
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > MaxReplicationFactor {
+		errs = append(errs, fmt.Errorf("cluster replication factor must be between 1 and %d, got %d", MaxReplicationFactor, c.ReplicationFactor))
+	}
+	if c.Weight < 0 || c.Weight > maxWeight || c.Weight != c.Weight {
+		errs = append(errs, fmt.Errorf("cluster weight must be 0 (default 1) or in (0, %d], got %v", maxWeight, c.Weight))
+	}
+	t := c.Timers
+	if t.ProbeTimeout >= t.ProbeInterval {
+		errs = append(errs, fmt.Errorf("probe timeout (%s) must be shorter than probe interval (%s)", t.ProbeTimeout, t.ProbeInterval))
+	}
+	if t.SuspicionMult < 1 || t.SuspicionMaxTimeoutMult < 1 || t.GossipNodes < 1 {
+		errs = append(errs, fmt.Errorf("suspicion multipliers and gossip nodes must be >= 1, got %d, %d, %d", t.SuspicionMult, t.SuspicionMaxTimeoutMult, t.GossipNodes))
+	}
+	if len(c.Version) > 64 {
+		errs = append(errs, fmt.Errorf("version must be at most 64 bytes, got %d", len(c.Version)))
+	}
+	if len(c.HTTPAddr) > 256 {
+		errs = append(errs, fmt.Errorf("http address must be at most 256 bytes, got %d", len(c.HTTPAddr)))
+	}
+	return errors.Join(errs...)
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port must be a number between 0 and 65535, got %q", portStr)
+	}
+	return host, port, nil
+}

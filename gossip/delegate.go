@@ -1,0 +1,100 @@
+package gossip
+
+import (
+	"net"
+	"strconv"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// delegate receives memberlist's callbacks. Every method returns at once:
+// it copies what it needs, signals the node's event loop with a non-blocking
+// send and returns, because memberlist calls these with its locks held.
+type delegate struct {
+	n *Node
+}
+
+var (
+	_ memberlist.Delegate         = (*delegate)(nil)
+	_ memberlist.EventDelegate    = (*delegate)(nil)
+	_ memberlist.ConflictDelegate = (*delegate)(nil)
+	_ memberlist.AliveDelegate    = (*delegate)(nil)
+)
+
+// NodeMeta returns this node's encoded metadata.
+func (d *delegate) NodeMeta(limit int) []byte {
+	b, err := encodeMeta(d.n.localMeta())
+	if err != nil || len(b) > limit {
+		// validate() bounds the variable fields, so this is unreachable; an
+		// empty meta makes peers treat us as owning nothing, which is safe.
+		d.n.logger.Error("node metadata does not fit, advertising none", "err", err, "limit", limit)
+		return nil
+	}
+	return b
+}
+
+// NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState are unused:
+// everything shoal shares travels in node metadata, and the ring itself is
+// never gossiped but computed by each node from the member list.
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// NotifyJoin is called when a member is seen alive for the first time (or
+// again after being dead).
+func (d *delegate) NotifyJoin(node *memberlist.Node) {
+	if node.Name != d.n.cfg.Name {
+		d.n.metrics.joins.Inc()
+	}
+	d.n.track(node)
+}
+
+// NotifyLeave is called when a member left or was declared dead. memberlist
+// does not say which (the State of the node it passes is never updated), so a
+// member counts as leaving gracefully if it announced StateLeaving first, as
+// every shoal agent does on shutdown.
+func (d *delegate) NotifyLeave(node *memberlist.Node) {
+	if d.n.untrack(node) == StateLeaving {
+		d.n.metrics.leaves.Inc()
+	} else {
+		d.n.metrics.failures.Inc()
+	}
+}
+
+// NotifyUpdate is called when a member's metadata changes.
+func (d *delegate) NotifyUpdate(node *memberlist.Node) { d.n.track(node) }
+
+// NotifyAlive rejects members whose metadata is not a shoal agent's, so a
+// foreign memberlist cluster reachable on the same port cannot take targets.
+// The cluster label already keeps out clusters with another name.
+func (d *delegate) NotifyAlive(peer *memberlist.Node) error {
+	if peer.Name == d.n.cfg.Name {
+		return nil
+	}
+	_, err := decodeMeta(peer.Meta)
+	return err
+}
+
+// NotifyConflict is called when two members claim the same name. If one of
+// them is this node, the younger of the two stands down.
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	d.n.metrics.conflicts.Inc()
+	if existing.Name != d.n.cfg.Name {
+		d.n.logger.Error("two members claim the same node name; the younger one stands down",
+			"name", existing.Name, "addr", existing.Address(), "other_addr", other.Address())
+		return
+	}
+	otherMeta, err := decodeMeta(other.Meta)
+	otherAddr := net.JoinHostPort(net.IP(other.Addr).String(), strconv.Itoa(int(other.Port)))
+	mine := d.n.started
+	if err == nil && youngerYields(mine, otherMeta, d.n.advertised(), otherAddr) {
+		select {
+		case d.n.conflict <- otherAddr:
+		default:
+		}
+		return
+	}
+	d.n.logger.Error("another node uses this node's name; it is younger and will stand down",
+		"name", existing.Name, "other_addr", otherAddr)
+}

@@ -1,0 +1,96 @@
+package gossip
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+type metrics struct {
+	joins, leaves, failures, conflicts, ringChanges prometheus.Counter
+}
+
+// collector exports gauges computed from the node's state at scrape time.
+type collector struct {
+	n                                         *Node
+	peers, health, ringMembers, agree, ringID *prometheus.Desc
+}
+
+func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry() // not exported anywhere
+	}
+	f := promauto.With(reg)
+	m := &metrics{
+		joins: f.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_cluster_node_joins_total",
+			Help: "Members seen joining (or coming back alive), other than this node.",
+		}),
+		leaves: f.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_cluster_node_leaves_total",
+			Help: "Members that left the cluster gracefully.",
+		}),
+		failures: f.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_cluster_node_failures_total",
+			Help: "Members declared dead by failure detection.",
+		}),
+		conflicts: f.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_cluster_name_conflicts_total",
+			Help: "Times two members claimed the same node name.",
+		}),
+		ringChanges: f.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_cluster_ring_changes_total",
+			Help: "Times the set of active members, and so the ring, changed.",
+		}),
+	}
+	c := &collector{
+		n: n,
+		peers: prometheus.NewDesc("shoal_cluster_peers",
+			"Alive members by announced state, this node included (unknown: unreadable metadata).", []string{"state"}, nil),
+		health: prometheus.NewDesc("shoal_cluster_health_score",
+			"memberlist's awareness health score (0 is healthy; higher means this node is slow to answer probes).", nil, nil),
+		ringMembers: prometheus.NewDesc("shoal_cluster_ring_members",
+			"Members in the ring (active members).", nil, nil),
+		agree: prometheus.NewDesc("shoal_cluster_peers_agree",
+			"1 if every alive peer advertises the same ring digest as this node.", nil, nil),
+		ringID: prometheus.NewDesc("shoal_cluster_ring_info",
+			"Digest of the member set this node places targets on; equal digests mean equal placement.", []string{"digest"}, nil),
+	}
+	if err := reg.Register(c); err != nil {
+		return nil, fmt.Errorf("register gossip metrics: %w", err)
+	}
+	return m, nil
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.peers
+	ch <- c.health
+	ch <- c.ringMembers
+	ch <- c.agree
+	ch <- c.ringID
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]int{"joining": 0, "active": 0, "leaving": 0, "unknown": 0}
+	for _, p := range *c.n.peers.Load() {
+		counts[p.State.String()]++
+	}
+	for st, v := range counts {
+		ch <- prometheus.MustNewConstMetric(c.peers, prometheus.GaugeValue, float64(v), st)
+	}
+	c.n.mu.Lock()
+	ml := c.n.ml
+	c.n.mu.Unlock()
+	if ml != nil {
+		ch <- prometheus.MustNewConstMetric(c.health, prometheus.GaugeValue, float64(ml.GetHealthScore()))
+	}
+	r := c.n.ring.Load()
+	ch <- prometheus.MustNewConstMetric(c.ringMembers, prometheus.GaugeValue, float64(r.Len()))
+	agree := 0.0
+	if ok, _ := c.n.Agreement(); ok {
+		agree = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.agree, prometheus.GaugeValue, agree)
+	ch <- prometheus.MustNewConstMetric(c.ringID, prometheus.GaugeValue, 1, fmt.Sprintf("%016x", r.Digest()))
+}

@@ -1,0 +1,562 @@
+// Package gossip forms the shoal cluster with hashicorp/memberlist and keeps,
+// on every node, the hash ring computed from the live members.
+//
+// Each node gossips its liveness plus a small metadata record (state, HTTP
+// address, version, the digest of the ring it computes). Only members in
+// state active own keys; a member that is shutting down first announces
+// leaving, drops out of every ring while it is still alive so that its keys
+// move, and only then leaves memberlist. The ring itself is never gossiped:
+// every node computes it locally from the member list (see package ring), and
+// the digests in the metadata let anyone check that all nodes agree.
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shoal-dev/shoal/gossip/ring"
+)
+
+// ErrNameConflict is returned by Run when another live member already uses
+// this node's name and is older: this node stands down rather than corrupt
+// the ring.
+var ErrNameConflict = errors.New("node name already in use in the cluster")
+
+// ErrNotRunning is returned by methods that need Run to have started.
+var ErrNotRunning = errors.New("gossip node is not running")
+
+// broadcastTimeout bounds how long a metadata update waits to be sent.
+const broadcastTimeout = 2 * time.Second
+
+// leaveTimeout bounds memberlist's graceful leave broadcast.
+const leaveTimeout = 2 * time.Second
+
+// Node is this process's membership in the cluster. Create it with New and
+// start it with Run; its accessors are safe for concurrent use and return
+// empty results until Run has created the memberlist.
+type Node struct {
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	started time.Time
+
+	changed  chan struct{} // capacity 1: coalesced "membership changed"
+	conflict chan string   // capacity 1: address of an older node with our name
+	crash    chan struct{} // tests close it to stop Run without leaving
+
+	rebuildMu sync.Mutex // serializes rebuild; never held while mu is
+
+	mu        sync.Mutex // guards ml, state, observers; never held across memberlist calls
+	ml        *memberlist.Memberlist
+	state     State
+	observers []Observer
+
+	// members is our copy of memberlist's alive members, updated in the
+	// event callbacks while memberlist holds its node lock. The *Node values
+	// from memberlist.Members() point into state that memberlist keeps
+	// mutating, so reading them later would race.
+	membersMu sync.Mutex
+	members   map[string]member
+
+	ring  atomic.Pointer[ring.Ring]
+	peers atomic.Pointer[[]Peer]
+	self  atomic.Pointer[string] // advertised gossip address once running
+}
+
+// New validates cfg and returns a Node. It starts nothing. logger may be nil;
+// reg may be nil, in which case metrics are not exported.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, error) {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{
+		cfg:      cfg,
+		logger:   logger.With("component", "gossip"),
+		started:  time.Now(),
+		changed:  make(chan struct{}, 1),
+		conflict: make(chan string, 1),
+		crash:    make(chan struct{}),
+		members:  map[string]member{},
+		state:    StateJoining,
+	}
+	n.ring.Store(ring.MustNew())
+	n.peers.Store(&[]Peer{})
+	m, err := newMetrics(n, reg)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics = m
+	return n, nil
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// ReplicationFactor returns how many members own each key.
+func (n *Node) ReplicationFactor() int { return n.cfg.ReplicationFactor }
+
+// Observe registers o to be told about membership changes. Call it before
+// Run; observers added later see only the changes after they were added.
+func (n *Node) Observe(o Observer) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.observers = append(n.observers, o)
+}
+
+// Ready reports whether the node has joined the cluster (or started a new
+// one) and is active. A node that is not ready owns nothing.
+func (n *Node) Ready() bool { return n.State() == StateActive }
+
+// State returns the state this node announces.
+func (n *Node) State() State {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.state
+}
+
+// Owns reports whether this node is one of the ReplicationFactor owners of
+// key in the current ring. It does not allocate and is safe to call from
+// many goroutines.
+func (n *Node) Owns(key uint64) bool {
+	return n.ring.Load().IsOwner(key, n.cfg.ReplicationFactor, n.cfg.Name)
+}
+
+// Ring returns the current ring of active members. The ring is immutable.
+func (n *Node) Ring() *ring.Ring { return n.ring.Load() }
+
+// Peers returns the alive members, this node included, sorted by name.
+func (n *Node) Peers() []Peer { return slices.Clone(*n.peers.Load()) }
+
+// Agreement reports whether every other alive member advertises the same
+// ring digest as this node, and if not, which ones differ.
+func (n *Node) Agreement() (bool, []string) {
+	return agreement(*n.peers.Load(), n.ring.Load().Digest())
+}
+
+// Addr returns the advertised gossip address, or "" before Run.
+func (n *Node) Addr() string { return n.advertised() }
+
+func (n *Node) advertised() string {
+	if p := n.self.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (n *Node) localMeta() Meta {
+	n.mu.Lock()
+	st := n.state
+	n.mu.Unlock()
+	return Meta{
+		State:    st,
+		HTTPAddr: n.cfg.HTTPAddr,
+		Version:  n.cfg.Version,
+		Digest:   n.ring.Load().Digest(),
+		Started:  n.started,
+		Weight:   n.cfg.Weight,
+	}
+}
+
+// signal asks the event loop to rebuild the ring; it never blocks.
+func (n *Node) signal() {
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Run creates the memberlist, joins the cluster, becomes active and keeps
+// the ring up to date until ctx is cancelled; then it leaves memberlist
+// gracefully and shuts it down. Call AnnounceLeaving first to hand targets
+// over before the node disappears. Run returns nil on cancellation, and an
+// error if the memberlist cannot be created or another node owns this name.
+func (n *Node) Run(ctx context.Context) error {
+	ml, err := n.create()
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.ml = ml
+	n.mu.Unlock()
+	addr := ml.LocalNode().Address()
+	n.self.Store(&addr)
+	n.logger.Info("gossip started", "name", n.cfg.Name, "addr", addr, "cluster", n.cfg.ClusterName)
+
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { n.loop(loopCtx, ml) })
+	defer func() {
+		stopLoop()
+		wg.Wait()
+	}()
+
+	n.join(ctx, ml)
+	if ctx.Err() == nil {
+		n.setState(ml, StateActive)
+	}
+
+	var rejoin <-chan time.Time
+	if n.cfg.RejoinInterval > 0 {
+		t := time.NewTicker(n.cfg.RejoinInterval)
+		defer t.Stop()
+		rejoin = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			n.leave(ml)
+			return nil
+		case <-n.crash:
+			_ = ml.Shutdown()
+			return nil
+		case other := <-n.conflict:
+			n.logger.Error("another, older node uses this node's name; standing down",
+				"name", n.cfg.Name, "other_addr", other)
+			// No Leave: its dead message would be about the other node's name.
+			_ = ml.Shutdown()
+			return fmt.Errorf("%w: %q is used by %s", ErrNameConflict, n.cfg.Name, other)
+		case <-rejoin:
+			if n.State() != StateLeaving {
+				n.rejoin(ctx, ml)
+			}
+		}
+	}
+}
+
+func (n *Node) create() (*memberlist.Memberlist, error) {
+	c := memberlist.DefaultLANConfig()
+	c.Name = n.cfg.Name
+	c.Label = n.cfg.ClusterName
+	host, port, _ := splitHostPort(n.cfg.BindAddr)
+	c.BindAddr, c.BindPort = host, port
+	c.AdvertisePort = port
+	if n.cfg.AdvertiseAddr != "" {
+		ah, ap, _ := splitHostPort(n.cfg.AdvertiseAddr)
+		c.AdvertiseAddr, c.AdvertisePort = ah, ap
+	}
+	if len(n.cfg.SecretKey) > 0 {
+		kr, err := memberlist.NewKeyring(nil, n.cfg.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("cluster secret key: %w", err)
+		}
+		c.Keyring = kr
+	}
+	t := n.cfg.Timers
+	c.ProbeInterval = t.ProbeInterval
+	c.ProbeTimeout = t.ProbeTimeout
+	c.SuspicionMult = t.SuspicionMult
+	c.SuspicionMaxTimeoutMult = t.SuspicionMaxTimeoutMult
+	c.GossipInterval = t.GossipInterval
+	c.GossipNodes = t.GossipNodes
+	c.GossipToTheDeadTime = t.GossipToTheDeadTime
+	c.PushPullInterval = t.PushPullInterval
+	c.TCPTimeout = t.TCPTimeout
+	c.DeadNodeReclaimTime = t.DeadNodeReclaimTime
+	d := &delegate{n: n}
+	c.Delegate, c.Events, c.Conflict, c.Alive = d, d, d, d
+	c.Logger = newStdLogger(n.logger)
+	c.LogOutput = nil
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", n.cfg.BindAddr, err)
+	}
+	return ml, nil
+}
+
+// join tries the provider's peers with backoff until one answers, the
+// provider names no one but us, JoinTimeout passes or ctx is cancelled. In
+// the last two cases the node starts as a cluster of one; rejoin merges it
+// later.
+func (n *Node) join(ctx context.Context, ml *memberlist.Memberlist) {
+	deadline := time.Now().Add(n.cfg.JoinTimeout)
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		addrs, err := n.cfg.Peers(ctx)
+		others := n.others(ctx, addrs)
+		if err == nil && len(others) == 0 {
+			n.logger.Info("no peers to join, starting a new cluster")
+			return
+		}
+		if err == nil {
+			_, err = ml.Join(others)
+			if ml.NumMembers() > 1 {
+				n.logger.Info("joined cluster", "members", ml.NumMembers(), "attempt", attempt)
+				return
+			}
+			if err == nil {
+				err = errors.New("no peer answered")
+			}
+		}
+		if time.Now().After(deadline) {
+			n.logger.Warn("could not join any peer, starting as a cluster of one; will keep trying",
+				"err", err, "peers", len(others), "timeout", n.cfg.JoinTimeout)
+			return
+		}
+		n.logger.Warn("join failed, will retry", "err", err, "peers", len(others), "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// rejoin joins every provided address that is not an alive member: after a
+// partition heals, each side finds the other this way even once memberlist
+// has stopped gossiping to the dead.
+func (n *Node) rejoin(ctx context.Context, ml *memberlist.Memberlist) {
+	addrs, err := n.cfg.Peers(ctx)
+	if err != nil {
+		n.logger.Warn("rejoin: listing peers failed, will retry", "err", err)
+		return
+	}
+	alive := map[string]bool{}
+	n.membersMu.Lock()
+	for _, m := range n.members {
+		alive[m.addr] = true
+	}
+	n.membersMu.Unlock()
+	var missing []string
+	for _, a := range n.others(ctx, addrs) {
+		if !alive[a] {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	before := ml.NumMembers()
+	joined, err := ml.Join(missing)
+	if joined > 0 && ml.NumMembers() > before {
+		n.logger.Info("rejoin merged members", "members", ml.NumMembers(), "was", before)
+	} else if err != nil {
+		n.logger.Debug("rejoin found no new member", "err", err, "tried", len(missing))
+	}
+}
+
+// others resolves addrs to ip:port and drops this node's own address.
+func (n *Node) others(ctx context.Context, addrs []string) []string {
+	self := n.advertised()
+	var out []string
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			n.logger.Warn("ignoring malformed peer address", "addr", a, "err", err)
+			continue
+		}
+		ips := []string{host}
+		if net.ParseIP(host) == nil {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			resolved, err := net.DefaultResolver.LookupHost(rctx, host)
+			cancel()
+			if err != nil {
+				n.logger.Debug("peer address does not resolve", "addr", a, "err", err)
+				continue
+			}
+			ips = resolved
+		}
+		for _, ip := range ips {
+			if hp := net.JoinHostPort(ip, port); hp != self {
+				out = append(out, hp)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// setState changes the announced state and broadcasts it.
+func (n *Node) setState(ml *memberlist.Memberlist, st State) {
+	n.mu.Lock()
+	old := n.state
+	n.state = st
+	n.mu.Unlock()
+	if old == st {
+		return
+	}
+	n.logger.Info("node state changed", "from", old, "to", st)
+	n.rebuild(ml)
+	if err := ml.UpdateNode(broadcastTimeout); err != nil {
+		n.logger.Warn("broadcasting state change timed out; peers learn it by gossip", "err", err, "state", st)
+	}
+}
+
+// AnnounceLeaving sets this node's state to leaving, so that every member,
+// this one included, drops it from the ring while it is still alive, and
+// waits until every peer advertises the new ring or ctx is done. The node
+// keeps gossiping; Run's cancellation then leaves memberlist.
+func (n *Node) AnnounceLeaving(ctx context.Context) error {
+	n.mu.Lock()
+	ml := n.ml
+	n.mu.Unlock()
+	if ml == nil {
+		return ErrNotRunning
+	}
+	n.setState(ml, StateLeaving)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ok, _ := n.Agreement(); ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			_, differ := n.Agreement()
+			return fmt.Errorf("wait for %d peers to take over (%v): %w", len(differ), differ, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (n *Node) leave(ml *memberlist.Memberlist) {
+	n.logger.Info("leaving cluster")
+	if err := ml.Leave(leaveTimeout); err != nil {
+		n.logger.Warn("graceful leave did not complete", "err", err)
+	}
+	if err := ml.Shutdown(); err != nil {
+		n.logger.Warn("gossip shutdown", "err", err)
+	}
+	n.logger.Info("left cluster")
+}
+
+// loop rebuilds the ring after membership changes and tells observers.
+func (n *Node) loop(ctx context.Context, ml *memberlist.Memberlist) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.changed:
+			n.rebuild(ml)
+		}
+	}
+}
+
+// rebuild recomputes peers and the ring from memberlist's member list. If the
+// ring changed it re-advertises this node's digest and notifies observers.
+// It is called from the event loop and from setState.
+func (n *Node) rebuild(ml *memberlist.Memberlist) {
+	n.rebuildMu.Lock()
+	defer n.rebuildMu.Unlock()
+	n.membersMu.Lock()
+	members := make([]member, 0, len(n.members))
+	for _, m := range n.members {
+		members = append(members, m)
+	}
+	n.membersMu.Unlock()
+	n.mu.Lock()
+	selfState := n.state
+	observers := slices.Clone(n.observers)
+	n.mu.Unlock()
+	peers := make([]Peer, 0, len(members))
+	rms := make([]ring.Member, 0, len(members))
+	for _, m := range members {
+		p := Peer{Name: m.name, Addr: m.addr, Self: m.name == n.cfg.Name}
+		if p.Self {
+			p.State, p.HTTPAddr, p.Version, p.Started, p.Weight = selfState, n.cfg.HTTPAddr, n.cfg.Version, n.started, n.cfg.Weight
+		} else if meta, err := decodeMeta(m.meta); err == nil {
+			p.State, p.HTTPAddr, p.Version, p.Digest, p.Started, p.Weight = meta.State, meta.HTTPAddr, meta.Version, meta.Digest, meta.Started, meta.Weight
+		}
+		peers = append(peers, p)
+		if p.State == StateActive {
+			rms = append(rms, ring.Member{Name: p.Name, Weight: p.Weight})
+		}
+	}
+	r, err := ring.New(rms)
+	if err != nil {
+		// memberlist names are unique and weights were validated on decode.
+		n.logger.Error("building ring failed, keeping the previous one", "err", err)
+		return
+	}
+	old := n.ring.Swap(r)
+	for i := range peers {
+		if peers[i].Self {
+			peers[i].Digest = r.Digest()
+		}
+	}
+	slices.SortFunc(peers, func(a, b Peer) int { return cmpString(a.Name, b.Name) })
+	n.peers.Store(&peers)
+
+	if old.Digest() == r.Digest() {
+		return
+	}
+	n.metrics.ringChanges.Inc()
+	n.logger.Debug("ring changed", "members", r.Len(), "digest", fmt.Sprintf("%016x", r.Digest()))
+	for _, o := range observers {
+		o.NotifyPeersChanged(slices.Clone(peers), r)
+	}
+	// Advertise the new digest. Peers react to our metadata update by
+	// refreshing their view of us, not by changing their ring, so this does
+	// not loop.
+	if err := ml.UpdateNode(broadcastTimeout); err != nil {
+		n.logger.Debug("broadcasting ring digest timed out; peers learn it by gossip", "err", err)
+	}
+}
+
+// member is a copy of what memberlist knows about an alive member.
+type member struct {
+	name, addr string
+	meta       []byte
+}
+
+// track records a member; called from memberlist callbacks.
+func (n *Node) track(node *memberlist.Node) {
+	m := member{
+		name: node.Name,
+		addr: net.JoinHostPort(node.Addr.String(), strconv.Itoa(int(node.Port))),
+		meta: slices.Clone(node.Meta),
+	}
+	n.membersMu.Lock()
+	n.members[node.Name] = m
+	n.membersMu.Unlock()
+	n.signal()
+}
+
+// untrack forgets a member that left or died and returns the state it last
+// announced; called from memberlist callbacks.
+func (n *Node) untrack(node *memberlist.Node) State {
+	n.membersMu.Lock()
+	last := n.members[node.Name]
+	delete(n.members, node.Name)
+	n.membersMu.Unlock()
+	n.signal()
+	meta, _ := decodeMeta(last.meta)
+	return meta.State
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// youngerYields reports whether this node, started at mine with address
+// myAddr, must stand down in favour of a node with the same name.
+func youngerYields(mine time.Time, other Meta, myAddr, otherAddr string) bool {
+	if other.Started.IsZero() {
+		return false
+	}
+	if !other.Started.Equal(mine) {
+		return other.Started.Before(mine)
+	}
+	return otherAddr < myAddr
+}
