@@ -1,0 +1,135 @@
+package sd
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+// peerLog collects Watch callbacks.
+type peerLog struct {
+	mtx  sync.Mutex
+	last []string
+	n    int
+}
+
+func (l *peerLog) set(peers []string) {
+	l.mtx.Lock()
+	defer l.mtx.Unlock()
+	l.last, l.n = peers, l.n+1
+}
+
+func (l *peerLog) is(want ...string) func() bool {
+	return func() bool {
+		l.mtx.Lock()
+		defer l.mtx.Unlock()
+		return l.n > 0 && slices.Equal(l.last, want)
+	}
+}
+
+// runRegistration registers an agent and keeps its check updated until the
+// test ends; the returned flag is its readiness.
+func runRegistration(t *testing.T, client *api.Client, id, gossip string) (*Registration, *atomic.Bool) {
+	t.Helper()
+	r, err := NewRegistration(client, RegistrationOptions{
+		Service: "shoal-it", ID: id, Address: "127.0.0.1", Port: 8080,
+		GossipAddr: gossip, Version: "test", TTL: 1500 * time.Millisecond,
+	}, nil)
+	require.NoError(t, err)
+	require.NoError(t, r.Register(t.Context()))
+	ready := &atomic.Bool{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, ready.Load) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return r, ready
+}
+
+func TestConsulRegistrationAndPeerWatch(t *testing.T) {
+	consul := testenv.StartConsul(t)
+	client := consul.Client()
+
+	p, err := NewPeerProvider(client, "shoal-it", nil)
+	require.NoError(t, err)
+	log := &peerLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		p.Watch(ctx, log.set)
+	}()
+	defer func() {
+		cancel()
+		<-watchDone
+	}()
+	const wait, tick = 20 * time.Second, 20 * time.Millisecond
+	require.Eventually(t, log.is(), wait, tick, "empty list first")
+
+	// A registered agent is listed only once its check passes.
+	r1, ready1 := runRegistration(t, client, "n1", "127.0.0.1:7001")
+	_, ready2 := runRegistration(t, client, "n2", "127.0.0.1:7002")
+	peers, err := p.Peers(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, peers, "critical until ready")
+
+	ready1.Store(true)
+	ready2.Store(true)
+	require.Eventually(t, log.is("127.0.0.1:7001", "127.0.0.1:7002"), wait, tick)
+
+	ready2.Store(false)
+	require.Eventually(t, log.is("127.0.0.1:7001"), wait, tick, "not ready turns the check critical")
+
+	// Consul loses n1 (as a -dev restart would): Run registers it again.
+	require.NoError(t, client.Agent().ServiceDeregister("n1"))
+	require.Eventually(t, func() bool {
+		svcs, err := client.Agent().Services()
+		return err == nil && svcs["n1"] != nil
+	}, wait, tick, "registered again")
+	require.Eventually(t, log.is("127.0.0.1:7001"), wait, tick)
+
+	// Run is still going, so it will register n1 again, but critical.
+	ready1.Store(false)
+	require.NoError(t, r1.Deregister(t.Context()))
+	require.Eventually(t, log.is(), wait, tick)
+}
+
+func TestConsulWatchSurvivesRestart(t *testing.T) {
+	consul := testenv.StartConsul(t)
+	client := consul.Client()
+	_, ready := runRegistration(t, client, "n1", "127.0.0.1:7001")
+	ready.Store(true)
+
+	p, err := NewPeerProvider(client, "shoal-it", nil)
+	require.NoError(t, err)
+	p.minBackoff = 50 * time.Millisecond
+	log := &peerLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		p.Watch(ctx, log.set)
+	}()
+	defer func() {
+		cancel()
+		<-watchDone
+	}()
+	require.Eventually(t, log.is("127.0.0.1:7001"), 20*time.Second, 20*time.Millisecond)
+
+	consul.Stop()
+	consul.Start()
+	// The restarted agent has new Raft indexes; Watch resets and keeps going.
+	_, ready2 := runRegistration(t, client, "n2", "127.0.0.1:7002")
+	ready2.Store(true)
+	require.Eventually(t, log.is("127.0.0.1:7001", "127.0.0.1:7002"), 30*time.Second, 20*time.Millisecond)
+}
