@@ -102,6 +102,10 @@ func (p *PeerProvider) Watch(ctx context.Context, onChange func([]string)) {
 				return
 			}
 			backoff = min(2*backoff, maxBackoff)
+			// The failure may be a Consul restart with fresh, lower indexes
+			// (-dev mode). A blocking query at the old index would then hang
+			// until the new one overtakes it, so start over without blocking.
+			index = 0
 			continue
 		}
 		backoff = p.minBackoff

@@ -95,6 +95,7 @@ func fail(w http.ResponseWriter) { http.Error(w, "no leader", http.StatusInterna
 
 func TestWatchBacksOffAndResetsIndex(t *testing.T) {
 	h := &scriptedHealth{script: []func(http.ResponseWriter){
+		answer(3),
 		fail,
 		answer(10, "b:7946", "a:7946"),
 		answer(10, "a:7946", "b:7946"), // same peers: no callback
@@ -113,13 +114,14 @@ func TestWatchBacksOffAndResetsIndex(t *testing.T) {
 		p.Watch(ctx, func(peers []string) { changes <- peers })
 	}()
 
+	require.Empty(t, <-changes)
 	require.Equal(t, []string{"a:7946", "b:7946"}, <-changes)
 	require.Equal(t, []string{"a:7946"}, <-changes)
-	require.Eventually(t, func() bool { return len(h.seen()) == 6 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return len(h.seen()) == 7 }, 10*time.Second, time.Millisecond)
 	cancel()
 	<-done
-	require.Equal(t, []string{"", "", "10", "10", "", "6"}, h.seen(),
-		"after an error the query repeats; after index 5 < 10 it resets to 0 (no index parameter)")
+	require.Equal(t, []string{"", "3", "", "10", "10", "", "6"}, h.seen(),
+		"an error or an index going backwards (5 < 10) resets the index to 0 (no index parameter)")
 	require.Empty(t, changes)
 }
 
