@@ -1,0 +1,73 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// issuedPorts remembers every port handed out in this test binary, so that two
+// callers never get the same one even if the kernel reuses a just-closed port.
+var issuedPorts = struct {
+	sync.Mutex
+	m map[int]bool
+}{m: map[int]bool{}}
+
+// maxPortAttempts bounds the search for a port that is free for both TCP and
+// UDP and not yet issued; a handful of attempts is plenty on a loopback.
+const maxPortAttempts = 50
+
+// FreePort returns a loopback port that was free for both TCP and UDP (Consul's
+// DNS and Serf ports need both) and that no other caller in this test binary
+// has been given. The port is released before it returns, so another process
+// can still take it; that race is accepted for tests.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	return freePorts(tb, 1)[0]
+}
+
+// freePorts returns n distinct free ports; see FreePort.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	issuedPorts.Lock()
+	defer issuedPorts.Unlock()
+
+	ports := make([]int, 0, n)
+	// Hold every listener until all n are found so the kernel cannot hand
+	// the same port out twice.
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}()
+	for attempt := 0; len(ports) < n; attempt++ {
+		if attempt >= maxPortAttempts {
+			tb.Fatalf("testenv: no free loopback port after %d attempts", maxPortAttempts)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("testenv: listen on a free loopback port: %v", err)
+		}
+		closers = append(closers, l.Close)
+		port := l.Addr().(*net.TCPAddr).Port
+		if issuedPorts.m[port] {
+			continue
+		}
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		closers = append(closers, u.Close)
+		issuedPorts.m[port] = true
+		ports = append(ports, port)
+	}
+	return ports
+}
+
+// loopback returns "127.0.0.1:port".
+func loopback(port int) string {
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+}

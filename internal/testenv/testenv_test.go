@@ -1,0 +1,263 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestFreePort(t *testing.T) {
+	seen := map[int]bool{}
+	for range 20 {
+		p := FreePort(t)
+		require.False(t, seen[p], "port %d handed out twice", p)
+		seen[p] = true
+		l, err := net.Listen("tcp", loopback(p))
+		require.NoError(t, err)
+		require.NoError(t, l.Close())
+	}
+}
+
+func TestRepoRoot(t *testing.T) {
+	root, err := repoRoot()
+	require.NoError(t, err)
+	require.FileExists(t, filepath.Join(root, "go.mod"))
+	require.FileExists(t, filepath.Join(root, "hack", "build-deps.sh"))
+}
+
+// recordingTB captures Skip and Fatal, which end the calling goroutine.
+type recordingTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recordingTB) Helper() {}
+func (r *recordingTB) Skip(args ...any) {
+	r.skipped = fmt.Sprint(args...)
+	runtime.Goexit()
+}
+func (r *recordingTB) Skipf(format string, args ...any) {
+	r.skipped = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+func (r *recordingTB) Fatal(args ...any) {
+	r.failed = fmt.Sprint(args...)
+	runtime.Goexit()
+}
+func (r *recordingTB) Fatalf(format string, args ...any) {
+	r.failed = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// findIn runs findBinary on its own goroutine, since Skip and Fatal end it.
+func findIn(t *testing.T, name, envVar string) (path string, tb *recordingTB) {
+	t.Helper()
+	tb = &recordingTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		path = findBinary(tb, name, envVar)
+	}()
+	<-done
+	return path, tb
+}
+
+func TestFindBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("findBinary always skips in -short mode")
+	}
+	const name, env = "shoal-testenv-no-such-binary", "SHOAL_TESTENV_NO_SUCH_BIN"
+
+	t.Run("missing skips", func(t *testing.T) {
+		t.Setenv(EnvRequireIntegration, "")
+		_, tb := findIn(t, name, env)
+		require.Empty(t, tb.failed)
+		require.Contains(t, tb.skipped, "hack/build-deps.sh "+name)
+	})
+	t.Run("missing fails when required", func(t *testing.T) {
+		t.Setenv(EnvRequireIntegration, "1")
+		_, tb := findIn(t, name, env)
+		require.Empty(t, tb.skipped)
+		require.Contains(t, tb.failed, EnvRequireIntegration+"=1")
+	})
+	t.Run("env var wins", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), name)
+		require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755))
+		t.Setenv(env, bin)
+		path, tb := findIn(t, name, env)
+		require.Empty(t, tb.skipped+tb.failed)
+		require.Equal(t, bin, path)
+	})
+	t.Run("env var pointing nowhere fails", func(t *testing.T) {
+		t.Setenv(env, filepath.Join(t.TempDir(), "nothing"))
+		_, tb := findIn(t, name, env)
+		require.Contains(t, tb.failed, "$"+env)
+	})
+	t.Run("PATH", func(t *testing.T) {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755))
+		t.Setenv("PATH", dir)
+		path, tb := findIn(t, name, env)
+		require.Empty(t, tb.skipped+tb.failed)
+		require.Equal(t, filepath.Join(dir, name), path)
+	})
+}
+
+func TestConsul(t *testing.T) {
+	t.Parallel()
+	c := StartConsul(t)
+	client := c.Client()
+
+	leader, err := client.Status().Leader()
+	require.NoError(t, err)
+	require.NotEmpty(t, leader)
+
+	require.NoError(t, client.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: "web-1", Name: "web", Address: "127.0.0.1", Port: 8080,
+		Check: &api.AgentServiceCheck{TTL: "1m", Status: api.HealthPassing},
+	}))
+	waitForService := func() {
+		require.Eventually(t, func() bool {
+			// Any state: a TTL check may restart critical.
+			entries, _, err := client.Health().Service("web", "", false, nil)
+			return err == nil && len(entries) == 1 && entries[0].Service.Port == 8080
+		}, 30*time.Second, 50*time.Millisecond)
+	}
+	waitForService()
+
+	// Down: the API is gone.
+	c.Stop()
+	_, err = client.Status().Leader()
+	require.Error(t, err)
+	c.Stop() // no-op
+
+	// Back on the same address; the agent restores its services from its
+	// data directory and syncs them into the new catalog.
+	c.Start()
+	waitForService()
+}
+
+func TestReceiver(t *testing.T) {
+	t.Parallel()
+	r := StartReceiver(t, ReceiverOptions{})
+	ctx := t.Context()
+	now := time.Now()
+
+	// Nothing is scraped, so there is no `up`.
+	got, err := r.Query(ctx, "up", now)
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	// Write a series with a gap at t0+2s, then read back the raw samples.
+	t0 := now.Add(-time.Minute).Truncate(time.Second)
+	var samples []prompb.Sample
+	for i, v := range []float64{1, 2, 4, 5} {
+		offset := time.Duration(i) * time.Second
+		if v > 2 {
+			offset += time.Second
+		}
+		samples = append(samples, prompb.Sample{Value: v, Timestamp: t0.Add(offset).UnixMilli()})
+	}
+	remoteWrite(t, r.RemoteWriteURL, prompb.TimeSeries{
+		Labels: []prompb.Label{
+			{Name: "__name__", Value: "farm_scrapes_total"},
+			{Name: "instance", Value: "a"},
+		},
+		Samples: samples,
+	})
+
+	want := []Series{{
+		Labels: map[string]string{"__name__": "farm_scrapes_total", "instance": "a"},
+		Points: []Point{
+			{T: t0, V: 1},
+			{T: t0.Add(time.Second), V: 2},
+			{T: t0.Add(3 * time.Second), V: 4},
+			{T: t0.Add(4 * time.Second), V: 5},
+		},
+	}}
+	requireRaw := func() {
+		t.Helper()
+		got, err := r.RawSamples(ctx, `farm_scrapes_total{instance="a"}`, t0.Add(-time.Millisecond), now)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, want[0].Labels, got[0].Labels)
+		require.Len(t, got[0].Points, len(want[0].Points))
+		for i, p := range got[0].Points {
+			require.True(t, want[0].Points[i].T.Equal(p.T), "point %d at %v, want %v", i, p.T, want[0].Points[i].T)
+			require.Equal(t, want[0].Points[i].V, p.V)
+		}
+	}
+	requireRaw()
+
+	// The start of the window is exclusive.
+	got2, err := r.RawSamples(ctx, "farm_scrapes_total", t0, now)
+	require.NoError(t, err)
+	require.Len(t, got2[0].Points, 3)
+
+	inst, err := r.Query(ctx, "farm_scrapes_total", now)
+	require.NoError(t, err)
+	require.Len(t, inst, 1)
+	require.Equal(t, 5.0, inst[0].V)
+
+	sc, err := r.Query(ctx, "scalar(farm_scrapes_total)", now)
+	require.NoError(t, err)
+	require.Len(t, sc, 1)
+	require.Empty(t, sc[0].Labels)
+	require.Equal(t, 5.0, sc[0].V)
+	require.WithinDuration(t, now, sc[0].T, time.Millisecond)
+
+	rng, err := r.QueryRange(ctx, "farm_scrapes_total", t0, t0.Add(4*time.Second), 2*time.Second)
+	require.NoError(t, err)
+	require.Len(t, rng, 1)
+	require.Len(t, rng[0].Points, 3)
+
+	_, err = r.Query(ctx, "farm_scrapes_total[1m]", now)
+	require.ErrorContains(t, err, "want a vector or scalar")
+
+	// Down: the API is gone. Back up: the samples are replayed from the WAL.
+	r.Stop()
+	_, err = r.Query(ctx, "up", now)
+	require.Error(t, err)
+	r.Start()
+	requireRaw()
+}
+
+// remoteWrite sends series to a remote-write 1.0 endpoint.
+func remoteWrite(t *testing.T, url string, series ...prompb.TimeSeries) {
+	t.Helper()
+	req := &prompb.WriteRequest{Timeseries: series}
+	raw, err := req.Marshal()
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(snappy.Encode(nil, raw)))
+	require.NoError(t, err)
+	hreq.Header.Set("Content-Encoding", "snappy")
+	hreq.Header.Set("Content-Type", "application/x-protobuf")
+	hreq.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(hreq)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, "remote write to %s", url)
+}
