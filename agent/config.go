@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/prometheus/config"
+	"go.yaml.in/yaml/v3"
+
+	// Registers the service discovery sections shoal supports (consul, file,
+	// http, dns) with Prometheus' config package, so that the config loads
+	// with exactly the mechanisms the agent can run.
+	_ "github.com/shoal-dev/shoal/sd"
+)
+
+// Config is the reloadable configuration: an unmodified Prometheus
+// configuration file, loaded as Prometheus does in agent mode. Process
+// identity and cluster settings come from flags, not from this file.
+type Config struct {
+	*config.Config
+}
+
+// LoadFile reads and validates the Prometheus configuration file at path.
+// Relative paths inside it (file_sd files, credentials) resolve against the
+// file's directory, as in Prometheus.
+func LoadFile(path string, logger *slog.Logger) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	cfg, err := Load(data, logger)
+	if err != nil {
+		return nil, fmt.Errorf("load config file %s: %w", path, err)
+	}
+	cfg.SetDirectory(filepath.Dir(path))
+	return cfg, nil
+}
+
+// Load parses and validates a Prometheus configuration. YAML is strict:
+// unknown fields fail. Sections agent mode cannot serve (rule_files,
+// alerting, remote_read) are refused, as by `prometheus --agent`. A nil
+// logger discards the warnings about unset environment variables in
+// external labels.
+func Load(data []byte, logger *slog.Logger) (*Config, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := config.Load(string(data), logger)
+	if err != nil {
+		return nil, locate(data, err)
+	}
+	if err := checkAgentMode(cfg); err != nil {
+		return nil, err
+	}
+	return &Config{Config: cfg}, nil
+}
+
+// checkAgentMode repeats the checks config.LoadFile does with agentMode set;
+// it works on bytes, which Load needs. TestAgentModeMatchesPrometheus keeps
+// the two in step.
+func checkAgentMode(cfg *config.Config) error {
+	switch {
+	case len(cfg.AlertingConfig.AlertmanagerConfigs) > 0 || len(cfg.AlertingConfig.AlertRelabelConfigs) > 0:
+		return errors.New("field alerting is not allowed in agent mode")
+	case len(cfg.RuleFiles) > 0:
+		return errors.New("field rule_files is not allowed in agent mode")
+	case len(cfg.RemoteReadConfigs) > 0:
+		return errors.New("field remote_read is not allowed in agent mode")
+	}
+	return nil
+}
+
+// quoted finds the quoted values in an error message, e.g. `"5x"` in
+// `unknown unit "x" in duration "5x"`.
+var quoted = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
+
+// locate adds the field path and line to errors from Prometheus' validation
+// (`unknown unit "x" in duration "5x"`), which name neither. It looks for the
+// YAML value the error quotes, last quote first; YAML syntax and unknown-field
+// errors already carry a line and are returned unchanged.
+func locate(data []byte, err error) error {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "yaml: ") {
+		return err
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err
+	}
+	matches := quoted.FindAllStringSubmatch(msg, -1)
+	for i := len(matches) - 1; i >= 0; i-- {
+		value, uerr := strconv.Unquote(`"` + matches[i][1] + `"`)
+		if uerr != nil || value == "" {
+			continue
+		}
+		if path, line, ok := findValue(&root, "", value); ok {
+			return fmt.Errorf("%s (line %d): %w", path, line, err)
+		}
+	}
+	return err
+}
+
+// findValue returns the path and line of the first scalar equal to value.
+func findValue(n *yaml.Node, path string, value string) (string, int, bool) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p, l, ok := findValue(c, path, value); ok {
+				return p, l, true
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if path != "" {
+				key = path + "." + key
+			}
+			if p, l, ok := findValue(n.Content[i+1], key, value); ok {
+				return p, l, true
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if p, l, ok := findValue(c, fmt.Sprintf("%s[%d]", path, i), value); ok {
+				return p, l, true
+			}
+		}
+	case yaml.ScalarNode:
+		if n.Value == value {
+			return path, n.Line, true
+		}
+	}
+	return "", 0, false
+}

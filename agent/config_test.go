@@ -1,0 +1,153 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/prometheus/config"
+	"github.com/stretchr/testify/require"
+)
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr []string // substrings, all required; none means success
+	}{
+		{
+			name: "plain prometheus config",
+			yaml: `
+global:
+  scrape_interval: 15s
+  external_labels: {cluster: eu1}
+scrape_configs:
+  - job_name: node
+    consul_sd_configs: [{server: "localhost:8500", services: [node]}]
+    relabel_configs:
+      - source_labels: [__meta_consul_node]
+        target_label: node
+  - job_name: static
+    static_configs: [{targets: ["a:9100"]}]
+    file_sd_configs: [{files: [targets/*.json]}]
+remote_write:
+  - url: http://localhost:9090/api/v1/write
+`,
+		},
+		{
+			name:    "unknown field",
+			yaml:    "global:\n  scrape_intervall: 15s\n",
+			wantErr: []string{"line 2", "field scrape_intervall not found"},
+		},
+		{
+			name:    "bad duration names the field",
+			yaml:    "scrape_configs:\n  - job_name: a\n    scrape_interval: 5x\n",
+			wantErr: []string{"scrape_configs[0].scrape_interval (line 3)", `duration "5x"`},
+		},
+		{
+			name:    "bad global duration",
+			yaml:    "global:\n  scrape_timeout: soon\n",
+			wantErr: []string{"global.scrape_timeout (line 2)", `"soon"`},
+		},
+		{
+			name:    "rule_files refused",
+			yaml:    "rule_files: [rules.yml]\n",
+			wantErr: []string{"field rule_files is not allowed in agent mode"},
+		},
+		{
+			name:    "alerting refused",
+			yaml:    "alerting:\n  alertmanagers: [{static_configs: [{targets: ['am:9093']}]}]\n",
+			wantErr: []string{"field alerting is not allowed in agent mode"},
+		},
+		{
+			name:    "remote_read refused",
+			yaml:    "remote_read: [{url: 'http://r/read'}]\n",
+			wantErr: []string{"field remote_read is not allowed in agent mode"},
+		},
+		{
+			name:    "unsupported discovery",
+			yaml:    "scrape_configs:\n  - job_name: a\n    kubernetes_sd_configs: [{role: pod}]\n",
+			wantErr: []string{"line 3", "kubernetes_sd_configs not found"},
+		},
+		{
+			name:    "duplicate job",
+			yaml:    "scrape_configs: [{job_name: a}, {job_name: a}]\n",
+			wantErr: []string{`"a"`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load([]byte(tt.yaml), nil)
+			if len(tt.wantErr) == 0 {
+				require.NoError(t, err)
+				require.NotNil(t, cfg.Config)
+				return
+			}
+			for _, want := range tt.wantErr {
+				require.ErrorContains(t, err, want)
+			}
+		})
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(good, []byte("scrape_configs: [{job_name: a, file_sd_configs: [{files: [t.json]}]}]\n"), 0o600))
+	cfg, err := LoadFile(good, nil)
+	require.NoError(t, err)
+	scfgs, err := cfg.GetScrapeConfigs()
+	require.NoError(t, err)
+	require.Len(t, scfgs, 1)
+
+	bad := filepath.Join(dir, "bad.yml")
+	require.NoError(t, os.WriteFile(bad, []byte("rule_files: [r.yml]\n"), 0o600))
+	_, err = LoadFile(bad, nil)
+	require.ErrorContains(t, err, "load config file "+bad+": field rule_files is not allowed in agent mode")
+
+	_, err = LoadFile(filepath.Join(dir, "missing.yml"), nil)
+	require.ErrorContains(t, err, "missing.yml")
+}
+
+// TestAgentModeMatchesPrometheus checks that what Load refuses in agent mode
+// Prometheus' own config.LoadFile refuses too.
+func TestAgentModeMatchesPrometheus(t *testing.T) {
+	for _, y := range []string{
+		"rule_files: [rules.yml]\n",
+		"alerting:\n  alertmanagers: [{static_configs: [{targets: ['am:9093']}]}]\n",
+		"alerting:\n  alert_relabel_configs: [{action: drop, source_labels: [x]}]\n",
+		"remote_read: [{url: 'http://r/read'}]\n",
+		"scrape_configs: [{job_name: a}]\n",
+	} {
+		path := filepath.Join(t.TempDir(), "p.yml")
+		require.NoError(t, os.WriteFile(path, []byte(y), 0o600))
+		_, promErr := config.LoadFile(path, true, nil)
+		_, ourErr := Load([]byte(y), nil)
+		require.Equal(t, promErr == nil, ourErr == nil, "config %q: prometheus %v, shoal %v", y, promErr, ourErr)
+		if promErr != nil {
+			require.EqualError(t, ourErr, promErr.Error())
+		}
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	for _, seed := range []string{
+		"",
+		"global: {scrape_interval: 15s}\n",
+		"scrape_configs: [{job_name: a, static_configs: [{targets: ['h:1']}]}]\n",
+		"scrape_configs:\n  - job_name: a\n    scrape_interval: 5x\n",
+		"rule_files: [r]\n",
+		"remote_write: [{url: 'http://x/'}]\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Load(data, nil)
+		if err == nil {
+			require.NotNil(t, cfg.Config)
+			// What loads must also be what Prometheus' agent mode accepts.
+			require.Empty(t, cfg.RuleFiles)
+			require.Empty(t, cfg.RemoteReadConfigs)
+		}
+	})
+}
