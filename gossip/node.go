@@ -36,8 +36,11 @@ var ErrNameConflict = errors.New("node name already in use in the cluster")
 // ErrNotRunning is returned by methods that need Run to have started.
 var ErrNotRunning = errors.New("gossip node is not running")
 
-// broadcastTimeout bounds how long a metadata update waits to be sent.
-const broadcastTimeout = 2 * time.Second
+// broadcastTimeout bounds how long the advertiser waits for memberlist to
+// confirm a metadata broadcast. The broadcast stays queued and goes out
+// regardless; the wait only paces the advertiser, and keeping it short keeps
+// shutdown quick.
+const broadcastTimeout = 250 * time.Millisecond
 
 // leaveTimeout bounds memberlist's graceful leave broadcast.
 const leaveTimeout = 2 * time.Second
@@ -51,9 +54,11 @@ type Node struct {
 	metrics *metrics
 	started time.Time
 
-	changed  chan struct{} // capacity 1: coalesced "membership changed"
-	conflict chan string   // capacity 1: address of an older node with our name
-	crash    chan struct{} // tests close it to stop Run without leaving
+	changed   chan struct{} // capacity 1: coalesced "membership changed"
+	advertise chan struct{} // capacity 1: coalesced "re-broadcast our metadata"
+	conflict  chan string   // capacity 1: address of an older node with our name
+	crash     chan struct{} // tests close it to stop Run without leaving
+	nudge     chan struct{} // capacity 1: rejoin now (a peer list changed)
 
 	rebuildMu sync.Mutex // serializes rebuild; never held while mu is
 
@@ -85,14 +90,16 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 		logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{
-		cfg:      cfg,
-		logger:   logger.With("component", "gossip"),
-		started:  time.Now(),
-		changed:  make(chan struct{}, 1),
-		conflict: make(chan string, 1),
-		crash:    make(chan struct{}),
-		members:  map[string]member{},
-		state:    StateJoining,
+		cfg:       cfg,
+		logger:    logger.With("component", "gossip"),
+		started:   time.Now(),
+		changed:   make(chan struct{}, 1),
+		advertise: make(chan struct{}, 1),
+		conflict:  make(chan string, 1),
+		crash:     make(chan struct{}),
+		nudge:     make(chan struct{}, 1),
+		members:   map[string]member{},
+		state:     StateJoining,
 	}
 	n.ring.Store(ring.MustNew())
 	n.peers.Store(&[]Peer{})
@@ -200,6 +207,7 @@ func (n *Node) Run(ctx context.Context) error {
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { n.loop(loopCtx, ml) })
+	wg.Go(func() { n.advertiser(loopCtx, ml) })
 	defer func() {
 		stopLoop()
 		wg.Wait()
@@ -231,6 +239,10 @@ func (n *Node) Run(ctx context.Context) error {
 			_ = ml.Shutdown()
 			return fmt.Errorf("%w: %q is used by %s", ErrNameConflict, n.cfg.Name, other)
 		case <-rejoin:
+			if n.State() != StateLeaving {
+				n.rejoin(ctx, ml)
+			}
+		case <-n.nudge:
 			if n.State() != StateLeaving {
 				n.rejoin(ctx, ml)
 			}
@@ -381,6 +393,16 @@ func (n *Node) others(ctx context.Context, addrs []string) []string {
 	return slices.Compact(out)
 }
 
+// TriggerRejoin asks Run to re-resolve its peers and join any that are not
+// alive members now, instead of waiting for the next rejoin tick; a watch on
+// the peer list (e.g. Consul) calls it when the list changes. It never blocks.
+func (n *Node) TriggerRejoin() {
+	select {
+	case n.nudge <- struct{}{}:
+	default:
+	}
+}
+
 // setState changes the announced state and broadcasts it.
 func (n *Node) setState(ml *memberlist.Memberlist, st State) {
 	n.mu.Lock()
@@ -392,8 +414,30 @@ func (n *Node) setState(ml *memberlist.Memberlist, st State) {
 	}
 	n.logger.Info("node state changed", "from", old, "to", st)
 	n.rebuild(ml)
-	if err := ml.UpdateNode(broadcastTimeout); err != nil {
-		n.logger.Warn("broadcasting state change timed out; peers learn it by gossip", "err", err, "state", st)
+	n.readvertise()
+}
+
+// readvertise asks the advertiser to broadcast our metadata; it never blocks.
+func (n *Node) readvertise() {
+	select {
+	case n.advertise <- struct{}{}:
+	default:
+	}
+}
+
+// advertiser broadcasts metadata changes. memberlist's UpdateNode blocks
+// until the broadcast has gone out, so it runs here rather than in the
+// event loop; requests that arrive meanwhile coalesce into one.
+func (n *Node) advertiser(ctx context.Context, ml *memberlist.Memberlist) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.advertise:
+			if err := ml.UpdateNode(broadcastTimeout); err != nil {
+				n.logger.Debug("metadata broadcast not confirmed; peers learn it by gossip", "err", err)
+			}
+		}
 	}
 }
 
@@ -503,9 +547,7 @@ func (n *Node) rebuild(ml *memberlist.Memberlist) {
 	// Advertise the new digest. Peers react to our metadata update by
 	// refreshing their view of us, not by changing their ring, so this does
 	// not loop.
-	if err := ml.UpdateNode(broadcastTimeout); err != nil {
-		n.logger.Debug("broadcasting ring digest timed out; peers learn it by gossip", "err", err)
-	}
+	n.readvertise()
 }
 
 // member is a copy of what memberlist knows about an alive member.
