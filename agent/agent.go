@@ -55,6 +55,14 @@ type Options struct {
 	ConsulTokenFile string
 	ConsulRegister  string // service name, empty to disable
 	ConsulTags      []string
+	// ConsulCheckTTL is the TTL of the registration's check; zero means
+	// sd.DefaultTTL.
+	ConsulCheckTTL time.Duration
+	// ConsulDeregisterAfter is how long the check may stay critical (the
+	// agent died without deregistering) before Consul removes the service;
+	// zero means sd.DefaultDeregisterCriticalServiceAfter. Consul enforces a
+	// minimum of one minute and reaps every 30 seconds.
+	ConsulDeregisterAfter time.Duration
 
 	// HandoffTimeout bounds how long a stopping agent waits for peers to
 	// take its targets before it stops scraping them.
@@ -88,8 +96,10 @@ type Agent struct {
 	store   *Storage
 	consul  *api.Client
 	regist  *sd.Registration
-	moves   *moveLog
-	web     *webServer
+	// peerWatch follows the Consul services named by consul+ join specs.
+	peerWatch []*sd.PeerProvider
+	moves     *moveLog
+	web       *webServer
 
 	reloadOK, reloadTime prometheus.Gauge
 	reloads              chan chan error
@@ -154,6 +164,10 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (*Agent, e
 }
 
 func (a *Agent) build(cfg *Config) error {
+	// Flags are validated before anything is opened (the WAL below).
+	if _, _, err := net.SplitHostPort(a.opts.ListenAddress); err != nil {
+		return fmt.Errorf("--web.listen-address %q: %w", a.opts.ListenAddress, err)
+	}
 	var key []byte
 	if a.opts.SecretKeyFile != "" {
 		b, err := readSecretKey(a.opts.SecretKeyFile)
@@ -187,9 +201,43 @@ func (a *Agent) build(cfg *Config) error {
 		}
 	}
 	for _, s := range specs {
-		if s.kind == "consul" && a.consul == nil {
+		if s.kind != "consul" {
+			continue
+		}
+		if a.consul == nil {
 			return fmt.Errorf("--cluster.join consul+%s needs --consul.address", s.host)
 		}
+		p, err := sd.NewPeerProvider(a.consul, s.host, a.logger)
+		if err != nil {
+			return err
+		}
+		a.peerWatch = append(a.peerWatch, p)
+	}
+
+	if a.opts.ConsulRegister != "" {
+		if a.consul == nil {
+			return fmt.Errorf("--consul.register=%s needs --consul.address", a.opts.ConsulRegister)
+		}
+		host, port, err := splitJoinHostPort(a.advertisedHTTP())
+		if err != nil {
+			return fmt.Errorf("--web.listen-address %q: %w", a.opts.ListenAddress, err)
+		}
+		r, err := sd.NewRegistration(a.consul, sd.RegistrationOptions{
+			Service:    a.opts.ConsulRegister,
+			ID:         a.opts.NodeName,
+			Address:    host,
+			Port:       port,
+			GossipAddr: a.gossipAdvertise(),
+			Version:    a.opts.Version,
+			Tags:       a.opts.ConsulTags,
+			TTL:        a.opts.ConsulCheckTTL,
+
+			DeregisterCriticalServiceAfter: a.opts.ConsulDeregisterAfter,
+		}, a.logger)
+		if err != nil {
+			return err
+		}
+		a.regist = r
 	}
 
 	node, err := gossip.New(gossip.Config{
@@ -241,32 +289,6 @@ func (a *Agent) build(cfg *Config) error {
 	// observer only records and pokes: Notify never blocks.
 	node.Observe(gossip.ObserverFunc(a.membershipChanged))
 
-	if a.opts.ConsulRegister != "" {
-		if a.consul == nil {
-			_ = store.Close()
-			return fmt.Errorf("--consul.register=%s needs --consul.address", a.opts.ConsulRegister)
-		}
-		host, port, err := splitJoinHostPort(a.advertisedHTTP())
-		if err != nil {
-			_ = store.Close()
-			return fmt.Errorf("--web.listen-address %q: %w", a.opts.ListenAddress, err)
-		}
-		r, err := sd.NewRegistration(a.consul, sd.RegistrationOptions{
-			Service:    a.opts.ConsulRegister,
-			ID:         a.opts.NodeName,
-			Address:    host,
-			Port:       port,
-			GossipAddr: a.gossipAdvertise(),
-			Version:    a.opts.Version,
-			Tags:       a.opts.ConsulTags,
-		}, a.logger)
-		if err != nil {
-			_ = store.Close()
-			return err
-		}
-		a.regist = r
-	}
-
 	if err := a.applyConfig(cfg); err != nil {
 		_ = store.Close()
 		return err
@@ -291,20 +313,29 @@ func rejoinInterval(d time.Duration) time.Duration {
 	return d
 }
 
-// advertisedHTTP is the web address peers and Consul should use.
+// advertisedHTTP is the web address peers and Consul should use. A
+// wildcard listen host is replaced by the host gossip advertises, so that
+// the HTTP and gossip addresses published for this agent agree.
 func (a *Agent) advertisedHTTP() string {
 	host, port, err := net.SplitHostPort(a.opts.ListenAddress)
 	if err != nil {
 		return a.opts.ListenAddress
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		if ah, _, err := net.SplitHostPort(a.opts.ClusterAdvertise); err == nil && ah != "" {
-			host = ah
-		} else if ip, err := privateIP(); err == nil {
-			host = ip
+	if isWildcard(host) {
+		if gh, _, err := net.SplitHostPort(a.gossipAdvertise()); err == nil && !isWildcard(gh) {
+			host = gh
 		}
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// isWildcard reports whether host listens on every interface.
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }
 
 // gossipAdvertise is the gossip address to publish in Consul before the
@@ -317,7 +348,7 @@ func (a *Agent) gossipAdvertise() string {
 	if err != nil {
 		return a.opts.ClusterListen
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
+	if isWildcard(host) {
 		if ip, err := privateIP(); err == nil {
 			host = ip
 		}
@@ -544,7 +575,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// Consul registration with a TTL check that follows readiness.
 	if a.regist != nil {
-		g.Add(func() error { return hold(a.regist.Run(regCtx, a.Ready)) }, func(error) { interrupt(); stopReg() })
+		g.Add(func() error { return hold(a.runRegistration(regCtx)) }, func(error) { interrupt(); stopReg() })
+	}
+	// Consul peer watch: rejoin when the agents registered in Consul change.
+	// Stopped with discovery: a leaving node does not rejoin.
+	if len(a.peerWatch) > 0 {
+		g.Add(func() error {
+			a.watchPeers(discCtx)
+			return hold(nil)
+		}, func(error) { interrupt(); stopDisc() })
 	}
 	// Reloads (SIGHUP, POST /-/reload) are served by Reload directly.
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shoal-dev/shoal/agent"
 	"github.com/shoal-dev/shoal/gossip"
+	"github.com/shoal-dev/shoal/sd"
 )
 
 // envName is a flag's environment twin: --cluster.node-name is
@@ -70,6 +71,8 @@ func newFlags(app *kingpin.Application, o *agent.Options, hostname string) *logF
 		Default("").StringVar(&o.ConsulRegister)
 	flag(app, "consul.tags", "Tags of the Consul registration, repeatable.").
 		StringsVar(&o.ConsulTags)
+	durationFlag(app, "consul.check-ttl", "TTL of the registration's health check; it is renewed every third of it while the agent runs.", sd.DefaultTTL, &o.ConsulCheckTTL)
+	durationFlag(app, "consul.deregister-critical-after", "How long the registration's check may stay critical (the agent died without deregistering) before Consul removes it. Consul enforces at least 1m.", sd.DefaultDeregisterCriticalServiceAfter, &o.ConsulDeregisterAfter)
 
 	flag(app, "log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
 		Default("info").StringVar(&l.level)

@@ -48,7 +48,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	checkCmd := app.Command("check", "Check resources for validity.")
 	checkConfig := checkCmd.Command("config", "Check that a configuration file is valid (exit 0) or print the error (exit 1).")
-	checkFile := checkConfig.Arg("file", "Configuration file to check.").Required().ExistingFile()
+	// A plain string: a missing file is a failed check (exit 1) like any
+	// other unloadable file, not a usage error.
+	checkFile := checkConfig.Arg("file", "Configuration file to check.").Required().String()
 	runCmd := app.Command("run", "Run the agent (default).").Default()
 
 	cmd, err := app.Parse(args)

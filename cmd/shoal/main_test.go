@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shoal-dev/shoal/agent"
+)
+
+const goodConfig = `
+global:
+  scrape_interval: 15s
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ["127.0.0.1:9100"]
+`
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	return p
+}
+
+// runShoal calls run and returns its exit code and outputs.
+func runShoal(args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestEveryFlagHasAnEnvTwin(t *testing.T) {
+	app := kingpin.New("shoal", "")
+	newFlags(app, &agent.Options{}, "host")
+	flags := app.Model().Flags
+	require.NotEmpty(t, flags)
+	seen := map[string]string{}
+	for _, f := range flags {
+		if strings.HasPrefix(f.Name, "help") || strings.HasPrefix(f.Name, "completion-") {
+			continue // kingpin's own
+		}
+		t.Run(f.Name, func(t *testing.T) {
+			want := "SHOAL_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(f.Name))
+			require.Equal(t, want, f.Envar, "flag --%s", f.Name)
+			require.NotContains(t, seen, f.Envar, "two flags share an environment variable")
+			seen[f.Envar] = f.Name
+			require.NotEmpty(t, f.Help)
+		})
+	}
+}
+
+// TestEnvTwinsAreRead checks that run reads the environment twins, not only
+// that they are declared: a bad value in the environment fails like the flag.
+func TestEnvTwinsAreRead(t *testing.T) {
+	cfg := writeFile(t, "shoal.yml", goodConfig)
+	t.Setenv("SHOAL_CONFIG_FILE", cfg)
+	t.Setenv("SHOAL_STORAGE_PATH", t.TempDir())
+	t.Setenv("SHOAL_CLUSTER_REPLICATION_FACTOR", "seven")
+	code, _, stderr := runShoal()
+	require.Equal(t, exitUsage, code, stderr)
+	require.Contains(t, stderr, `--cluster.replication-factor must be an integer, got "seven"`)
+
+	t.Setenv("SHOAL_CLUSTER_REPLICATION_FACTOR", "1")
+	t.Setenv("SHOAL_LOG_LEVEL", "loud")
+	code, _, stderr = runShoal()
+	require.Equal(t, exitUsage, code, stderr)
+	require.Contains(t, stderr, "--log.level")
+}
+
+func TestBadFlagValues(t *testing.T) {
+	cfg := writeFile(t, "shoal.yml", goodConfig)
+	base := map[string]string{
+		"config.file":            cfg,
+		"storage.path":           t.TempDir(),
+		"web.listen-address":     "127.0.0.1:0",
+		"cluster.listen-address": "127.0.0.1:0",
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"int", []string{"--cluster.replication-factor=x"}, `--cluster.replication-factor must be an integer, got "x"`},
+		{"replication out of range", []string{"--cluster.replication-factor=7"}, "replication"},
+		{"float", []string{"--cluster.weight=heavy"}, `--cluster.weight must be a number, got "heavy"`},
+		{"duration", []string{"--cluster.probe-interval=soon"}, `--cluster.probe-interval must be a non-negative duration`},
+		{"negative duration", []string{"--cluster.handoff-timeout=-1s"}, `--cluster.handoff-timeout must be a non-negative duration`},
+		{"consul ttl", []string{"--consul.check-ttl=x"}, `--consul.check-ttl must be a non-negative duration`},
+		{"bool", []string{"--web.enable-lifecycle=maybe"}, "maybe"},
+		{"unknown flag", []string{"--cluster.nmae=x"}, "unknown long flag '--cluster.nmae'"},
+		{"log level", []string{"--log.level=loud"}, "--log.level"},
+		{"log format", []string{"--log.format=xml"}, "--log.format"},
+		{"join spec", []string{"--cluster.join=peer-without-port"}, `--cluster.join "peer-without-port"`},
+		{"consul join without consul", []string{"--cluster.join=consul+shoal"}, "needs --consul.address"},
+		{"register without consul", []string{"--consul.register=shoal"}, "needs --consul.address"},
+		{"missing config", []string{"--config.file=" + filepath.Join(t.TempDir(), "nope.yml")}, "read config file"},
+		{"web address", []string{"--web.listen-address=nohost"}, "--web.listen-address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := slices.Clone(tc.args)
+			for name, v := range base {
+				if !strings.HasPrefix(tc.args[0], "--"+name+"=") {
+					args = append(args, "--"+name+"="+v)
+				}
+			}
+			code, _, stderr := runShoal(args...)
+			require.Equal(t, exitUsage, code, stderr)
+			require.Contains(t, stderr, tc.want)
+			require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+		})
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	code, stdout, stderr := runShoal("--version")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, version+"\n", stdout)
+
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"check", "config", "--help"}} {
+		code, stdout, stderr = runShoal(args...)
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stdout, "usage: shoal", args)
+	}
+	code, stdout, _ = runShoal("--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "--cluster.join")
+	require.Contains(t, stdout, "($SHOAL_CLUSTER_JOIN)")
+}
+
+func TestCheckConfig(t *testing.T) {
+	good := writeFile(t, "good.yml", goodConfig)
+	code, stdout, stderr := runShoal("check", "config", good)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "SUCCESS: "+good)
+
+	bad := writeFile(t, "bad.yml", "scrape_configs:\n  - job_name: x\n    scrape_intervall: 1s\n")
+	code, stdout, stderr = runShoal("check", "config", bad)
+	require.Equal(t, exitFailure, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "FAILED: ")
+	require.Contains(t, stderr, "scrape_intervall")
+
+	agentOnly := writeFile(t, "rules.yml", "rule_files: [a.yml]\n")
+	code, _, stderr = runShoal("check", "config", agentOnly)
+	require.Equal(t, exitFailure, code)
+	require.Contains(t, stderr, "rule_files")
+
+	missing := filepath.Join(t.TempDir(), "missing.yml")
+	code, _, stderr = runShoal("check", "config", missing)
+	require.Equal(t, exitFailure, code, "a missing file is a failed check, not a usage error")
+	require.Contains(t, stderr, "FAILED: ")
+	require.Contains(t, stderr, "missing.yml")
+
+	code, _, stderr = runShoal("check", "config")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "file")
+}
