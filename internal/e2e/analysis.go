@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+// Sample is one raw sample of a target as the receiver stored it, with the
+// agent that wrote it (the AgentLabel external label; empty without it).
+type Sample struct {
+	T     time.Time
+	V     float64
+	Agent string
+}
+
+// Samples are the raw samples of one metric by target instance, each
+// target's merged from every agent's series in time order.
+type Samples map[string][]Sample
+
+// Collect reads the raw samples of selector (a vector selector such as
+// `up{job="farm"}`) with timestamps in (start, end] from the receiver and
+// merges them per instance label. It returns errors instead of failing the
+// test, so it can run inside require.Eventually.
+func Collect(ctx context.Context, r *testenv.Receiver, selector string, start, end time.Time) (Samples, error) {
+	series, err := r.RawSamples(ctx, selector, start, end)
+	if err != nil {
+		return nil, err
+	}
+	out := Samples{}
+	for _, s := range series {
+		inst := s.Labels["instance"]
+		for _, p := range s.Points {
+			out[inst] = append(out[inst], Sample{T: p.T, V: p.V, Agent: s.Labels[AgentLabel]})
+		}
+	}
+	for _, ss := range out {
+		sortSamples(ss)
+	}
+	return out, nil
+}
+
+// sortSamples sorts by time; samples of one series are already in order and
+// stay so.
+func sortSamples(ss []Sample) {
+	slices.SortStableFunc(ss, func(a, b Sample) int { return a.T.Compare(b.T) })
+}
+
+// Window is the time range (Start, End] samples were collected over, and the
+// scrape interval they were taken at.
+type Window struct {
+	Start, End time.Time
+	Interval   time.Duration
+}
+
+// Expected is how many scrapes of one target fit in the window: one per
+// interval. A target scraped throughout has Expected samples, give or take
+// one at the edges, depending on its scrape offset.
+func (w Window) Expected() int { return int(w.End.Sub(w.Start) / w.Interval) }
+
+// Thresholds that classify the distance between consecutive samples of one
+// target, in scrape intervals. One scraper ticks exactly once per interval
+// (Prometheus aligns its timestamps to the tick within milliseconds), so
+// only a missed scrape or a change of owner moves them away from 1.
+const (
+	// gapFactor: a distance above 1.5 intervals means at least one scrape
+	// is missing.
+	gapFactor = 1.5
+	// closeFactor: a distance under half an interval within one agent's
+	// series means a second scrape where one belongs.
+	closeFactor = 0.5
+)
+
+// Stats describe the samples of one target in a window.
+type Stats struct {
+	Instance string
+	// Samples is the number of samples in the window.
+	Samples int
+	// Agents are the agents that wrote them, sorted.
+	Agents []string
+	// MaxGap is the largest distance between consecutive samples, counting
+	// the window's start and end as samples, so that a target that stops
+	// being scraped shows as a gap too.
+	MaxGap time.Duration
+	// Gaps counts distances above gapFactor intervals: missed scrapes.
+	Gaps int
+	// Overlaps counts samples taken while another agent was also scraping
+	// the target: those inside the time span of another agent's samples.
+	// A clean handoff, where one agent stops before the next starts, has
+	// none.
+	Overlaps int
+	// Close counts pairs of consecutive samples of one agent closer than
+	// closeFactor intervals: two scrapes where one belongs, as from two
+	// agents writing to one series (without AgentLabel).
+	Close int
+	// Missing counts counter values skipped between consecutive samples:
+	// scrapes the target served whose sample never reached the receiver
+	// (only for a counter that rises by 1 per scrape, see farm).
+	Missing int
+	// Repeats counts counter values that did not rise: a sample delivered
+	// twice, or out of order.
+	Repeats int
+}
+
+// Duplicates is the number of samples beyond one scrape per interval by one
+// agent.
+func (s Stats) Duplicates() int { return s.Overlaps + s.Close + s.Repeats }
+
+// Analyze computes the stats of one target's merged samples. counter says
+// whether the values are farm_scrapes_total, whose consecutive values must
+// rise by exactly 1.
+func Analyze(instance string, samples []Sample, w Window, counter bool) Stats {
+	st := Stats{Instance: instance, Samples: len(samples)}
+	type span struct{ first, last time.Time }
+	spans := map[string]span{}
+	last := map[string]time.Time{}
+	prevT := w.Start
+	for i, s := range samples {
+		sp, ok := spans[s.Agent]
+		if !ok {
+			sp.first = s.T
+		}
+		sp.last = s.T
+		spans[s.Agent] = sp
+
+		st.observeGap(s.T.Sub(prevT), w.Interval)
+		prevT = s.T
+		if t, ok := last[s.Agent]; ok && float64(s.T.Sub(t)) < closeFactor*float64(w.Interval) {
+			st.Close++
+		}
+		last[s.Agent] = s.T
+		if counter && i > 0 {
+			switch d := s.V - samples[i-1].V; {
+			case d < 1:
+				st.Repeats++
+			case d > 1:
+				st.Missing += int(d) - 1
+			}
+		}
+	}
+	st.observeGap(w.End.Sub(prevT), w.Interval)
+
+	st.Agents = slices.Sorted(maps.Keys(spans))
+	if len(spans) > 1 {
+		for _, s := range samples {
+			for agent, sp := range spans {
+				if agent != s.Agent && s.T.After(sp.first) && s.T.Before(sp.last) {
+					st.Overlaps++
+					break
+				}
+			}
+		}
+	}
+	return st
+}
+
+func (st *Stats) observeGap(d, interval time.Duration) {
+	st.MaxGap = max(st.MaxGap, d)
+	if float64(d) > gapFactor*float64(interval) {
+		st.Gaps++
+	}
+}
+
+// AnalyzeAll analyzes every instance in want, including those without
+// samples, sorted by instance.
+func AnalyzeAll(s Samples, want []string, w Window, counter bool) []Stats {
+	out := make([]Stats, 0, len(want))
+	for _, inst := range want {
+		out = append(out, Analyze(inst, s[inst], w, counter))
+	}
+	slices.SortFunc(out, func(a, b Stats) int { return cmp.Compare(a.Instance, b.Instance) })
+	return out
+}
+
+// Summary adds up the stats of many targets.
+type Summary struct {
+	Targets, Samples                        int
+	Gaps, Overlaps, Close, Missing, Repeats int
+	MinSamples, MaxSamples                  int
+	MaxGap                                  time.Duration
+	MaxGapInstance                          string
+}
+
+// Summarize adds up stats.
+func Summarize(stats []Stats) Summary {
+	var sum Summary
+	for i, st := range stats {
+		sum.Targets++
+		sum.Samples += st.Samples
+		sum.Gaps += st.Gaps
+		sum.Overlaps += st.Overlaps
+		sum.Close += st.Close
+		sum.Missing += st.Missing
+		sum.Repeats += st.Repeats
+		if i == 0 || st.Samples < sum.MinSamples {
+			sum.MinSamples = st.Samples
+		}
+		sum.MaxSamples = max(sum.MaxSamples, st.Samples)
+		if st.MaxGap > sum.MaxGap {
+			sum.MaxGap, sum.MaxGapInstance = st.MaxGap, st.Instance
+		}
+	}
+	return sum
+}
+
+// Duplicates is the total of Stats.Duplicates.
+func (s Summary) Duplicates() int { return s.Overlaps + s.Close + s.Repeats }
+
+// String formats the summary as greppable key=value pairs.
+func (s Summary) String() string {
+	return fmt.Sprintf("targets=%d samples_checked=%d samples_per_target=%d..%d gaps=%d max_gap_s=%.3f duplicates=%d overlaps=%d close=%d repeats=%d missing=%d",
+		s.Targets, s.Samples, s.MinSamples, s.MaxSamples, s.Gaps, s.MaxGap.Seconds(), s.Duplicates(), s.Overlaps, s.Close, s.Repeats, s.Missing)
+}

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// Environment variables that control the shoal binary.
+const (
+	// EnvShoalBin names a prebuilt shoal binary to run instead of building
+	// cmd/shoal.
+	EnvShoalBin = "SHOAL_E2E_BIN"
+	// EnvRace set to "1" builds shoal with -race, so that data races in the
+	// agent fail its process (exit 66). Off by default: the build takes
+	// minutes on a cold cache and the agents run slower.
+	EnvRace = "SHOAL_E2E_RACE"
+)
+
+// build is the one build of cmd/shoal per test binary.
+var build struct {
+	once sync.Once
+	dir  string // temporary directory holding the binary, removed by RemoveBinary
+	path string
+	err  error
+}
+
+// Binary returns the path of a shoal binary built from this repository's
+// cmd/shoal, building it on the first call; later calls reuse it. Call
+// RemoveBinary from TestMain after the tests. It skips under -short.
+func Binary(tb testing.TB) string {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("e2e: skipped in -short mode")
+	}
+	if p := os.Getenv(EnvShoalBin); p != "" {
+		return p
+	}
+	build.once.Do(func() { build.dir, build.path, build.err = buildShoal() })
+	if build.err != nil {
+		tb.Fatalf("e2e: %v", build.err)
+	}
+	return build.path
+}
+
+// RemoveBinary deletes the binary Binary built, if any. Call it once the
+// tests are over, e.g. from goleak.Cleanup in TestMain.
+func RemoveBinary() {
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
+	}
+}
+
+func buildShoal() (dir, path string, err error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", "", err
+	}
+	dir, err = os.MkdirTemp("", "shoal-e2e-")
+	if err != nil {
+		return "", "", fmt.Errorf("create build directory: %w", err)
+	}
+	path = filepath.Join(dir, "shoal")
+	args := []string{"build", "-o", path}
+	if os.Getenv(EnvRace) == "1" {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/shoal")...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", "", fmt.Errorf("go build ./cmd/shoal in %s: %w\n%s", root, err, out)
+	}
+	return dir, path, nil
+}
+
+// RepoRoot walks up from the working directory (a package directory under
+// go test) to the first directory that holds go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("get working directory: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}

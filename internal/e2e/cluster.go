@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ConvergeTimeout bounds how long a cluster may take to agree on its ring
+// and move its scrape loops accordingly: gossip needs well under a second,
+// the scrape manager applies target changes every 5 s; the rest is headroom
+// for a loaded 2-core machine.
+const ConvergeTimeout = 90 * time.Second
+
+// Ownership maps a target's instance label to the agents scraping it.
+type Ownership map[string][]string
+
+// Scraping asks every agent which targets it scrapes. It fails on the first
+// agent that does not answer.
+func Scraping(ctx context.Context, agents []*Agent) (Ownership, error) {
+	own := Ownership{}
+	for _, a := range agents {
+		ts, err := a.ActiveTargets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			own[t.Instance()] = append(own[t.Instance()], a.Name)
+		}
+	}
+	for _, names := range own {
+		slices.Sort(names)
+	}
+	return own, nil
+}
+
+// Converged returns nil when every agent lists exactly the others as active
+// members and agrees on the ring, every agent places the same targets (the
+// instances in want) on the same owners, and the agents scrape disjoint sets
+// whose union is want. It returns the ownership, or an error saying what is
+// not there yet.
+func Converged(ctx context.Context, agents []*Agent, want []string) (Ownership, error) {
+	names := make([]string, 0, len(agents))
+	for _, a := range agents {
+		names = append(names, a.Name)
+	}
+	slices.Sort(names)
+	var placed map[string][]string
+	for _, a := range agents {
+		m, err := a.Members(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var active []string
+		for _, mem := range m.Members {
+			if mem.State == "active" {
+				active = append(active, mem.Name)
+			}
+		}
+		slices.Sort(active)
+		if !slices.Equal(active, names) || !m.Agree {
+			return nil, fmt.Errorf("%s sees active members %v (agree=%v), want %v", a.Name, active, m.Agree, names)
+		}
+		ct, err := a.ClusterTargets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		owners := ct.Owners()
+		if got := slices.Sorted(maps.Keys(owners)); !slices.Equal(got, want) {
+			return nil, fmt.Errorf("%s discovered %d targets, want %d", a.Name, len(got), len(want))
+		}
+		if placed == nil {
+			placed = owners
+		} else if !maps.EqualFunc(placed, owners, slices.Equal) {
+			return nil, fmt.Errorf("%s places targets differently from %s", a.Name, agents[0].Name)
+		}
+	}
+	own, err := Scraping(ctx, agents)
+	if err != nil {
+		return nil, err
+	}
+	if err := own.Check(want); err != nil {
+		return nil, err
+	}
+	for inst, by := range own {
+		if !slices.Equal(by, placed[inst]) {
+			return nil, fmt.Errorf("%s is scraped by %v but placed on %v", inst, by, placed[inst])
+		}
+	}
+	return own, nil
+}
+
+// Check returns nil when the instances in want are scraped by exactly one
+// agent each and nothing else is scraped.
+func (o Ownership) Check(want []string) error {
+	var errs []error
+	for inst, by := range o {
+		switch {
+		case !slices.Contains(want, inst):
+			errs = append(errs, fmt.Errorf("%s is scraped by %v but should not be", inst, by))
+		case len(by) != 1:
+			errs = append(errs, fmt.Errorf("%s is scraped by %d agents %v", inst, len(by), by))
+		}
+	}
+	for _, inst := range want {
+		if len(o[inst]) == 0 {
+			errs = append(errs, fmt.Errorf("%s is scraped by no agent", inst))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Of returns the instances each agent scrapes, sorted.
+func (o Ownership) Of() map[string][]string {
+	out := map[string][]string{}
+	for inst, by := range o {
+		for _, a := range by {
+			out[a] = append(out[a], inst)
+		}
+	}
+	for _, insts := range out {
+		slices.Sort(insts)
+	}
+	return out
+}
+
+// String gives each agent's share, e.g. "a-0=9 a-1=8 a-2=8".
+func (o Ownership) String() string {
+	by := o.Of()
+	parts := make([]string, 0, len(by))
+	for _, a := range slices.Sorted(maps.Keys(by)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", a, len(by[a])))
+	}
+	return strings.Join(parts, " ")
+}
+
+// WaitConverged waits until Converged holds and returns the ownership. It
+// fails the test with the last reason after ConvergeTimeout.
+func WaitConverged(tb testing.TB, agents []*Agent, want []string) Ownership {
+	tb.Helper()
+	ctx := tb.Context()
+	deadline := time.Now().Add(ConvergeTimeout)
+	for {
+		own, err := Converged(ctx, agents, want)
+		if err == nil {
+			return own
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("e2e: cluster did not converge within %v: %v", ConvergeTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("e2e: %v", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
