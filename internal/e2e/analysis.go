@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"testing"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/testenv"
@@ -215,4 +216,43 @@ func (s Summary) Duplicates() int { return s.Overlaps + s.Close + s.Repeats }
 func (s Summary) String() string {
 	return fmt.Sprintf("targets=%d samples_checked=%d samples_per_target=%d..%d gaps=%d max_gap_s=%.3f duplicates=%d overlaps=%d close=%d repeats=%d missing=%d",
 		s.Targets, s.Samples, s.MinSamples, s.MaxSamples, s.Gaps, s.MaxGap.Seconds(), s.Duplicates(), s.Overlaps, s.Close, s.Repeats, s.Missing)
+}
+
+// IngestTimeout bounds how long samples may take to reach the receiver:
+// remote write batches for a second, then retries with backoff (up to 5 s
+// between attempts) while the receiver is down or restarting; the rest is
+// headroom for a loaded machine.
+const IngestTimeout = 90 * time.Second
+
+// WaitIngested waits until every instance in want has a sample of selector
+// later than after at the receiver. Remote write sends each series in order,
+// so from then on the series' samples up to after are all there (or lost).
+// It fails the test, listing the instances still behind, after
+// IngestTimeout, and returns how long it waited.
+func WaitIngested(tb testing.TB, r *testenv.Receiver, selector string, want []string, after time.Time) time.Duration {
+	tb.Helper()
+	began := time.Now()
+	deadline := began.Add(IngestTimeout)
+	for {
+		now := time.Now()
+		var behind []string
+		got, err := Collect(tb.Context(), r, selector, after, now)
+		for _, inst := range want {
+			if len(got[inst]) == 0 {
+				behind = append(behind, inst)
+			}
+		}
+		if err == nil && len(behind) == 0 {
+			return time.Since(began)
+		}
+		if now.After(deadline) {
+			tb.Fatalf("e2e: %d of %d targets have no %s sample after %s at the receiver within %v (err: %v): %v",
+				len(behind), len(want), selector, after.Format(time.RFC3339Nano), IngestTimeout, err, behind)
+		}
+		select {
+		case <-tb.Context().Done():
+			tb.Fatalf("e2e: %v", tb.Context().Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
