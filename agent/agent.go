@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -100,6 +101,10 @@ type Agent struct {
 	peerWatch []*sd.PeerProvider
 	moves     *moveLog
 	web       *webServer
+
+	// synced is set once the first discovery snapshot has been filtered, or
+	// a config without scrape jobs (of which no snapshot ever comes) applied.
+	synced atomic.Bool
 
 	reloadOK, reloadTime prometheus.Gauge
 	reloads              chan chan error
@@ -412,6 +417,11 @@ func (a *Agent) applyConfig(cfg *Config) error {
 	if err := a.disc.ApplyConfig(cfg.Config); err != nil {
 		return fmt.Errorf("apply service discovery config: %w", err)
 	}
+	// Prometheus' discovery manager sends nothing while it has no provider,
+	// so without jobs there is no first sync to wait for.
+	if scfgs, err := cfg.GetScrapeConfigs(); err == nil && len(scfgs) == 0 {
+		a.synced.Store(true)
+	}
 	return nil
 }
 
@@ -455,7 +465,20 @@ func (a *Agent) Ready() bool {
 		return false
 	default:
 	}
-	return a.node.Ready() && a.scraper.Filter().Stats().Reshards > 0
+	return a.node.Ready() && a.discoverySynced()
+}
+
+// discoverySynced reports whether the first discovery snapshot has arrived.
+// It stays true: a reload does not make the agent unready.
+func (a *Agent) discoverySynced() bool {
+	if a.synced.Load() {
+		return true
+	}
+	if a.scraper.Filter().Stats().Reshards > 0 {
+		a.synced.Store(true)
+		return true
+	}
+	return false
 }
 
 // Node returns the gossip node.
