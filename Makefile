@@ -2,6 +2,7 @@
 GO        ?= go
 BIN       := bin
 CACHE_BIN := $(CURDIR)/.cache/bin
+LINT_VERSION ?= v2.15.0
 export PATH := $(CACHE_BIN):$(PATH)
 
 .PHONY: all build deps test test-short lint bench demo fmt vet clean
@@ -30,7 +31,7 @@ vet:
 	$(GO) vet ./...
 
 lint:
-	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2 run ./...
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION) run ./...
 
 # bench prints the ring's quality figures and the gossip convergence figures
 # (about 4 minutes: 40 join/leave/crash trials and a 60 s false-death run).

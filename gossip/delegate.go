@@ -86,7 +86,7 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 		return
 	}
 	otherMeta, err := decodeMeta(other.Meta)
-	otherAddr := net.JoinHostPort(net.IP(other.Addr).String(), strconv.Itoa(int(other.Port)))
+	otherAddr := net.JoinHostPort(other.Addr.String(), strconv.Itoa(int(other.Port)))
 	mine := d.n.started
 	if err == nil && youngerYields(mine, otherMeta, d.n.advertised(), otherAddr) {
 		select {

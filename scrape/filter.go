@@ -113,8 +113,9 @@ func validateReplicaLabel(name, node string) error {
 		return nil
 	case strings.HasPrefix(name, model.ReservedLabelPrefix):
 		return fmt.Errorf("replica label must not start with %q because Prometheus drops such target labels from series, got %q; put it in global.external_labels instead", model.ReservedLabelPrefix, name)
-	case !model.LabelName(name).IsValid():
-		return fmt.Errorf("replica label must be a valid label name, got %q", name)
+	case !model.LegacyValidation.IsValidLabelName(name):
+		// Legacy names work with every remote-write backend.
+		return fmt.Errorf("replica label must match [a-zA-Z_][a-zA-Z0-9_]*, got %q", name)
 	case node == "":
 		return fmt.Errorf("node name is required when replica label %q is set", name)
 	}

@@ -305,7 +305,7 @@ func TestNewFilterValidation(t *testing.T) {
 		{"negative interval", FilterOptions{Owner: owner, MinReshardInterval: -time.Second}, "min reshard interval must not be negative, got -1s"},
 		{"reserved replica label", FilterOptions{Owner: owner, NodeName: "n", ReplicaLabel: "__replica__"}, `replica label must not start with "__"`},
 		{"replica label without node", FilterOptions{Owner: owner, ReplicaLabel: "replica"}, `node name is required when replica label "replica" is set`},
-		{"invalid replica label", FilterOptions{Owner: owner, NodeName: "n", ReplicaLabel: "a\xff"}, "replica label must be a valid label name"},
+		{"invalid replica label", FilterOptions{Owner: owner, NodeName: "n", ReplicaLabel: "a\xff"}, "replica label must match [a-zA-Z_][a-zA-Z0-9_]*"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

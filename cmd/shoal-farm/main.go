@@ -71,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("start farm", "err", err)
 		return 1
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 
 	healthy := 0
 	for _, t := range f.Targets() {

@@ -77,7 +77,7 @@ func (p *process) start() error {
 	}
 	// The child inherits its own copy of the descriptor, so exec needs no
 	// copying goroutine and ours can be closed right after Start.
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	fmt.Fprintf(logf, "=== testenv %s: %s %s\n", time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(p.args, " "))
 
 	cmd := exec.Command(p.bin, p.args...)
@@ -144,7 +144,7 @@ func (p *process) appendLog(line string) {
 	if err != nil {
 		return
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	fmt.Fprintln(f, line)
 }
 

@@ -102,7 +102,7 @@ func (r *Receiver) Start() {
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("GET /-/ready: %s", resp.Status)
 		}
