@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -105,5 +104,3 @@ func instancesOf(own Ownership, agent string) []string {
 func others(agents []*Agent, name string) []*Agent {
 	return slices.DeleteFunc(slices.Clone(agents), func(a *Agent) bool { return a.Name == name })
 }
-
-var _ = strings.TrimSpace

@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// reloadSlack is how long a new owner's scrape manager may hold a changed
+// target set before it starts the loops: shoal's scrape manager applies
+// target sets every scrape.DefaultDiscoveryReloadInterval (5 s).
+const reloadSlack = 5 * time.Second
+
+// TestLeave measures a graceful leave: one of three agents gets SIGTERM.
+//   - every target it scraped gets its first sample from another agent no
+//     later than two scrape intervals (plus the scrape manager's reload
+//     slack) after the leaver's process exited;
+//   - targets of the other agents do not move (rendezvous hashing);
+//   - over ten intervals after the two agents converge, no target is
+//     scraped twice, none misses a scrape and no counter value is lost;
+//   - across the handoff (from convergence, three intervals before SIGTERM,
+//     to the end)
+//     the largest gap between two samples of a target and the counter
+//     values lost are reported, and no value may be lost: the leaver
+//     flushes remote write before it exits.
+func TestLeave(t *testing.T) {
+	t.Parallel()
+	env := StartEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
+	healthy := env.Instances(true)
+	agents := env.StartCluster(t, 3, "leave", nil)
+	own := WaitConverged(t, agents, healthy)
+	iv := env.PromConfig().Interval()
+	ctx := t.Context()
+
+	// Samples before convergence may come from owners of the cluster's
+	// early states; measure from convergence on, and let a few intervals
+	// of steady scraping by the leaver pass first.
+	convergedAt := time.Now()
+	victim := agents[1]
+	moved := instancesOf(own, victim.Name)
+	require.NotEmpty(t, moved, "ownership %s", own)
+	sleepUntil(convergedAt.Add(3 * iv))
+	sigterm := time.Now()
+	victim.Stop()
+	exited := time.Now()
+	rest := others(agents, victim.Name)
+	own2 := WaitConverged(t, rest, healthy)
+	converged := time.Since(exited)
+	for inst, by := range own {
+		if !slices.Contains(moved, inst) {
+			require.Equal(t, by, own2[inst], "%s moved although its owner stayed", inst)
+		}
+	}
+
+	w := Window{Start: time.Now().Add(iv), Interval: iv}
+	w.End = w.Start.Add(measuredIntervals * iv)
+	sleepUntil(w.End)
+	after, err := Converged(ctx, rest, healthy)
+	require.NoError(t, err, "the cluster changed during the window")
+	require.Equal(t, own2, after, "ownership changed during the window")
+	WaitIngested(t, env.Receiver, counterSelector, healthy, w.End)
+
+	// After convergence: exactly one scrape per interval.
+	counter, err := Collect(ctx, env.Receiver, counterSelector, w.Start, w.End)
+	require.NoError(t, err)
+	stats := AnalyzeAll(counter, healthy, w, true)
+	for _, st := range stats {
+		require.Equal(t, own2[st.Instance], st.Agents, "%s: samples written by %v, /api/v1/targets says %v", st.Instance, st.Agents, own2[st.Instance])
+		require.Zero(t, st.Duplicates(), "%s: duplicate scrapes after convergence: %+v", st.Instance, st)
+		require.Zero(t, st.Gaps, "%s: gaps after convergence: %+v", st.Instance, st)
+		require.Zero(t, st.Missing, "%s: counter values missing after convergence: %+v", st.Instance, st)
+	}
+
+	// Across the handoff.
+	hw := Window{Start: convergedAt, End: w.End, Interval: iv}
+	all, err := Collect(ctx, env.Receiver, counterSelector, hw.Start, hw.End)
+	require.NoError(t, err)
+	hstats := AnalyzeAll(all, moved, hw, true)
+	deadline := exited.Add(2*iv + reloadSlack)
+	maxTakeover, maxLeaverAfterSigterm := -time.Hour, -time.Hour
+	for _, st := range hstats {
+		inst := st.Instance
+		var lastLeaver, firstNew time.Time
+		for _, s := range all[inst] {
+			switch {
+			case s.Agent == victim.Name:
+				lastLeaver = s.T
+			case firstNew.IsZero():
+				firstNew = s.T
+			}
+		}
+		require.False(t, lastLeaver.IsZero(), "%s: no sample from the leaver %s in the handoff window", inst, victim.Name)
+		require.False(t, firstNew.IsZero(), "%s: never scraped after %s left", inst, victim.Name)
+		require.False(t, firstNew.After(deadline), "%s: first scraped by %v at %v, %v after %s exited (limit %v)",
+			inst, own2[inst], firstNew, firstNew.Sub(exited), victim.Name, 2*iv+reloadSlack)
+		maxTakeover = max(maxTakeover, firstNew.Sub(exited))
+		maxLeaverAfterSigterm = max(maxLeaverAfterSigterm, lastLeaver.Sub(sigterm))
+		require.Zero(t, st.Missing, "%s: counter values lost in the handoff: %+v", inst, st)
+	}
+	hsum := Summarize(hstats)
+
+	t.Logf("E2E test=leave agents=3 interval_s=%g moved_targets=%d stop_s=%.1f reconverge_s=%.1f leaver_last_sample_after_sigterm_s=%.3f max_takeover_after_exit_s=%.3f handoff_max_gap_s=%.3f handoff_gaps=%d handoff_overlaps=%d handoff_missing=%d ownership_before=%q ownership_after=%q",
+		iv.Seconds(), len(moved), exited.Sub(sigterm).Seconds(), converged.Seconds(), maxLeaverAfterSigterm.Seconds(), maxTakeover.Seconds(),
+		hsum.MaxGap.Seconds(), hsum.Gaps, hsum.Overlaps, hsum.Missing, own.String(), own2.String())
+	t.Logf("E2E test=leave_after_convergence window_s=%g %s", w.End.Sub(w.Start).Seconds(), Summarize(stats))
+}
