@@ -34,6 +34,8 @@ type Env struct {
 	ConsulClient *api.Client
 	Receiver     *testenv.Receiver
 	Farm         *farm.Farm
+
+	holdConsul, holdReceiver func() // see StopConsul, StopReceiver
 }
 
 // StartEnv starts Consul, the receiver and the farm, registers the targets
