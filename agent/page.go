@@ -1,44 +1,316 @@
 package agent
 
 import (
+	"cmp"
+	"context"
 	"embed"
+	"encoding/json"
+	"fmt"
 	"html/template"
+	"io"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
+)
+
+const (
+	// pagePeerTimeout bounds the fetch of each peer's figures, so that the
+	// page renders promptly while a peer is down; an unreachable peer's
+	// figures show as "?".
+	pagePeerTimeout = 300 * time.Millisecond
+	// pageMaxTargetsPerJob caps the rows listed per job: a page over a fleet
+	// of thousands stays small and fast. The API lists them all.
+	pageMaxTargetsPerJob = 200
+	// pageMoves is how many recent ownership moves the page lists, about one
+	// scale event's worth on a mid-sized fleet.
+	pageMoves = 50
+	// pagePeerBodyLimit bounds what is read from a peer's self endpoint; its
+	// answer is a few hundred bytes.
+	pagePeerBodyLimit = 64 << 10
 )
 
 //go:embed page.html
 var pageFS embed.FS
 
 var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"age": func(t time.Time) string {
-		if t.IsZero() {
-			return "-"
-		}
-		return time.Since(t).Truncate(time.Second).String()
-	},
+	"join": func(s []string) string { return strings.Join(s, ",") },
+	"num":  func(n int) string { return thousands(int64(n)) },
 }).ParseFS(pageFS, "page.html"))
 
-// pageData is everything the status page renders.
+// peerClient fetches peers' figures. Connections are not kept alive: the page
+// is rendered rarely, and idle connections would outlive the request.
+var peerClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// pageData is everything the status page renders. It is computed once per
+// request, so the template does no work and unit tests can fabricate it.
 type pageData struct {
-	Self    apiSelf
-	Members apiMembers
-	Targets apiClusterTargets
-	Moves   []Move
-	Total   uint64
+	Name      string
+	Version   string
+	Ready     bool
+	NotReady  string // why not ready, empty when ready
+	Digest    string
+	Replicas  int
+	RingSize  int
+	Agree     bool
+	Disagree  []string
+	Generated time.Time
+
+	Members []pageMember
+
+	Discovered int // distinct targets over all jobs
+	Owned      int // of which this agent scrapes
+	Jobs       []pageJob
+
+	Moves      []pageMove
+	MovesTotal uint64
 }
 
-func (w *webServer) page(rw http.ResponseWriter, _ *http.Request) {
-	moves, total := w.a.moves.recent(50)
-	d := pageData{
-		Self:    w.a.self(),
-		Members: w.a.clusterMembers(),
-		Targets: w.a.clusterTargets(""),
-		Moves:   moves,
-		Total:   total,
-	}
+// pageMember is one row of the members table.
+type pageMember struct {
+	Name    string
+	Self    bool
+	URL     string // its status page; empty if it advertises no HTTP address
+	Addr    string // gossip address
+	State   string
+	Version string
+	Age     string
+	Owned   int
+	Series  string // active series, "?" when its figures could not be fetched
+	Digest  string
+	Agrees  bool
+}
+
+// pageJob is one scrape job's section of the targets.
+type pageJob struct {
+	Name    string
+	Total   int
+	Owned   int // by this agent
+	Targets []pageTarget
+	Hidden  int // rows not listed because of pageMaxTargetsPerJob
+}
+
+// pageTarget is one discovered target and its owners on the local ring.
+type pageTarget struct {
+	Job    string
+	URL    string
+	Owners []string
+	Mine   bool
+}
+
+// pageMove is one ownership move as the page prints it.
+type pageMove struct {
+	Time   time.Time
+	Ago    string
+	Job    string
+	URL    string
+	From   []string
+	To     []string
+	Reason string
+	Mine   bool // to or from this agent
+}
+
+func (w *webServer) page(rw http.ResponseWriter, r *http.Request) {
+	d := w.a.pageData(r.Context())
 	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := pageTmpl.Execute(rw, d); err != nil {
 		w.a.logger.Warn("rendering status page", "err", err)
+	}
+}
+
+// pageData gathers the page's figures: membership and placement from the
+// local ring, and each peer's active series over HTTP.
+func (a *Agent) pageData(ctx context.Context) pageData {
+	now := time.Now()
+	m := a.clusterMembers()
+	d := pageData{
+		Name:      m.Self,
+		Version:   a.opts.Version,
+		Ready:     a.Ready(),
+		Digest:    m.Digest,
+		Replicas:  m.Replicas,
+		RingSize:  m.RingSize,
+		Agree:     m.Agree,
+		Disagree:  m.Disagree,
+		Generated: now,
+	}
+	if !d.Ready {
+		d.NotReady = a.notReadyReason()
+	}
+
+	for _, p := range m.Members {
+		d.Members = append(d.Members, pageMember{
+			Name:    p.Name,
+			Self:    p.Self,
+			URL:     memberURL(p.HTTPAddr),
+			Addr:    p.Addr,
+			State:   p.State,
+			Version: p.Version,
+			Age:     ageString(now, p.Started),
+			Owned:   p.OwnedTargets,
+			Digest:  p.Digest,
+			Agrees:  p.Agrees,
+		})
+	}
+	slices.SortFunc(d.Members, func(x, y pageMember) int { return cmp.Compare(x.Name, y.Name) })
+	fetchSeries(ctx, peerClient, d.Members, a.activeSeries())
+
+	r := a.node.Ring()
+	rf := a.node.ReplicationFactor()
+	var ts []pageTarget
+	for _, t := range a.scraper.Filter().Targets() {
+		owners := r.Owners(nil, t.Key, rf)
+		ts = append(ts, pageTarget{Job: t.Job, URL: t.URL, Owners: owners, Mine: slices.Contains(owners, d.Name)})
+	}
+	d.Jobs, d.Discovered, d.Owned = groupTargets(ts, pageMaxTargetsPerJob)
+
+	moves, total := a.moves.recent(pageMoves)
+	d.MovesTotal = total
+	for _, mv := range moves {
+		d.Moves = append(d.Moves, pageMove{
+			Time: mv.Time, Ago: ageString(now, mv.Time), Job: mv.Job, URL: mv.URL,
+			From: mv.From, To: mv.To, Reason: mv.Reason,
+			Mine: slices.Contains(mv.From, d.Name) || slices.Contains(mv.To, d.Name),
+		})
+	}
+	return d
+}
+
+// groupTargets sorts targets into jobs, each listing this agent's targets
+// first and then by URL, at most limit rows per job. It returns the jobs in
+// name order and the totals over all jobs.
+func groupTargets(ts []pageTarget, limit int) (jobs []pageJob, total, owned int) {
+	byJob := map[string][]pageTarget{}
+	for _, t := range ts {
+		byJob[t.Job] = append(byJob[t.Job], t)
+	}
+	for name, list := range byJob {
+		slices.SortFunc(list, func(x, y pageTarget) int {
+			if x.Mine != y.Mine {
+				if x.Mine {
+					return -1
+				}
+				return 1
+			}
+			return cmp.Compare(x.URL, y.URL)
+		})
+		j := pageJob{Name: name, Total: len(list)}
+		for _, t := range list {
+			if t.Mine {
+				j.Owned++
+			}
+		}
+		j.Targets = list[:min(len(list), limit)]
+		j.Hidden = len(list) - len(j.Targets)
+		jobs = append(jobs, j)
+		total += j.Total
+		owned += j.Owned
+	}
+	slices.SortFunc(jobs, func(x, y pageJob) int { return cmp.Compare(x.Name, y.Name) })
+	return jobs, total, owned
+}
+
+// fetchSeries fills in each member's active series: this agent's from local,
+// every peer's from its /api/v1/cluster/self, concurrently, each within
+// pagePeerTimeout. It returns when every fetch has answered or timed out.
+func fetchSeries(ctx context.Context, c *http.Client, members []pageMember, local int64) {
+	var wg sync.WaitGroup
+	for i := range members {
+		m := &members[i]
+		if m.Self {
+			m.Series = seriesString(local)
+			continue
+		}
+		m.Series = "?"
+		if m.URL == "" {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, pagePeerTimeout)
+			defer cancel()
+			if s, err := peerSelf(ctx, c, m.URL+"api/v1/cluster/self"); err == nil {
+				m.Series = seriesString(s.ActiveSeries)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func peerSelf(ctx context.Context, c *http.Client, url string) (apiSelf, error) {
+	var s apiSelf
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return s, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return s, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("get %s: %s", url, resp.Status)
+	}
+	env := apiResponse{Data: &s}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, pagePeerBodyLimit)).Decode(&env); err != nil {
+		return s, fmt.Errorf("decode %s: %w", url, err)
+	}
+	return s, nil
+}
+
+// memberURL is the base URL, ending in "/", of a member's status page. The
+// advertised address is host:port, or a URL once one is configured.
+func memberURL(httpAddr string) string {
+	if httpAddr == "" {
+		return ""
+	}
+	if !strings.Contains(httpAddr, "://") {
+		httpAddr = "http://" + httpAddr
+	}
+	return strings.TrimSuffix(httpAddr, "/") + "/"
+}
+
+func seriesString(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return thousands(n)
+}
+
+// thousands formats n with comma separators: 1234567 -> "1,234,567".
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// ageString is the time from t to now in at most two units: "45s", "12m3s",
+// "3h4m", "2d5h"; "-" when t is unknown.
+func ageString(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := max(now.Sub(t), 0).Truncate(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 	}
 }

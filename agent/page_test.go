@@ -1,0 +1,462 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/html"
+)
+
+// Environment variables of the status page's browser test.
+const (
+	// pageEnvChromium names the Chromium (or Chrome) binary, overriding the
+	// search in $PATH.
+	pageEnvChromium = "SHOAL_CHROMIUM_BIN"
+	// pageEnvScreenshot, when set, is a path where the browser test also
+	// saves a PNG of the page, for a human to look at.
+	pageEnvScreenshot = "SHOAL_PAGE_SCREENSHOT"
+	// pageEnvRequire set to "1" turns a missing browser into a failure, as
+	// for the other integration tests (internal/testenv).
+	pageEnvRequire = "SHOAL_REQUIRE_INTEGRATION"
+)
+
+func TestPageTemplate(t *testing.T) {
+	now := time.Date(2025, 3, 4, 10, 11, 12, 0, time.UTC)
+	base := pageData{
+		Name: "node-1", Version: "1.2.3", Ready: true, Digest: "00000000000000ab",
+		Replicas: 2, RingSize: 2, Agree: true, Disagree: []string{}, Generated: now,
+		Members: []pageMember{
+			{Name: "node-1", Self: true, URL: "http://10.0.0.1:9090/", Addr: "10.0.0.1:7946", State: "active",
+				Version: "1.2.3", Age: "3h4m", Owned: 3, Series: "12,345", Digest: "00000000000000ab", Agrees: true},
+			{Name: "node-2", URL: "http://10.0.0.2:9090/", Addr: "10.0.0.2:7946", State: "joining",
+				Version: "1.2.3", Age: "5s", Owned: 0, Series: "?", Digest: "00000000000000cd", Agrees: false},
+		},
+		Discovered: 3, Owned: 2,
+		Jobs: []pageJob{{Name: "node", Total: 3, Owned: 2, Hidden: 1, Targets: []pageTarget{
+			{Job: "node", URL: "http://a:9100/metrics", Owners: []string{"node-1", "node-2"}, Mine: true},
+			{Job: "node", URL: "http://b:9100/metrics", Owners: []string{"node-2"}},
+		}}},
+		Moves: []pageMove{{Time: now.Add(-time.Minute), Ago: "1m0s", Job: "node", URL: "http://b:9100/metrics",
+			From: []string{"node-1"}, To: []string{"node-2"}, Reason: "node-2 joined (active)"}},
+		MovesTotal: 7,
+	}
+
+	t.Run("agreeing and ready", func(t *testing.T) {
+		doc := pageRender(t, base)
+		require.Equal(t, "node-1", pageText(pageByID(t, doc, "node-name")))
+		require.Equal(t, "1.2.3", pageText(pageByID(t, doc, "version")))
+		require.Equal(t, "00000000000000ab", pageText(pageByID(t, doc, "ring-digest")))
+		require.Equal(t, "2", pageText(pageByID(t, doc, "replication-factor")))
+		require.Equal(t, "true", pageAttr(pageByID(t, doc, "ready"), "data-ready"))
+		agreement := pageByID(t, doc, "agreement")
+		require.Equal(t, "true", pageAttr(agreement, "data-agree"))
+		require.Contains(t, pageText(agreement), "Agrees with all peers")
+
+		rows := pageFind(doc, "tr", "member")
+		require.Len(t, rows, 2)
+		require.Equal(t, "node-1", pageAttr(rows[0], "data-name"))
+		require.Equal(t, "active", pageAttr(rows[0], "data-state"))
+		require.True(t, pageHasClass(rows[0], "self"))
+		require.Equal(t, "12,345", pageText(pageFind(rows[0], "td", "series")[0]))
+		require.Equal(t, "3", pageText(pageFind(rows[0], "td", "owned")[0]))
+		require.Equal(t, "http://10.0.0.2:9090/", pageAttr(pageFind(rows[1], "a", "")[0], "href"))
+		require.Equal(t, "joining", pageAttr(rows[1], "data-state"))
+		require.Equal(t, "?", pageText(pageFind(rows[1], "td", "series")[0]))
+		require.Contains(t, pageText(pageFind(rows[1], "td", "digest")[0]), "differs")
+
+		jobs := pageFind(doc, "section", "job")
+		require.Len(t, jobs, 1)
+		require.Equal(t, "node", pageAttr(jobs[0], "data-job"))
+		targets := pageFind(jobs[0], "tr", "target")
+		require.Len(t, targets, 2)
+		require.True(t, pageHasClass(targets[0], "mine"))
+		require.False(t, pageHasClass(targets[1], "mine"))
+		require.Equal(t, "node-1,node-2", pageAttr(targets[0], "data-owners"))
+		self := pageFind(targets[0], "span", "self")
+		require.Len(t, self, 1)
+		require.Equal(t, "node-1", pageText(self[0]))
+		hidden := pageFind(jobs[0], "p", "hidden-count")
+		require.Len(t, hidden, 1)
+		require.Contains(t, pageText(hidden[0]), "1 more not shown")
+
+		moves := pageFind(pageByID(t, doc, "moves"), "tr", "move")
+		require.Len(t, moves, 1)
+		require.Contains(t, pageText(moves[0]), "node-1→node-2")
+		require.Contains(t, pageText(moves[0]), "node-2 joined (active)")
+		require.Nil(t, pageFindID(doc, "moves-empty"))
+		require.Nil(t, pageFindID(doc, "targets-empty"))
+	})
+
+	t.Run("disagreeing, not ready, empty", func(t *testing.T) {
+		d := base
+		d.Ready, d.NotReady = false, "not joined the cluster yet"
+		d.Agree, d.Disagree = false, []string{"node-2", "node-3"}
+		d.Jobs, d.Discovered, d.Owned = nil, 0, 0
+		d.Moves, d.MovesTotal = nil, 0
+		doc := pageRender(t, d)
+		require.Equal(t, "false", pageAttr(pageByID(t, doc, "ready"), "data-ready"))
+		require.Equal(t, "not joined the cluster yet", pageText(pageByID(t, doc, "not-ready-reason")))
+		agreement := pageByID(t, doc, "agreement")
+		require.Equal(t, "false", pageAttr(agreement, "data-agree"))
+		require.Contains(t, pageText(agreement), "Disagrees with: node-2, node-3")
+		require.NotNil(t, pageFindID(doc, "targets-empty"))
+		require.NotNil(t, pageFindID(doc, "moves-empty"))
+		require.Nil(t, pageFindID(doc, "moves"))
+		require.Empty(t, pageFind(doc, "section", "job"))
+	})
+
+	t.Run("escapes", func(t *testing.T) {
+		d := base
+		d.Name = `<script>alert(1)</script>`
+		var buf bytes.Buffer
+		require.NoError(t, pageTmpl.Execute(&buf, d))
+		require.NotContains(t, buf.String(), "<script>")
+	})
+}
+
+func TestGroupTargets(t *testing.T) {
+	var ts []pageTarget
+	for i := range 5 {
+		ts = append(ts, pageTarget{Job: "b", URL: fmt.Sprintf("http://b%d/", i), Mine: i%2 == 1})
+	}
+	ts = append(ts, pageTarget{Job: "a", URL: "http://a/"})
+
+	jobs, total, owned := groupTargets(ts, 3)
+	require.Equal(t, 6, total)
+	require.Equal(t, 2, owned)
+	require.Len(t, jobs, 2)
+	require.Equal(t, "a", jobs[0].Name)
+	require.Equal(t, 1, jobs[0].Total)
+	require.Zero(t, jobs[0].Hidden)
+	b := jobs[1]
+	require.Equal(t, 5, b.Total)
+	require.Equal(t, 2, b.Owned)
+	require.Equal(t, 2, b.Hidden)
+	var urls []string
+	for _, t := range b.Targets {
+		urls = append(urls, t.URL)
+	}
+	// This agent's targets first, then by URL.
+	require.Equal(t, []string{"http://b1/", "http://b3/", "http://b0/"}, urls)
+
+	jobs, total, owned = groupTargets(nil, 3)
+	require.Empty(t, jobs)
+	require.Zero(t, total)
+	require.Zero(t, owned)
+}
+
+func TestFetchSeries(t *testing.T) {
+	good := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/cluster/self" {
+			http.NotFound(rw, r)
+			return
+		}
+		writeJSON(rw, apiSelf{Name: "good", ActiveSeries: 1234567})
+	}))
+	defer good.Close()
+	broken := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		http.Error(rw, "boom", http.StatusInternalServerError)
+	}))
+	defer broken.Close()
+	stop := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stop:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(stop)
+
+	members := []pageMember{
+		{Name: "self", Self: true},
+		{Name: "good", URL: memberURL(good.Listener.Addr().String())},
+		{Name: "broken", URL: memberURL(broken.Listener.Addr().String())},
+		{Name: "slow", URL: memberURL(slow.Listener.Addr().String())},
+		{Name: "no-http"},
+	}
+	start := time.Now()
+	fetchSeries(context.Background(), &http.Client{}, members, 42)
+	require.Less(t, time.Since(start), 5*pagePeerTimeout, "peers are fetched concurrently with a timeout")
+	got := map[string]string{}
+	for _, m := range members {
+		got[m.Name] = m.Series
+	}
+	require.Equal(t, map[string]string{"self": "42", "good": "1,234,567", "broken": "?", "slow": "?", "no-http": "?"}, got)
+}
+
+func TestPageFormatting(t *testing.T) {
+	now := time.Date(2025, 1, 10, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		ago  time.Duration
+		want string
+	}{
+		{0, "0s"}, {45 * time.Second, "45s"}, {12*time.Minute + 3*time.Second, "12m3s"},
+		{3*time.Hour + 4*time.Minute, "3h4m"}, {53 * time.Hour, "2d5h"}, {-time.Second, "0s"},
+	} {
+		require.Equal(t, tc.want, ageString(now, now.Add(-tc.ago)), tc.ago)
+	}
+	require.Equal(t, "-", ageString(now, time.Time{}))
+	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1234: "-1,234"} {
+		require.Equal(t, want, thousands(n))
+	}
+	require.Equal(t, "?", seriesString(-1))
+	require.Equal(t, "http://h:1/", memberURL("h:1"))
+	require.Equal(t, "https://h/x/", memberURL("https://h/x/"))
+	require.Empty(t, memberURL(""))
+}
+
+// TestPageBrowser starts a real agent and checks the page as Chromium
+// renders it: the DOM after parsing, not the template's output.
+func TestPageBrowser(t *testing.T) {
+	browser := pageChromium(t)
+
+	// Two scrape targets on loopback.
+	var targets []string
+	for range 2 {
+		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+			_, _ = fmt.Fprintln(rw, "# TYPE up_test gauge\nup_test 1")
+		}))
+		t.Cleanup(srv.Close)
+		targets = append(targets, srv.Listener.Addr().String())
+	}
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n  - job_name: farm\n    static_configs:\n      - targets: ['%s', '%s']\n",
+		targets[0], targets[1])
+	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
+
+	const node = "page-node-1"
+	webAddr := pageFreeAddr(t)
+	a, err := New(Options{
+		ConfigFile:        cfgFile,
+		StoragePath:       filepath.Join(dir, "data"),
+		ListenAddress:     webAddr,
+		NodeName:          node,
+		ClusterName:       "page-test",
+		ClusterListen:     "127.0.0.1:0",
+		ReplicationFactor: 1,
+		HandoffTimeout:    time.Second,
+		FlushDeadline:     time.Second,
+		Version:           "0.0.0-test",
+	}, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Error("agent did not stop within 30s")
+		}
+	})
+
+	base := "http://" + webAddr + "/"
+	require.Eventually(t, func() bool {
+		return pageGetOK(base+"-/ready") && len(a.clusterTargets("farm").Targets) == len(targets)
+	}, 20*time.Second, 50*time.Millisecond, "agent did not become ready with its targets")
+
+	doc := pageDumpDOM(t, browser, base)
+
+	require.Equal(t, node, pageText(pageByID(t, doc, "node-name")))
+	require.Equal(t, "0.0.0-test", pageText(pageByID(t, doc, "version")))
+	require.Equal(t, "true", pageAttr(pageByID(t, doc, "ready"), "data-ready"))
+	require.Equal(t, "1", pageText(pageByID(t, doc, "replication-factor")))
+	agreement := pageByID(t, doc, "agreement")
+	require.Equal(t, "true", pageAttr(agreement, "data-agree"))
+	require.Contains(t, pageText(agreement), "Agrees with all peers")
+
+	members := pageFind(pageByID(t, doc, "members"), "tr", "member")
+	require.Len(t, members, 1)
+	self := members[0]
+	require.Equal(t, node, pageAttr(self, "data-name"))
+	require.Equal(t, "active", pageAttr(self, "data-state"))
+	require.True(t, pageHasClass(self, "self"))
+	require.Equal(t, base, pageAttr(pageFind(self, "a", "")[0], "href"))
+	require.Equal(t, "2", pageText(pageFind(self, "td", "owned")[0]))
+	require.NotEqual(t, "?", pageText(pageFind(self, "td", "series")[0]), "this node's series are read locally")
+	require.Contains(t, pageText(pageFind(self, "td", "digest")[0]), "matches")
+
+	jobs := pageFind(pageByID(t, doc, "targets"), "section", "job")
+	require.Len(t, jobs, 1)
+	require.Equal(t, "farm", pageAttr(jobs[0], "data-job"))
+	var urls []string
+	for _, tr := range pageFind(jobs[0], "tr", "target") {
+		urls = append(urls, pageAttr(tr, "data-url"))
+		require.True(t, pageHasClass(tr, "mine"), "target %s is owned by this node", pageAttr(tr, "data-url"))
+		owners := pageFind(tr, "span", "owner")
+		require.Len(t, owners, 1)
+		require.Equal(t, node, pageText(owners[0]))
+		require.True(t, pageHasClass(owners[0], "self"))
+	}
+	slices.Sort(urls)
+	want := []string{"http://" + targets[0] + "/metrics", "http://" + targets[1] + "/metrics"}
+	slices.Sort(want)
+	require.Equal(t, want, urls)
+	require.Nil(t, pageFindID(doc, "targets-empty"))
+	// A single node may or may not have recorded moves (its targets move to it
+	// when it turns active, if discovery synced first); the section is there.
+	require.True(t, pageFindID(doc, "moves") != nil || pageFindID(doc, "moves-empty") != nil)
+
+	if path := os.Getenv(pageEnvScreenshot); path != "" {
+		pageScreenshot(t, browser, base, path)
+	}
+}
+
+// pageChromium finds a headless-capable Chromium, or skips the test.
+func pageChromium(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("browser test skipped in -short mode")
+	}
+	if p := os.Getenv(pageEnvChromium); p != "" {
+		path, err := exec.LookPath(p)
+		require.NoError(t, err, "$%s=%q", pageEnvChromium, p)
+		return path
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := fmt.Sprintf("no chromium, chromium-browser or google-chrome in $PATH and $%s unset; install it with `apt-get install chromium`", pageEnvChromium)
+	if os.Getenv(pageEnvRequire) == "1" {
+		t.Fatal(msg + "; failing because " + pageEnvRequire + "=1")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// pageRunChromium runs a headless Chromium with its own profile directory
+// and returns its standard output.
+func pageRunChromium(t *testing.T, browser string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args = append([]string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--no-first-run", "--no-default-browser-check", "--disable-extensions",
+		"--user-data-dir=" + t.TempDir(),
+	}, args...)
+	cmd := exec.CommandContext(ctx, browser, args...)
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), "%s %s\nstderr:\n%s", browser, strings.Join(args, " "), stderr.String())
+	return stdout.Bytes()
+}
+
+func pageDumpDOM(t *testing.T, browser, url string) *html.Node {
+	t.Helper()
+	out := pageRunChromium(t, browser, "--dump-dom", url)
+	doc, err := html.Parse(bytes.NewReader(out))
+	require.NoError(t, err)
+	require.NotNil(t, pageFindID(doc, "node-name"), "dumped DOM is not the status page:\n%s", out)
+	return doc
+}
+
+func pageScreenshot(t *testing.T, browser, url, path string) {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	require.NoError(t, err)
+	pageRunChromium(t, browser, "--hide-scrollbars", "--window-size=1400,900", "--screenshot="+abs, url)
+	t.Logf("status page screenshot saved to %s", abs)
+}
+
+func pageRender(t *testing.T, d pageData) *html.Node {
+	t.Helper()
+	var buf bytes.Buffer
+	require.NoError(t, pageTmpl.Execute(&buf, d))
+	doc, err := html.Parse(&buf)
+	require.NoError(t, err)
+	return doc
+}
+
+// pageFreeAddr returns a loopback address with a port that was free a
+// moment ago. The agent advertises its web address to peers, so it needs
+// the real port up front, not :0.
+func pageFreeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+func pageGetOK(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// pageFind returns the elements named tag (any when empty) under n that have
+// class (any when empty), in document order.
+func pageFind(n *html.Node, tag, class string) []*html.Node {
+	var out []*html.Node
+	for c := range n.Descendants() {
+		if c.Type == html.ElementNode && (tag == "" || c.Data == tag) && (class == "" || pageHasClass(c, class)) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func pageFindID(n *html.Node, id string) *html.Node {
+	for c := range n.Descendants() {
+		if c.Type == html.ElementNode && pageAttr(c, "id") == id {
+			return c
+		}
+	}
+	return nil
+}
+
+func pageByID(t *testing.T, n *html.Node, id string) *html.Node {
+	t.Helper()
+	e := pageFindID(n, id)
+	require.NotNil(t, e, "no element with id %q", id)
+	return e
+}
+
+func pageAttr(n *html.Node, key string) string {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
+}
+
+func pageHasClass(n *html.Node, class string) bool {
+	return slices.Contains(strings.Fields(pageAttr(n, "class")), class)
+}
+
+// pageText is n's text content with runs of white space collapsed.
+func pageText(n *html.Node) string {
+	var b strings.Builder
+	for c := range n.Descendants() {
+		if c.Type == html.TextNode {
+			b.WriteString(c.Data)
+		}
+	}
+	return strings.Join(strings.Fields(b.String()), " ")
+}
