@@ -629,6 +629,8 @@ func (a *Agent) shutdown(stopScrape func(), scrapeDone <-chan struct{}, stopDisc
 	hctx, cancel := context.WithTimeout(context.Background(), a.opts.HandoffTimeout)
 	if err := a.node.AnnounceLeaving(hctx); err != nil {
 		a.logger.Warn("peers did not confirm the handoff in time, stopping anyway", "err", err)
+	} else if err := a.confirmHandoff(hctx); err != nil {
+		a.logger.Warn("peers did not start scraping the handed-off targets in time, stopping anyway", "err", err)
 	}
 	cancel()
 

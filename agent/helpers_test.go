@@ -67,9 +67,11 @@ type testAgent struct {
 // ticker, short handoff and flush bounds.
 func agentOptions(t testing.TB, name, configFile string) Options {
 	return Options{
-		ConfigFile:     configFile,
-		StoragePath:    t.TempDir(),
-		ListenAddress:  "127.0.0.1:0",
+		ConfigFile:  configFile,
+		StoragePath: t.TempDir(),
+		// A fixed port: it is advertised to peers (gossip metadata) and
+		// Consul before the listener opens.
+		ListenAddress:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		ClusterName:    "shoal-test",
 		NodeName:       name,
 		ClusterListen:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),

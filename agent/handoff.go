@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// handoffPoll is how often a leaving agent asks its peers whether they
+// scrape its targets yet.
+const handoffPoll = 100 * time.Millisecond
+
+// confirmHandoff waits until the new owners of every target this agent
+// scrapes list it among their active targets (GET /api/v1/targets), or ctx
+// is done. Agreeing on the ring is not enough: a peer's scrape manager
+// applies new targets only every discovery reload interval (5 s), and
+// stopping before that leaves a gap in every moved series. A peer whose API
+// cannot be read (TLS or basic auth through --web.config.file, an old
+// version) is not waited for.
+func (a *Agent) confirmHandoff(ctx context.Context) error {
+	r := a.node.Ring()
+	rf := a.node.ReplicationFactor()
+	self := a.node.Name()
+	addrs := map[string]string{}
+	for _, p := range a.node.Peers() {
+		addrs[p.Name] = p.HTTPAddr
+	}
+	// peer HTTP address -> "job url" of the targets it must scrape
+	want := map[string]map[string]bool{}
+	var owners []string
+	for _, t := range a.scraper.Filter().Targets() {
+		if !t.Owned {
+			continue
+		}
+		owners = r.Owners(owners[:0], t.Key, rf)
+		for _, o := range owners {
+			if o == self || addrs[o] == "" {
+				continue
+			}
+			if want[addrs[o]] == nil {
+				want[addrs[o]] = map[string]bool{}
+			}
+			want[addrs[o]][t.Job+" "+t.URL] = true
+		}
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	defer client.CloseIdleConnections()
+	tick := time.NewTicker(handoffPoll)
+	defer tick.Stop()
+	for {
+		for addr, targets := range want {
+			active, err := peerActiveTargets(ctx, client, addr)
+			if err != nil {
+				a.logger.Debug("cannot ask a peer for its targets, not waiting for it", "peer", addr, "err", err)
+				delete(want, addr)
+				continue
+			}
+			for _, t := range active {
+				delete(targets, t.ScrapePool+" "+t.ScrapeURL)
+			}
+			if len(targets) == 0 {
+				delete(want, addr)
+			}
+		}
+		if len(want) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			n := 0
+			for _, t := range want {
+				n += len(t)
+			}
+			return fmt.Errorf("wait for %d peers to scrape %d targets: %w", len(want), n, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// peerActiveTargets reads a peer's /api/v1/targets?state=active.
+func peerActiveTargets(ctx context.Context, client *http.Client, addr string) ([]apiTarget, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/targets?state=active", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /api/v1/targets: %s", resp.Status)
+	}
+	var body struct {
+		Data apiTargets `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("decode /api/v1/targets: %w", err)
+	}
+	return body.Data.ActiveTargets, nil
+}

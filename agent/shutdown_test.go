@@ -1,0 +1,153 @@
+package agent
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestGracefulStopHandsOff stops one of three agents and checks that its
+// peers both owned and scraped its targets before its Run returned, and
+// that it went through the shutdown steps in order.
+func TestGracefulStopHandsOff(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, 24)
+	agents := startCluster(t, 3, staticConfig(map[string][]string{"farm": farmAddrs(f)}), nil)
+	victim, peers := agents[1], []*testAgent{agents[0], agents[2]}
+
+	ct, err := peers[0].clusterTargets()
+	require.NoError(t, err)
+	var moving []string
+	for _, tg := range ct.Targets {
+		if slices.Contains(tg.Owners, victim.name) {
+			moving = append(moving, tg.URL)
+		}
+	}
+	require.NotEmpty(t, moving, "the victim owns nothing: %+v", ct)
+
+	// Every peer records when it stopped listing the victim as an owner and
+	// when its scrape pool held all the victim's targets it now owns. The
+	// scrape manager applies new targets only every 5 s: the victim must wait
+	// for that, not only for the ring to agree.
+	type seen struct {
+		mu               sync.Mutex
+		ownedAt, scraped time.Time
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	obs := make([]*seen, len(peers))
+	for i, p := range peers {
+		obs[i] = &seen{}
+		wg.Go(func() {
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				now := time.Now()
+				o := obs[i]
+				o.mu.Lock()
+				needOwned, needScraped := o.ownedAt.IsZero(), o.scraped.IsZero()
+				o.mu.Unlock()
+				if needOwned {
+					ct, err := p.clusterTargets()
+					if err == nil && len(ct.Targets) == 24 && !slices.ContainsFunc(ct.Targets, func(tg apiClusterTarget) bool {
+						return slices.Contains(tg.Owners, victim.name) || len(tg.Owners) != 1
+					}) {
+						o.mu.Lock()
+						o.ownedAt = now
+						o.mu.Unlock()
+					}
+				}
+				if needScraped {
+					// Both peers together must scrape every moving target;
+					// each peer records when it scrapes its own share.
+					var tg apiTargets
+					if err := p.getJSON("/api/v1/targets", &tg); err == nil {
+						ct, err := p.clusterTargets()
+						if err != nil {
+							continue
+						}
+						mine := map[string]bool{}
+						for _, x := range ct.Targets {
+							if slices.Equal(x.Owners, []string{p.name}) && slices.Contains(moving, x.URL) {
+								mine[x.URL] = true
+							}
+						}
+						for _, at := range tg.ActiveTargets {
+							// Active: the scrape pool runs a loop for it. Its
+							// first scrape comes within one interval.
+							if mine[at.ScrapeURL] {
+								delete(mine, at.ScrapeURL)
+							}
+						}
+						if len(mine) == 0 && !start(victim).IsZero() && !ct.hasOwner(victim.name) {
+							o.mu.Lock()
+							o.scraped = now
+							o.mu.Unlock()
+						}
+					}
+				}
+			}
+		})
+	}
+	t.Cleanup(func() { close(done); wg.Wait() })
+
+	stopStart.Store(victim, time.Now())
+	require.NoError(t, victim.stop())
+	returned := time.Unix(0, victim.stopped.Load())
+
+	require.Eventually(t, func() bool {
+		for _, o := range obs {
+			o.mu.Lock()
+			ok := !o.ownedAt.IsZero() && !o.scraped.IsZero()
+			o.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}, convergeTimeout, pollInterval, "peers did not take over")
+	for i, o := range obs {
+		o.mu.Lock()
+		require.True(t, o.ownedAt.Before(returned), "%s took ownership %v after the victim's Run returned", peers[i].name, o.ownedAt.Sub(returned))
+		require.True(t, o.scraped.Before(returned), "%s scraped the moved targets only %v after the victim's Run returned", peers[i].name, o.scraped.Sub(returned))
+		o.mu.Unlock()
+	}
+
+	// The log shows the steps in order, then the end.
+	logs := victim.logs.String()
+	last := -1
+	for _, step := range []string{"shutdown 1/5", "shutdown 2/5", "shutdown 3/5", "shutdown 4/5", "shutdown 5/5", "agent stopped"} {
+		i := strings.Index(logs, step)
+		require.Greater(t, i, last, "%q missing or out of order", step)
+		last = i
+	}
+	require.NotContains(t, logs, "peers did not confirm the handoff")
+	require.NotContains(t, logs, "peers did not start scraping")
+
+	// The peers agree on a two-member ring.
+	waitAgreement(t, peers, 2)
+}
+
+// stopStart records when the test began stopping each agent.
+var stopStart sync.Map
+
+func start(a *testAgent) time.Time {
+	v, ok := stopStart.Load(a)
+	if !ok {
+		return time.Time{}
+	}
+	return v.(time.Time)
+}
+
+func (ct apiClusterTargets) hasOwner(name string) bool {
+	return slices.ContainsFunc(ct.Targets, func(tg apiClusterTarget) bool { return slices.Contains(tg.Owners, name) })
+}
