@@ -86,12 +86,12 @@ var quoted = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
 // errors already carry a line and are returned unchanged.
 func locate(data []byte, err error) error {
 	msg := err.Error()
-	if strings.HasPrefix(msg, "yaml: ") {
-		return err
-	}
 	var root yaml.Node
 	if yaml.Unmarshal(data, &root) != nil {
 		return err
+	}
+	if strings.HasPrefix(msg, "yaml: ") {
+		return locateUnknownFields(&root, err)
 	}
 	matches := quoted.FindAllStringSubmatch(msg, -1)
 	for i := len(matches) - 1; i >= 0; i-- {
@@ -104,6 +104,66 @@ func locate(data []byte, err error) error {
 		}
 	}
 	return err
+}
+
+// unknownField matches the strict decoder's complaint, e.g.
+// `line 2: field scrape_intervall not found in type config.plain`.
+var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+
+// locateUnknownFields rewrites the YAML decoder's unknown-field errors, which
+// name an internal Go type, into the field's path in the file:
+// `unknown field global.scrape_intervall (line 2)`.
+func locateUnknownFields(root *yaml.Node, err error) error {
+	matches := unknownField.FindAllStringSubmatch(err.Error(), -1)
+	if len(matches) == 0 {
+		return err
+	}
+	parts := make([]string, 0, len(matches))
+	for _, m := range matches {
+		line, _ := strconv.Atoi(m[1])
+		path, ok := findKey(root, "", line, m[2])
+		if !ok {
+			path = m[2]
+		}
+		if strings.HasSuffix(m[2], "_sd_configs") {
+			parts = append(parts, fmt.Sprintf("%s (line %d): service discovery %s is not supported by shoal (supported: consul_sd_configs, file_sd_configs, http_sd_configs, dns_sd_configs, static_configs)", path, line, m[2]))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("unknown field %s (line %d)", path, line))
+	}
+	return errors.New(strings.Join(parts, "; "))
+}
+
+// findKey returns the path of the mapping key name on line.
+func findKey(n *yaml.Node, path string, line int, name string) (string, bool) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p, ok := findKey(c, path, line, name); ok {
+				return p, true
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if path != "" {
+				key = path + "." + key
+			}
+			if n.Content[i].Line == line && n.Content[i].Value == name {
+				return key, true
+			}
+			if p, ok := findKey(n.Content[i+1], key, line, name); ok {
+				return p, true
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if p, ok := findKey(c, fmt.Sprintf("%s[%d]", path, i), line, name); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }
 
 // findValue returns the path and line of the first scalar equal to value.

@@ -37,7 +37,7 @@ remote_write:
 		{
 			name:    "unknown field",
 			yaml:    "global:\n  scrape_intervall: 15s\n",
-			wantErr: []string{"line 2", "field scrape_intervall not found"},
+			wantErr: []string{"line 2", "unknown field global.scrape_intervall (line 2)"},
 		},
 		{
 			name:    "bad duration names the field",
@@ -67,7 +67,7 @@ remote_write:
 		{
 			name:    "unsupported discovery",
 			yaml:    "scrape_configs:\n  - job_name: a\n    kubernetes_sd_configs: [{role: pod}]\n",
-			wantErr: []string{"line 3", "kubernetes_sd_configs not found"},
+			wantErr: []string{"line 3", "scrape_configs[0].kubernetes_sd_configs (line 3): service discovery kubernetes_sd_configs is not supported by shoal"},
 		},
 		{
 			name:    "duplicate job",
