@@ -2,7 +2,10 @@ package testenv
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strings"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,7 +20,7 @@ var issuedPorts = struct {
 
 // maxPortAttempts bounds the search for a port that is free for both TCP and
 // UDP and not yet issued; a handful of attempts is plenty on a loopback.
-const maxPortAttempts = 50
+const maxPortAttempts = 200
 
 // FreePort returns a loopback port that was free for both TCP and UDP (Consul's
 // DNS and Serf ports need both) and that no other caller in this test binary
@@ -47,9 +50,9 @@ func freePorts(tb testing.TB, n int) []int {
 		if attempt >= maxPortAttempts {
 			tb.Fatalf("testenv: no free loopback port after %d attempts", maxPortAttempts)
 		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", loopback(candidatePort()))
 		if err != nil {
-			tb.Fatalf("testenv: listen on a free loopback port: %v", err)
+			continue // taken: try another candidate
 		}
 		closers = append(closers, l.Close)
 		port := l.Addr().(*net.TCPAddr).Port
@@ -65,6 +68,39 @@ func freePorts(tb testing.TB, n int) []int {
 		ports = append(ports, port)
 	}
 	return ports
+}
+
+// Ports are drawn below the kernel's ephemeral range: a port from that range
+// can be taken by any outgoing connection while the component that owns it
+// is stopped (Consul or the receiver in an outage test), and its restart then
+// fails with "address already in use".
+const minTestPort = 10000
+
+// candidatePort returns a random port between minTestPort and the start of
+// the ephemeral range, or 0 (let the kernel choose) if there is no room.
+func candidatePort() int {
+	lo := ephemeralLow()
+	if lo-minTestPort < 1000 {
+		return 0
+	}
+	return minTestPort + rand.IntN(lo-minTestPort)
+}
+
+// ephemeralLow reads the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768 // Linux default
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return lo
 }
 
 // loopback returns "127.0.0.1:port".
