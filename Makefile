@@ -5,7 +5,7 @@ CACHE_BIN := $(CURDIR)/.cache/bin
 LINT_VERSION ?= v2.15.0
 export PATH := $(CACHE_BIN):$(PATH)
 
-.PHONY: all build deps test test-short lint bench demo fmt vet clean
+.PHONY: all build deps test test-short lint bench demo docker fmt vet clean
 
 all: build
 
@@ -39,6 +39,19 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./gossip/ring/
 	$(GO) test -run '^$$' -bench 'Owner|Recompute' ./gossip/ring/
 	$(GO) test -run '^$$' -bench 'Convergence|NoFalseDeath' -benchtime 1x -timeout 20m ./gossip/
+
+# demo runs a demo fleet on loopback from local binaries (hack/demo.sh):
+# Consul, a target farm, a Prometheus receiver and three agents, until Ctrl-C.
+# DEMO_DURATION=30 make demo stops after 30 s and fails unless it worked.
+demo:
+	hack/demo.sh
+
+# docker builds the Dockerfile's runtime stages from host-built binaries (no
+# registry needed) and checks readiness and clustering of the containers
+# (hack/docker-test.sh, about a minute). For a release image with the golang
+# builder stage: docker build -t shoal . && docker build --target farm -t shoal-farm .
+docker:
+	hack/docker-test.sh
 
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# docker-test.sh checks the container images built from the real Dockerfile,
+# without a registry: nothing is pulled.
+#
+#  1. builds shoal and shoal-farm on the host (CGO_ENABLED=0, -trimpath, the
+#     Dockerfile's ldflags);
+#  2. builds the Dockerfile's runtime stages (farm, shoal) with the builder
+#     stage replaced by those binaries and the host's CA certificates; every
+#     other line of the Dockerfile is used as it is;
+#  3. checks the image metadata (non-root user, ports, entrypoint, volume);
+#  4. on a private Docker network: runs one agent with the image's default
+#     command and configuration and waits for /-/ready; then a farm container
+#     and three agents that join with --cluster.join=dns+shoal:7946 (a network
+#     alias) and scrape the farm with static_configs, remote writing to an
+#     address that does not exist; waits until /api/v1/cluster/members on
+#     every agent shows one cluster of three active members that agree on the
+#     ring and share the farm's targets; stops one agent and checks it exits 0;
+#  5. removes every container, network and image it created, also on failure
+#     or Ctrl-C.
+#
+# Usage: hack/docker-test.sh   (about a minute with a warm Go build cache)
+# Needs: docker, go, curl. The engine's BuildKit is used when the buildx
+# plugin is installed, the classic builder otherwise.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+id="shoal-dt-$$-${RANDOM}"
+label="dev.shoal.docker-test=${id}"
+net="${id}"
+image_shoal="${id}:shoal"
+image_farm="${id}:farm"
+image_builder="${id}:builder"
+work="$(mktemp -d "${TMPDIR:-/tmp}/shoal-docker-test.XXXXXX")"
+ready_timeout=60   # seconds for an agent to answer /-/ready
+cluster_timeout=60 # seconds for the three agents to converge
+farm_targets=6
+farm_base_port=10000
+
+log() { printf 'docker-test: [%3ds] %s\n' "$SECONDS" "$*" >&2; }
+fail() {
+	log "FAIL: $*"
+	exit 1
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [[ $rc -ne 0 ]]; then
+		# Leave the agents' logs where a failing run can be diagnosed.
+		local c
+		for c in $(docker ps -aq --filter "label=${label}" 2>/dev/null); do
+			log "logs of $(docker inspect -f '{{.Name}}' "$c" 2>/dev/null):"
+			docker logs --tail 40 "$c" 2>&1 | sed 's/^/    /' >&2 || true
+		done
+	fi
+	local containers
+	containers="$(docker ps -aq --filter "label=${label}" 2>/dev/null || true)"
+	if [[ -n "$containers" ]]; then
+		# shellcheck disable=SC2086 # one ID per word
+		docker rm -f -v $containers >/dev/null 2>&1 || true
+	fi
+	docker network rm "$net" >/dev/null 2>&1 || true
+	docker image rm -f "$image_shoal" "$image_farm" "$image_builder" >/dev/null 2>&1 || true
+	rm -rf "$work"
+	if [[ $rc -eq 0 ]]; then
+		log "PASS in ${SECONDS}s"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for cmd in docker go curl; do
+	command -v "$cmd" >/dev/null || fail "$cmd is not installed"
+done
+docker info >/dev/null 2>&1 || fail "cannot reach the docker engine (docker info)"
+
+# ---- 1. host binaries ------------------------------------------------------
+version="docker-test-$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
+ctx="$work/context"
+mkdir -p "$ctx/rootfs/out/data" "$ctx/rootfs/etc/ssl/certs" "$ctx/deploy"
+log "building shoal and shoal-farm on the host (version ${version})"
+for cmd in shoal shoal-farm; do
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X main.version=${version}" \
+		-o "$ctx/rootfs/out/${cmd}" "./cmd/${cmd}")
+done
+
+# ---- 2. images from the Dockerfile's runtime stages -------------------------
+certs=""
+for f in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem; do
+	if [[ -f "$f" ]]; then
+		certs="$f"
+		break
+	fi
+done
+[[ -n "$certs" ]] || fail "no CA certificate bundle on this host"
+cp "$certs" "$ctx/rootfs/etc/ssl/certs/ca-certificates.crt"
+cp -r "$root/deploy/image" "$ctx/deploy/image"
+
+# The builder stage runs from its FROM line to the next FROM. Its stand-in
+# holds what the runtime stages copy from it: /out/ and the CA bundle.
+awk '
+	/^FROM[ \t].*[ \t][Aa][Ss][ \t]+builder[ \t]*$/ {
+		print "FROM scratch AS builder"
+		print "COPY rootfs/ /"
+		skip = 1
+		replaced = 1
+		next
+	}
+	skip && /^FROM[ \t]/ { skip = 0 }
+	!skip { print }
+	END { if (!replaced) exit 1 }
+' "$root/Dockerfile" >"$ctx/Dockerfile" || fail "Dockerfile has no 'FROM ... AS builder' stage"
+
+if ! docker buildx version >/dev/null 2>&1; then
+	export DOCKER_BUILDKIT=0 # the classic builder; it prints a deprecation notice
+fi
+build() { # target image
+	log "building the Dockerfile's $1 stage as $2"
+	docker build --quiet --label "$label" --build-arg "VERSION=${version}" \
+		--target "$1" -t "$2" -f "$ctx/Dockerfile" "$ctx" >/dev/null 2>"$work/build-$1.log" || {
+		cat "$work/build-$1.log" >&2
+		fail "docker build --target $1"
+	}
+}
+# The stand-in builder stage gets a tag too, or the classic builder would
+# leave it behind as a dangling image.
+build builder "$image_builder"
+build farm "$image_farm"
+build shoal "$image_shoal"
+
+# ---- 3. image metadata -----------------------------------------------------
+expect_inspect() { # image format want
+	local got
+	got="$(docker image inspect -f "$2" "$1")"
+	[[ "$got" == "$3" ]] || fail "image $1: $2 is '$got', want '$3'"
+}
+expect_inspect "$image_shoal" '{{.Config.User}}' '65532:65532'
+expect_inspect "$image_shoal" '{{json .Config.Entrypoint}}' '["/bin/shoal"]'
+expect_inspect "$image_shoal" '{{json .Config.Cmd}}' '["--config.file=/etc/shoal/shoal.yml","--storage.path=/data"]'
+expect_inspect "$image_shoal" '{{json .Config.ExposedPorts}}' '{"7946/tcp":{},"7946/udp":{},"9090/tcp":{}}'
+expect_inspect "$image_shoal" '{{json .Config.Volumes}}' '{"/data":{}}'
+expect_inspect "$image_farm" '{{.Config.User}}' '65532:65532'
+got="$(docker run --rm --network none --label "$label" "$image_shoal" --version 2>&1)"
+[[ "$got" == *"$version"* ]] || fail "shoal --version printed '$got', want it to contain $version"
+log "image metadata ok: user 65532, ports 9090 7946/tcp 7946/udp, volume /data, version $version"
+
+# ---- 4. containers -----------------------------------------------------------
+docker network create --label "$label" "$net" >/dev/null
+
+# published_port prints the loopback host port published for the container's 9090.
+published_port() {
+	docker port "$1" 9090/tcp | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -n1
+}
+
+wait_ready() { # container
+	local port deadline
+	port="$(published_port "$1")"
+	[[ -n "$port" ]] || fail "$1 publishes no loopback port for 9090"
+	deadline=$((SECONDS + ready_timeout))
+	until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port}/-/ready")" == 200 ]]; do
+		[[ "$(docker inspect -f '{{.State.Running}}' "$1")" == true ]] || fail "$1 exited before it was ready"
+		((SECONDS < deadline)) || fail "$1 not ready within ${ready_timeout}s"
+		sleep 0.5
+	done
+}
+
+# An agent with the image's default command and configuration.
+docker run -d --name "${id}-default" --label "$label" --network "$net" \
+	-p 127.0.0.1::9090 "$image_shoal" >/dev/null
+t0=$SECONDS
+wait_ready "${id}-default"
+log "default agent ready after $((SECONDS - t0))s (image defaults: /etc/shoal/shoal.yml, /data)"
+docker rm -f -v "${id}-default" >/dev/null
+
+# The farm: static targets farm:10000...
+docker run -d --name "${id}-farm" --label "$label" --network "$net" --network-alias farm \
+	"$image_farm" --listen-host=0.0.0.0 --base-port="$farm_base_port" --targets="$farm_targets" --series=5 >/dev/null
+
+targets=""
+for ((i = 0; i < farm_targets; i++)); do
+	targets+="${targets:+, }\"farm:$((farm_base_port + i))\""
+done
+cat >"$work/cluster.yml" <<YAML
+global:
+  scrape_interval: 2s
+scrape_configs:
+  - job_name: farm
+    static_configs:
+      - targets: [${targets}]
+remote_write:
+  # Nothing listens there: the agents must be ready regardless.
+  - url: http://receiver.invalid:9090/api/v1/write
+YAML
+chmod 0644 "$work/cluster.yml"
+
+agents=()
+for n in 1 2 3; do
+	c="${id}-shoal-${n}"
+	# docker cp instead of a bind mount: works with a remote engine too.
+	docker create --name "$c" --hostname "shoal-${n}" --label "$label" \
+		--network "$net" --network-alias shoal -p 127.0.0.1::9090 \
+		"$image_shoal" --config.file=/etc/shoal/cluster.yml --storage.path=/data \
+		--cluster.join=dns+shoal:7946 --cluster.rejoin-interval=2s \
+		--cluster.handoff-timeout=10s --storage.remote.flush-deadline=5s >/dev/null
+	docker cp "$work/cluster.yml" "$c:/etc/shoal/cluster.yml"
+	docker start "$c" >/dev/null
+	agents+=("$c")
+done
+t0=$SECONDS
+for c in "${agents[@]}"; do
+	wait_ready "$c"
+done
+log "three agents ready after $((SECONDS - t0))s"
+
+# converged prints why the agent's view is not yet one cluster of three
+# active members that agree and share every farm target, or nothing.
+converged() { # container
+	local port body
+	port="$(published_port "$1")"
+	body="$(curl -fsS "http://127.0.0.1:${port}/api/v1/cluster/members")" || {
+		echo "members API unreachable"
+		return
+	}
+	local members active owned
+	members="$(grep -o '"name":"[^"]*"' <<<"$body" | sort -u | tr '\n' ' ')"
+	active="$(grep -o '"state":"active"' <<<"$body" | wc -l)"
+	owned="$(grep -o '"ownedTargets":[0-9]*' <<<"$body" | awk -F: '{s += $2} END {print s + 0}')"
+	if [[ "$active" -ne 3 ]] || ! grep -q '"agree":true' <<<"$body" || [[ "$owned" -ne $farm_targets ]]; then
+		echo "active=$active agree=$(grep -o '"agree":[a-z]*' <<<"$body") owned=$owned members: $members"
+	fi
+}
+t0=$SECONDS
+deadline=$((SECONDS + cluster_timeout))
+for c in "${agents[@]}"; do
+	while why="$(converged "$c")" && [[ -n "$why" ]]; do
+		((SECONDS < deadline)) || fail "$c: no single cluster of 3 within ${cluster_timeout}s: $why"
+		sleep 0.5
+	done
+done
+port="$(published_port "${agents[0]}")"
+split="$(curl -fsS "http://127.0.0.1:${port}/api/v1/cluster/members" |
+	grep -o '"name":"[^"]*","addr"\|"ownedTargets":[0-9]*' |
+	sed 's/"name":"\([^"]*\)","addr"/\1/; s/"ownedTargets":/=/' | paste -sd ' ' | sed 's/ =/=/g')"
+log "one cluster of 3 after $((SECONDS - t0))s; targets per agent: ${split}"
+
+# Every agent scrapes its share: /api/v1/targets lists only owned targets,
+# once the scrape pools have caught up with the ring.
+scraped() {
+	local c port total=0 n
+	for c in "${agents[@]}"; do
+		port="$(published_port "$c")"
+		n="$(curl -fsS "http://127.0.0.1:${port}/api/v1/targets" | grep -o '"health":"up"' | wc -l)"
+		total=$((total + n))
+	done
+	echo "$total"
+}
+t0=$SECONDS
+deadline=$((SECONDS + cluster_timeout))
+until [[ "$(scraped)" -eq "$farm_targets" ]]; do
+	((SECONDS < deadline)) || fail "agents scrape $(scraped) healthy targets in all, want $farm_targets"
+	sleep 0.5
+done
+log "each farm target scraped (up) by exactly one agent after $((SECONDS - t0))s"
+
+# A stopped agent hands its targets over and exits 0 on SIGTERM as PID 1,
+# within its handoff timeout plus its flush deadline (the remote write
+# endpoint never answers).
+t0=$SECONDS
+docker stop -t 30 "${agents[2]}" >/dev/null
+code="$(docker inspect -f '{{.State.ExitCode}}' "${agents[2]}")"
+[[ "$code" == 0 ]] || fail "${agents[2]} exited $code on SIGTERM, want 0"
+log "agent 3 stopped cleanly (exit 0) in $((SECONDS - t0))s"
