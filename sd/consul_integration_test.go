@@ -38,6 +38,13 @@ func (l *peerLog) is(want ...string) func() bool {
 // runRegistration registers an agent and keeps its check updated until the
 // test ends; the returned flag is its readiness.
 func runRegistration(t *testing.T, client *api.Client, id, gossip string) (*Registration, *atomic.Bool) {
+	r, ready, _ := runRegistrationStoppable(t, client, id, gossip)
+	return r, ready
+}
+
+// runRegistrationStoppable is runRegistration with a func that stops the
+// renewals, as a crash would.
+func runRegistrationStoppable(t *testing.T, client *api.Client, id, gossip string) (*Registration, *atomic.Bool, func()) {
 	t.Helper()
 	r, err := NewRegistration(client, RegistrationOptions{
 		Service: "shoal-it", ID: id, Address: "127.0.0.1", Port: 8080,
@@ -49,11 +56,15 @@ func runRegistration(t *testing.T, client *api.Client, id, gossip string) (*Regi
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, ready.Load) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	return r, ready
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(stop)
+	return r, ready, stop
 }
 
 func TestConsulRegistrationAndPeerWatch(t *testing.T) {
@@ -76,19 +87,28 @@ func TestConsulRegistrationAndPeerWatch(t *testing.T) {
 	const wait, tick = 20 * time.Second, 20 * time.Millisecond
 	require.Eventually(t, log.is(), wait, tick, "empty list first")
 
-	// A registered agent is listed only once its check passes.
+	// A registered agent is listed at once, before it is ready (its check
+	// is warning), so that agents starting together find each other.
 	r1, ready1 := runRegistration(t, client, "n1", "127.0.0.1:7001")
-	_, ready2 := runRegistration(t, client, "n2", "127.0.0.1:7002")
-	peers, err := p.Peers(t.Context())
+	_, ready2, crash2 := runRegistrationStoppable(t, client, "n2", "127.0.0.1:7002")
+	require.Eventually(t, log.is("127.0.0.1:7001", "127.0.0.1:7002"), wait, tick, "listed while joining")
+	checks, _, err := client.Health().Checks("shoal-it", nil)
 	require.NoError(t, err)
-	require.Empty(t, peers, "critical until ready")
+	for _, c := range checks {
+		require.Equal(t, api.HealthWarning, c.Status, "alive but not ready is warning")
+	}
 
 	ready1.Store(true)
 	ready2.Store(true)
-	require.Eventually(t, log.is("127.0.0.1:7001", "127.0.0.1:7002"), wait, tick)
+	require.Eventually(t, func() bool {
+		checks, _, err := client.Health().Checks("shoal-it", nil)
+		return err == nil && len(checks) == 2 && checks.AggregatedStatus() == api.HealthPassing
+	}, wait, tick, "ready turns the checks passing")
 
-	ready2.Store(false)
-	require.Eventually(t, log.is("127.0.0.1:7001"), wait, tick, "not ready turns the check critical")
+	// A crashed agent stops renewing: its TTL expires, the check turns
+	// critical and it is no longer offered as a peer.
+	crash2()
+	require.Eventually(t, log.is("127.0.0.1:7001"), wait, tick, "an expired TTL drops the peer")
 
 	// Consul loses n1 (as a -dev restart would): Run registers it again.
 	require.NoError(t, client.Agent().ServiceDeregister("n1"))
@@ -98,7 +118,7 @@ func TestConsulRegistrationAndPeerWatch(t *testing.T) {
 	}, wait, tick, "registered again")
 	require.Eventually(t, log.is("127.0.0.1:7001"), wait, tick)
 
-	// Run is still going, so it will register n1 again, but critical.
+	// Run is still going, so it may register n1 again before it is stopped.
 	ready1.Store(false)
 	require.NoError(t, r1.Deregister(t.Context()))
 	require.Eventually(t, log.is(), wait, tick)

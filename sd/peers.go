@@ -42,7 +42,7 @@ type PeerProvider struct {
 	minBackoff       time.Duration
 }
 
-// NewPeerProvider returns a provider that lists the passing instances of
+// NewPeerProvider returns a provider that lists the live (passing or warning) instances of
 // service. It starts nothing.
 func NewPeerProvider(client *api.Client, service string, logger *slog.Logger) (*PeerProvider, error) {
 	if client == nil {
@@ -64,8 +64,8 @@ func NewPeerProvider(client *api.Client, service string, logger *slog.Logger) (*
 	}, nil
 }
 
-// Peers returns the sorted gossip addresses of the service's passing
-// instances, this agent's own included when it is registered and passing. An
+// Peers returns the sorted gossip addresses of the service's live (passing
+// or warning) instances, this agent's own included when it is registered. An
 // error means Consul could not be asked; an empty list is not an error.
 func (p *PeerProvider) Peers(ctx context.Context) ([]string, error) {
 	peers, _, err := p.query(ctx, 0)
@@ -127,7 +127,8 @@ func nextIndex(prev, got uint64) uint64 {
 	return got
 }
 
-// query lists the passing instances, blocking while the result is at index
+// query lists the passing and warning instances (warning: alive but not ready
+// yet, e.g. joining; an agent whose TTL expired is critical and left out), blocking while the result is at index
 // when index is not zero. It returns their gossip addresses and the result's
 // index.
 func (p *PeerProvider) query(ctx context.Context, index uint64) ([]string, uint64, error) {
@@ -135,12 +136,15 @@ func (p *PeerProvider) query(ctx context.Context, index uint64) ([]string, uint6
 	if index > 0 {
 		q.WaitTime = p.waitTime
 	}
-	entries, meta, err := p.client.Health().Service(p.service, "", true, q.WithContext(ctx))
+	entries, meta, err := p.client.Health().Service(p.service, "", false, q.WithContext(ctx))
 	if err != nil {
-		return nil, 0, fmt.Errorf("query passing instances of %q: %w", p.service, err)
+		return nil, 0, fmt.Errorf("query instances of %q: %w", p.service, err)
 	}
 	peers := make([]string, 0, len(entries))
 	for _, e := range entries {
+		if e.Checks.AggregatedStatus() == api.HealthCritical {
+			continue
+		}
 		if addr := gossipAddr(e); addr != "" {
 			peers = append(peers, addr)
 		}

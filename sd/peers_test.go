@@ -129,7 +129,7 @@ func TestPeersError(t *testing.T) {
 	p, err := NewPeerProvider(fakeConsul(t, func(w http.ResponseWriter, _ *http.Request) { fail(w) }), "shoal", nil)
 	require.NoError(t, err)
 	_, err = p.Peers(context.Background())
-	require.ErrorContains(t, err, `query passing instances of "shoal"`)
+	require.ErrorContains(t, err, `query instances of "shoal"`)
 	require.ErrorContains(t, err, "500")
 }
 

@@ -104,10 +104,14 @@ func (r *Registration) Register(ctx context.Context) error {
 			MetaVersion:    r.opts.Version,
 		},
 		Check: &api.AgentServiceCheck{
-			CheckID:                        r.checkID,
-			Name:                           "shoal ready",
-			TTL:                            r.opts.TTL.String(),
-			Status:                         api.HealthCritical,
+			CheckID: r.checkID,
+			Name:    "shoal ready",
+			TTL:     r.opts.TTL.String(),
+			// Warning, not critical: the agent is alive but not ready yet,
+			// and agents starting together must find each other to join
+			// (PeerProvider lists passing and warning instances). Only an
+			// expired TTL (a crashed agent) turns the check critical.
+			Status:                         api.HealthWarning,
 			DeregisterCriticalServiceAfter: r.opts.DeregisterCriticalServiceAfter.String(),
 		},
 	}
@@ -119,7 +123,7 @@ func (r *Registration) Register(ctx context.Context) error {
 }
 
 // Run renews the check every TTL/3, passing while ready returns true and
-// critical otherwise, until ctx is cancelled; then it returns nil. When
+// warning otherwise (alive but not ready: joining, or leaving), until ctx is cancelled; then it returns nil. When
 // Consul has lost the registration (restarted in -dev mode, removed it after
 // DeregisterCriticalServiceAfter) Run registers again. Failures are logged
 // and retried at the next renewal; Run does not deregister.
@@ -139,7 +143,7 @@ func (r *Registration) Run(ctx context.Context, ready func() bool) error {
 func (r *Registration) renew(ctx context.Context, ready bool) {
 	status, output := api.HealthPassing, "ready"
 	if !ready {
-		status, output = api.HealthCritical, "not ready: joining the cluster or waiting for discovery"
+		status, output = api.HealthWarning, "alive, not ready: joining the cluster, waiting for discovery, or leaving"
 	}
 	err := r.updateTTL(ctx, status, output)
 	if err == nil || ctx.Err() != nil {

@@ -96,7 +96,7 @@ func TestRegistrationRegistersAgainWhenLost(t *testing.T) {
 	require.Equal(t, map[string]string{MetaGossipAddr: "10.0.0.1:7946", MetaVersion: "v1"}, fake.reg.Meta)
 	require.Equal(t, "1h0m0s", fake.reg.Check.TTL)
 	require.Equal(t, "1m0s", fake.reg.Check.DeregisterCriticalServiceAfter)
-	require.Equal(t, api.HealthCritical, fake.reg.Check.Status, "critical until Run reports ready")
+	require.Equal(t, api.HealthWarning, fake.reg.Check.Status, "warning (alive, not ready) until Run reports ready")
 }
 
 func TestRegistrationErrorsNameTheService(t *testing.T) {
