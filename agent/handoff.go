@@ -89,7 +89,7 @@ func peerActiveTargets(ctx context.Context, client *http.Client, addr string) ([
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /api/v1/targets: %s", resp.Status)
 	}

@@ -141,7 +141,7 @@ func (a *Agent) get(ctx context.Context, path string) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, 0, fmt.Errorf("read GET %s on %s: %w", path, a.Name, err)

@@ -53,7 +53,7 @@ func (p *process) start(args []string) error {
 	}
 	// The child inherits its own copy of the descriptor, so ours can be
 	// closed right after Start and no copying goroutine is needed.
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	fmt.Fprintf(logf, "=== e2e %s: %s %s\n", time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(args, " "))
 
 	cmd := exec.Command(p.bin, args...)
@@ -167,7 +167,7 @@ func (p *process) appendLog(line string) {
 	if err != nil {
 		return
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	fmt.Fprintln(f, line)
 }
 

@@ -5,8 +5,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"strings"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
