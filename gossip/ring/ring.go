@@ -204,16 +204,8 @@ func (r *Ring) Owners(dst []string, key uint64, n int) []string {
 	if n == 1 {
 		return append(dst, r.members[r.top(key)].name)
 	}
-	n = min(n, len(r.members))
 	var stack [maxStackOwners]ranked
-	var best []ranked
-	if n <= maxStackOwners {
-		best = stack[:0]
-	} else {
-		best = make([]ranked, 0, n)
-	}
-	best = r.topN(best, key, n)
-	for _, b := range best {
+	for _, b := range r.ranked(&stack, key, n) {
 		dst = append(dst, r.members[b.idx].name)
 	}
 	return dst
@@ -228,15 +220,8 @@ func (r *Ring) IsOwner(key uint64, n int, name string) bool {
 	if n == 1 {
 		return r.members[r.top(key)].name == name
 	}
-	n = min(n, len(r.members))
 	var stack [maxStackOwners]ranked
-	var best []ranked
-	if n <= maxStackOwners {
-		best = stack[:0]
-	} else {
-		best = make([]ranked, 0, n)
-	}
-	for _, b := range r.topN(best, key, n) {
+	for _, b := range r.ranked(&stack, key, n) {
 		if r.members[b.idx].name == name {
 			return true
 		}
@@ -279,6 +264,16 @@ func (r *Ring) top(key uint64) int {
 		}
 	}
 	return best
+}
+
+// ranked returns the min(n, Len()) best members for key, in stack when they
+// fit (the caller's array stays on its stack) and on the heap otherwise.
+func (r *Ring) ranked(stack *[maxStackOwners]ranked, key uint64, n int) []ranked {
+	n = min(n, len(r.members))
+	if n <= maxStackOwners {
+		return r.topN(stack[:0], key, n)
+	}
+	return r.topN(make([]ranked, 0, n), key, n)
 }
 
 // topN fills best (len 0, cap >= n) with the n highest-scoring members in
