@@ -18,9 +18,13 @@ import (
 // This file holds every call into Prometheus' scrape manager: its signatures
 // move between releases.
 
-// DefaultDiscoveryReloadInterval is Prometheus' own default for how often the
-// scrape manager applies new target sets (--scrape.discovery-reload-interval).
-const DefaultDiscoveryReloadInterval = 5 * time.Second
+// DefaultDiscoveryReloadInterval is how often the scrape manager applies new
+// target sets. Prometheus uses 5 s (--scrape.discovery-reload-interval); in a
+// cluster that delay is added to every ownership move, because a target
+// handed over or orphaned by a dead agent is not scraped before its new owner
+// reloads. The Filter already rate-limits re-shards (MinReshardInterval), so
+// 1 s costs at most one reload per second during churn and nothing otherwise.
+const DefaultDiscoveryReloadInterval = time.Second
 
 // Options configures a Manager.
 type Options struct {
