@@ -5,7 +5,7 @@ CACHE_BIN := $(CURDIR)/.cache/bin
 LINT_VERSION ?= v2.15.0
 export PATH := $(CACHE_BIN):$(PATH)
 
-.PHONY: all build deps test test-short lint bench demo docker fmt vet clean
+.PHONY: all build deps test test-short lint bench demo docker fleet fmt vet clean
 
 all: build
 
@@ -52,6 +52,14 @@ demo:
 # builder stage: docker build -t shoal . && docker build --target farm -t shoal-farm .
 docker:
 	hack/docker-test.sh
+
+# fleet runs the fleet-continuity scenarios (internal/fleet) in their long
+# version: 60 targets at a 5 s interval, scale out and in, rolling restart,
+# kill -9, receiver and Consul down 2 minutes; about 20 minutes. It prints a
+# table of gaps, duplicates, out-of-order rejections and convergence times.
+# The short version runs in `make test`.
+fleet: deps
+	$(GO) test -race -count=1 -run TestFleet -v -timeout 60m ./internal/fleet/ -fleet.long
 
 clean:
 	rm -rf $(BIN)

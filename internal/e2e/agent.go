@@ -41,7 +41,7 @@ type AgentOptions struct {
 	// are read at every Start, so they can be changed between Stop and Start.
 	Join []string
 	// Config is the Prometheus configuration file. It is rendered at every
-	// Start, with AgentLabel set to Name.
+	// Start, with AgentLabel set to Name unless NoAgentLabel.
 	Config PromConfig
 	// ConsulAddress is --consul.address, for ConsulRegister or consul+ joins.
 	ConsulAddress string
@@ -54,6 +54,12 @@ type AgentOptions struct {
 	WebPort, GossipPort int
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
+	// NoAgentLabel leaves out the external label AgentLabel, so that every
+	// agent writes a target's samples to the same series, as in production:
+	// a receiver without an out-of-order window then rejects the
+	// interleaved samples of two owners, and Collect reports every sample
+	// with an empty Agent.
+	NoAgentLabel bool
 }
 
 // Agent is a shoal process on loopback ports. Its address fields never
@@ -170,7 +176,10 @@ func (a *Agent) args() []string {
 func (a *Agent) Start() {
 	a.tb.Helper()
 	cfg := a.Opts.Config
-	labels := map[string]string{AgentLabel: a.Name}
+	labels := map[string]string{}
+	if !a.Opts.NoAgentLabel {
+		labels[AgentLabel] = a.Name
+	}
 	for k, v := range cfg.ExternalLabels {
 		labels[k] = v
 	}

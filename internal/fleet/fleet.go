@@ -1,0 +1,272 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/e2e"
+)
+
+// Options size a scenario.
+type Options struct {
+	// Targets is the number of (healthy) farm targets.
+	Targets int
+	// Agents is the number of agents the fleet starts with.
+	Agents int
+	// Interval is the scrape interval.
+	Interval time.Duration
+	// FlushDeadline is --storage.remote.flush-deadline: short enough that
+	// an agent stopped while the receiver is down exits within the outage.
+	FlushDeadline time.Duration
+}
+
+// counterSelector is the farm job's counter, which rises by 1 per scrape.
+const counterSelector = `farm_scrapes_total{job="` + e2e.DefaultJob + `"}`
+
+// rcvRejectLog is what the receiver logs for each rejected sample of a
+// remote-write request (storage/remote/write_handler.go): its log survives
+// its restarts, unlike its counters.
+const rcvRejectLog = "Out of order sample from remote write"
+
+// Fleet is one scenario's environment and agents. Call its methods from the
+// test goroutine.
+type Fleet struct {
+	Name string
+	Env  *e2e.Env
+	Opts Options
+	// Agents are the agents that should be running and active; Step waits
+	// until exactly they agree.
+	Agents []*e2e.Agent
+
+	tb      testing.TB
+	healthy []string
+	all     []*e2e.Agent // every agent ever started, for their logs
+	seq     int
+	obs     *observer
+	begin   time.Time // start of the measured window
+	steps   []StepResult
+}
+
+// StepResult is how long one fleet change took.
+type StepResult struct {
+	What string
+	// Action is how long the change itself took (a Stop includes the
+	// handoff and the flush).
+	Action time.Duration
+	// Agree is from the start of the change until every agent listed
+	// exactly Fleet.Agents as active members and agreed on the ring.
+	Agree time.Duration
+	// Converge is until, in addition, every agent scraped exactly its
+	// share (e2e.Converged).
+	Converge time.Duration
+}
+
+// Start starts a fresh environment with opts.Targets healthy targets, a
+// strict receiver and opts.Agents agents that share series (no per-agent
+// label), waits until they converge and lets one interval pass; the
+// measured window starts then.
+func Start(tb testing.TB, name string, opts Options) *Fleet {
+	tb.Helper()
+	env := e2e.StartEnv(tb, e2e.EnvOptions{Targets: opts.Targets})
+	f := &Fleet{Name: name, Env: env, Opts: opts, tb: tb, healthy: env.Instances(true), obs: newObserver(env.Receiver.URL)}
+	f.Agents = env.StartCluster(tb, opts.Agents, "fleet", func(_ int, o *e2e.AgentOptions) { f.configure(o) })
+	f.seq = opts.Agents
+	f.all = slices.Clone(f.Agents)
+	for _, a := range f.Agents {
+		f.obs.add(a)
+	}
+	tb.Cleanup(f.obs.stop)
+	e2e.WaitConverged(tb, f.Agents, f.healthy)
+	f.obs.start()
+	f.Settle(1)
+	f.begin = time.Now()
+	return f
+}
+
+func (f *Fleet) configure(o *e2e.AgentOptions) {
+	o.NoAgentLabel = true
+	o.Config.ScrapeInterval = f.Opts.Interval
+	o.ExtraArgs = append(o.ExtraArgs, "--storage.remote.flush-deadline="+f.Opts.FlushDeadline.String())
+}
+
+// Settle lets n scrape intervals pass.
+func (f *Fleet) Settle(n int) {
+	time.Sleep(time.Duration(n) * f.Opts.Interval)
+}
+
+// Sleep lets d pass.
+func (f *Fleet) Sleep(d time.Duration) { time.Sleep(d) }
+
+// Step runs one fleet change and waits until Agents agree and converge. It
+// fails the test when they do not within e2e.ConvergeTimeout.
+func (f *Fleet) Step(what string, action func()) StepResult {
+	f.tb.Helper()
+	began := time.Now()
+	action()
+	r := StepResult{What: what, Action: time.Since(began)}
+	ctx := f.tb.Context()
+	deadline := time.Now().Add(e2e.ConvergeTimeout)
+	var err error
+	for {
+		if r.Agree == 0 && f.agree(ctx) == nil {
+			r.Agree = time.Since(began)
+		}
+		if r.Agree != 0 {
+			if _, err = e2e.Converged(ctx, f.Agents, f.healthy); err == nil {
+				r.Converge = time.Since(began)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			f.tb.Fatalf("fleet: %s: %s: no convergence within %v: %v (agree: %v)", f.Name, what, e2e.ConvergeTimeout, err, f.agree(ctx))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.steps = append(f.steps, r)
+	f.tb.Logf("fleet: %s: %s: action %.1fs, agree %.1fs, converged %.1fs", f.Name, what, r.Action.Seconds(), r.Agree.Seconds(), r.Converge.Seconds())
+	return r
+}
+
+// agree returns nil when every agent in Agents lists exactly Agents as its
+// active members and agrees with them on the ring.
+func (f *Fleet) agree(ctx context.Context) error {
+	names := f.names()
+	for _, a := range f.Agents {
+		m, err := a.Members(ctx)
+		if err != nil {
+			return err
+		}
+		var active []string
+		for _, mem := range m.Members {
+			if mem.State == "active" {
+				active = append(active, mem.Name)
+			}
+		}
+		slices.Sort(active)
+		if !m.Agree || !slices.Equal(active, names) {
+			return fmt.Errorf("%s: active %v agree=%v disagree=%v, want %v", a.Name, active, m.Agree, m.Disagree, names)
+		}
+	}
+	return nil
+}
+
+func (f *Fleet) names() []string {
+	out := make([]string, 0, len(f.Agents))
+	for _, a := range f.Agents {
+		out = append(out, a.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Add starts a new agent joining the current ones; call it inside Step.
+func (f *Fleet) Add() *e2e.Agent {
+	f.tb.Helper()
+	o := e2e.AgentOptions{Name: fmt.Sprintf("fleet-%d", f.seq), Config: f.Env.PromConfig()}
+	f.seq++
+	for _, a := range f.Agents {
+		o.Join = append(o.Join, a.GossipAddr)
+	}
+	f.configure(&o)
+	a := e2e.NewAgent(f.tb, o)
+	f.all = append(f.all, a)
+	f.obs.add(a)
+	a.Start()
+	f.Agents = append(f.Agents, a)
+	return a
+}
+
+// Remove stops a (SIGTERM: it hands its targets over) and drops it from
+// Agents; call it inside Step.
+func (f *Fleet) Remove(a *e2e.Agent) {
+	f.tb.Helper()
+	f.Agents = slices.DeleteFunc(f.Agents, func(b *e2e.Agent) bool { return b == a })
+	a.Stop()
+}
+
+// Kill kills a (SIGKILL) and drops it from Agents; call it inside Step.
+func (f *Fleet) Kill(a *e2e.Agent) {
+	f.tb.Helper()
+	f.Agents = slices.DeleteFunc(f.Agents, func(b *e2e.Agent) bool { return b == a })
+	a.Kill()
+}
+
+// Rejoin starts a removed or killed agent again with its name and data
+// directory; call it inside Step.
+func (f *Fleet) Rejoin(a *e2e.Agent) {
+	f.tb.Helper()
+	a.Opts.Join = a.Opts.Join[:0]
+	for _, b := range f.Agents {
+		a.Opts.Join = append(a.Opts.Join, b.GossipAddr)
+	}
+	a.Start()
+	f.Agents = append(f.Agents, a)
+}
+
+// Finish lets a few intervals pass after the last change, waits until the
+// receiver has every target's samples up to then, checks the invariants
+// (every target scraped at the end, no agent crashed) and measures the
+// window.
+func (f *Fleet) Finish() Row {
+	f.tb.Helper()
+	f.Settle(3)
+	end := time.Now()
+	ctx := f.tb.Context()
+	e2e.WaitIngested(f.tb, f.Env.Receiver, counterSelector, f.healthy, end)
+	f.obs.stop()
+	for _, a := range f.all {
+		if log, err := os.ReadFile(a.LogPath); err == nil {
+			for _, bad := range []string{"panic:", "fatal error:", "WARNING: DATA RACE"} {
+				if strings.Contains(string(log), bad) {
+					f.tb.Errorf("fleet: %s: agent %s logged %q (%s)", f.Name, a.Name, bad, a.LogPath)
+				}
+			}
+		}
+	}
+
+	iv := f.Opts.Interval
+	w := e2e.Window{Start: f.begin, End: end, Interval: iv}
+	samples, err := e2e.Collect(ctx, f.Env.Receiver, counterSelector, w.Start, w.End)
+	if err != nil {
+		f.tb.Fatalf("fleet: %s: collect: %v", f.Name, err)
+	}
+	stats := e2e.AnalyzeAll(samples, f.healthy, w, true)
+	r := Row{Scenario: f.Name, Targets: len(f.healthy), Interval: iv, Window: w.End.Sub(w.Start)}
+	for _, st := range stats {
+		r.MaxGap = max(r.MaxGap, st.MaxGap)
+		if float64(st.MaxGap) > 1.5*float64(iv) {
+			r.GapTargets++
+		}
+		if float64(st.MaxGap) > 2.5*float64(iv) {
+			r.BigGapTargets++
+		}
+		r.Duplicates += st.Duplicates()
+		r.Missing += st.Missing
+	}
+	// The last intervals: every target scraped again.
+	tail := e2e.Window{Start: end.Add(-2 * iv), End: end, Interval: iv}
+	for _, st := range e2e.AnalyzeAll(samples, f.healthy, tail, true) {
+		if st.Samples == 0 {
+			f.tb.Errorf("fleet: %s: %s has no sample in the last two intervals", f.Name, st.Instance)
+		}
+	}
+	r.Moved, r.Moves, r.MaxDouble = f.obs.ownership()
+	r.RcvOutOfOrder = f.obs.totals.total(rcvOutOfOrder)
+	r.RcvRejected = f.obs.totals.total(rcvRejected)
+	r.ShoalFailed = f.obs.totals.total(shoalFailed)
+	r.ShoalDropped = f.obs.totals.total(shoalDropped)
+	if log, err := os.ReadFile(f.Env.Receiver.LogPath); err == nil {
+		r.RcvRejectLogs = strings.Count(string(log), rcvRejectLog)
+	}
+	for _, s := range f.steps {
+		r.Agree = max(r.Agree, s.Agree)
+		r.Converge = max(r.Converge, s.Converge)
+	}
+	f.tb.Logf("FLEET %s", r.KeyValues())
+	return r
+}
