@@ -77,7 +77,7 @@ func (c PromConfig) Render() string {
 	}
 	c = c.withDefaults()
 	var b strings.Builder
-	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n", c.ScrapeInterval, c.ScrapeInterval/2)
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n", promDuration(c.ScrapeInterval), promDuration(c.ScrapeInterval/2))
 	if len(c.ExternalLabels) > 0 {
 		b.WriteString("  external_labels:\n")
 		for _, k := range slices.Sorted(maps.Keys(c.ExternalLabels)) {
@@ -105,4 +105,13 @@ remote_write:
       batch_send_deadline: %s
 `, c.Job, c.ConsulAddr, c.Service, c.SDRefresh, c.RemoteWriteURL, DefaultBatchSendDeadline)
 	return b.String()
+}
+
+// promDuration formats d for Prometheus' duration parser, which takes no
+// fractions: "2.5s" is written "2500ms".
+func promDuration(d time.Duration) string {
+	if d%time.Second != 0 {
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return d.String()
 }

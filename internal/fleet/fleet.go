@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -49,8 +50,18 @@ type Fleet struct {
 	seq     int
 	obs     *observer
 	begin   time.Time // start of the measured window
+	marks   []mark
 	steps   []StepResult
 }
+
+// mark is an event of the scenario, for the timeline Finish logs.
+type mark struct {
+	at   time.Time
+	what string
+}
+
+// Mark records an event (e.g. "receiver down") for the timeline.
+func (f *Fleet) Mark(what string) { f.marks = append(f.marks, mark{time.Now(), what}) }
 
 // StepResult is how long one fleet change took.
 type StepResult struct {
@@ -107,6 +118,7 @@ func (f *Fleet) Sleep(d time.Duration) { time.Sleep(d) }
 func (f *Fleet) Step(what string, action func()) StepResult {
 	f.tb.Helper()
 	began := time.Now()
+	f.Mark(what)
 	action()
 	r := StepResult{What: what, Action: time.Since(began)}
 	ctx := f.tb.Context()
@@ -267,6 +279,41 @@ func (f *Fleet) Finish() Row {
 		r.Agree = max(r.Agree, s.Agree)
 		r.Converge = max(r.Converge, s.Converge)
 	}
+	f.tb.Logf("fleet: %s: timeline (s from window start): %s", f.Name, f.timeline(samples, w))
 	f.tb.Logf("FLEET %s", r.KeyValues())
 	return r
+}
+
+// timeline lists the scenario's events and, per second of the window, how
+// many targets had a missed scrape (a gap above 1.5 intervals) starting
+// then, with the counter values lost in those gaps: where the gaps are.
+func (f *Fleet) timeline(samples e2e.Samples, w e2e.Window) string {
+	var parts []string
+	for _, m := range f.marks {
+		parts = append(parts, fmt.Sprintf("%+.1f %s", m.at.Sub(w.Start).Seconds(), m.what))
+	}
+	type bucket struct{ targets, lost int }
+	gaps := map[int]*bucket{}
+	for _, inst := range f.healthy {
+		prevT, prevV := w.Start, -1.0
+		for _, s := range append(slices.Clone(samples[inst]), e2e.Sample{T: w.End, V: -1}) {
+			if float64(s.T.Sub(prevT)) > 1.5*float64(w.Interval) {
+				sec := int(prevT.Sub(w.Start).Seconds())
+				b := gaps[sec]
+				if b == nil {
+					b = &bucket{}
+					gaps[sec] = b
+				}
+				b.targets++
+				if prevV >= 0 && s.V > prevV+1 {
+					b.lost += int(s.V-prevV) - 1
+				}
+			}
+			prevT, prevV = s.T, s.V
+		}
+	}
+	for _, sec := range slices.Sorted(maps.Keys(gaps)) {
+		parts = append(parts, fmt.Sprintf("%+d gap x%d (values lost %d)", sec, gaps[sec].targets, gaps[sec].lost))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -99,16 +99,19 @@ func kill(_ *testing.T, f *Fleet, p plan) {
 func receiverDown(t *testing.T, f *Fleet, p plan) {
 	victim := f.Agents[1]
 	down := time.Now()
+	f.Mark("receiver down")
 	f.Env.StopReceiver(t)
 	f.Sleep(p.Outage / 6)
 	f.Step("restart "+victim.Name+" while the receiver is down", victim.Restart)
 	f.Sleep(time.Until(down.Add(p.Outage)))
+	f.Mark("receiver up")
 	f.Env.StartReceiver(t)
 	f.Settle(p.Settle)
 }
 
 // consulDown stops Consul for the outage.
 func consulDown(t *testing.T, f *Fleet, p plan) {
+	f.Mark("consul down")
 	f.Env.StopConsul(t)
 	f.Sleep(p.Outage)
 	f.Step("start consul again", func() { f.Env.StartConsul(t) })
