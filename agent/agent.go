@@ -281,6 +281,9 @@ func (a *Agent) build(cfg *Config) error {
 		Discovered:   disc.SyncCh(),
 		NodeName:     a.opts.NodeName,
 		ReplicaLabel: a.opts.ReplicaLabel,
+		// Every agent of the cluster scrapes a target at the same phase, so a
+		// target keeps its rhythm when it changes owner.
+		PhaseSeed: "shoal/" + a.opts.ClusterName,
 	}, a.logger, store.Appendable(), a.reg)
 	if err != nil {
 		_ = store.Close()

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -43,6 +45,16 @@ type Options struct {
 	// AppendMetadata writes metric metadata to the WAL, which remote write
 	// 2.0 sends along with samples.
 	AppendMetadata bool
+	// PhaseSeed, when set, replaces the host name in Prometheus' scrape
+	// phase seed. Prometheus offsets each target's scrapes within the
+	// interval by hash(target) XOR hash(host name + external labels), so a
+	// target that moves to another agent is scraped at another phase: the
+	// handoff then misses or doubles a sample. With one seed for the whole
+	// cluster (its name) every agent scrapes a given target at the same
+	// phase, and the new owner's first scrape lands on the slot after the
+	// old owner's last. Load is still spread: the phase depends on the
+	// target. Empty keeps Prometheus' host-name seed.
+	PhaseSeed string
 }
 
 // Manager runs Prometheus' scrape manager on the targets its Filter lets
@@ -87,13 +99,19 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 	if err != nil {
 		return nil, err
 	}
-	prom, err := promscrape.NewManager(&promscrape.Options{
+	promOpts := &promscrape.Options{
 		DiscoveryReloadInterval: model.Duration(opts.DiscoveryReloadInterval),
 		AppendMetadata:          opts.AppendMetadata,
 		// Apply the first snapshot at once: the agent reports ready only after
 		// it, and waiting a reload interval would leave a gap after handoff.
 		DiscoveryReloadOnStartup: true,
-	}, logger.With("component", "scrape manager"), nil, nil, appendable, reg)
+	}
+	if opts.PhaseSeed != "" {
+		if err := setPhaseSeed(promOpts, opts.PhaseSeed); err != nil {
+			logger.Warn("cannot align scrape phases across the cluster; moved targets may be scraped at a new phase", "err", err)
+		}
+	}
+	prom, err := promscrape.NewManager(promOpts, logger.With("component", "scrape manager"), nil, nil, appendable, reg)
 	if err != nil {
 		return nil, fmt.Errorf("create scrape manager: %w", err)
 	}
@@ -104,6 +122,20 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 		filter:     filter,
 		prom:       prom,
 	}, nil
+}
+
+// setPhaseSeed sets the unexported Options.fqdn of Prometheus' scrape
+// manager, the host name its phase seed is computed from (manager.go,
+// setOffsetSeed). Prometheus has no public option for it; the field is
+// documented there as the test hook that replaces the FQDN lookup.
+// TestPhaseSeedAlignsScrapes fails if an upgrade renames it.
+func setPhaseSeed(o *promscrape.Options, seed string) error {
+	f := reflect.ValueOf(o).Elem().FieldByName("fqdn")
+	if !f.IsValid() || f.Kind() != reflect.String {
+		return errors.New("prometheus scrape.Options has no string field fqdn")
+	}
+	reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().SetString(seed)
+	return nil
 }
 
 // ApplyConfig applies cfg's scrape configs to the scrape manager and then to

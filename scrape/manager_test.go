@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,4 +134,95 @@ func TestNewManagerValidation(t *testing.T) {
 			require.ErrorContains(t, err, tt.wantErr)
 		})
 	}
+}
+
+// TestPhaseSeedAlignsScrapes: two agents with the same PhaseSeed scrape a
+// target at the same phase of the interval, so a target that moves between
+// them keeps its rhythm. It also fails if a Prometheus upgrade renames the
+// field setPhaseSeed writes.
+func TestPhaseSeedAlignsScrapes(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	var mu sync.Mutex
+	seen := map[string][]time.Time{} // remote address (one connection per manager) -> scrape times
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.RemoteAddr] = append(seen[r.RemoteAddr], time.Now())
+		mu.Unlock()
+		_, _ = w.Write([]byte("x 1\n"))
+	}))
+	t.Cleanup(srv.Close)
+	target := strings.TrimPrefix(srv.URL, "http://")
+	cfg := loadConfig(t, `
+scrape_configs:
+  - job_name: app
+    scrape_interval: 200ms
+    scrape_timeout: 100ms
+`)
+	start := func(node, seed string) *Manager {
+		discovered := make(chan map[string][]*targetgroup.Group, 1)
+		m, err := New(Options{
+			Owner: &fakeOwner{ready: true, owns: ownAll}, Discovered: discovered, NodeName: node,
+			PhaseSeed: seed, MinReshardInterval: time.Millisecond, DiscoveryReloadInterval: 10 * time.Millisecond,
+		}, nil, teststorage.NewAppendable(), prometheus.NewRegistry())
+		require.NoError(t, err)
+		require.NoError(t, m.ApplyConfig(cfg))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
+		discovered <- map[string][]*targetgroup.Group{"app": {group("g", target)}}
+		return m
+	}
+	a, b, c := start("node-1", "cluster-a"), start("node-2", "cluster-a"), start("node-3", "cluster-b")
+	seed := func(m *Manager) uint64 { return reflect.ValueOf(m.prom).Elem().FieldByName("offsetSeed").Uint() }
+	require.Equal(t, seed(a), seed(b), "same cluster seed, same phase seed")
+	require.NotEqual(t, seed(a), seed(c))
+
+	// a and b: their scrapes of the one target fall at the same phase.
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, ts := range seen {
+			if len(ts) >= 6 {
+				n++
+			}
+		}
+		return n >= 3
+	}, 20*time.Second, 20*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	phaseOf := func(ts []time.Time) time.Duration {
+		ts = ts[2:] // skip the first scrapes after start
+		var sum time.Duration
+		for _, x := range ts {
+			sum += time.Duration(x.UnixNano() % int64(interval))
+		}
+		return sum / time.Duration(len(ts))
+	}
+	var phases []time.Duration
+	for _, ts := range seen {
+		phases = append(phases, phaseOf(ts))
+	}
+	// Two of the three connections scrape at the same phase (a and b); the
+	// generous bound allows for scheduling on a loaded machine.
+	close := 0
+	for i := range phases {
+		for j := i + 1; j < len(phases); j++ {
+			d := (phases[i] - phases[j]) % interval
+			if d < 0 {
+				d = -d
+			}
+			if d > interval/2 {
+				d = interval - d
+			}
+			if d < 40*time.Millisecond {
+				close++
+			}
+		}
+	}
+	require.GreaterOrEqual(t, close, 1, "no two managers scraped at the same phase: %v", phases)
 }
