@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -274,6 +276,7 @@ func (f *Fleet) Finish() Row {
 	r.ShoalDropped = f.obs.totals.total(shoalDropped)
 	if log, err := os.ReadFile(f.Env.Receiver.LogPath); err == nil {
 		r.RcvRejectLogs = strings.Count(string(log), rcvRejectLog)
+		f.logRejected(string(log), w.Start)
 	}
 	for _, s := range f.steps {
 		r.Agree = max(r.Agree, s.Agree)
@@ -316,4 +319,28 @@ func (f *Fleet) timeline(samples e2e.Samples, w e2e.Window) string {
 		parts = append(parts, fmt.Sprintf("%+d gap x%d (values lost %d)", sec, gaps[sec].targets, gaps[sec].lost))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// rejectedShown is how many of the receiver's rejected samples Finish logs.
+const rejectedShown = 5
+
+// logRejected logs the first rejected samples from the receiver's log (the
+// series, the reason and the sample's timestamp relative to the window
+// start): which series collide tells where out-of-order samples come from.
+func (f *Fleet) logRejected(log string, start time.Time) {
+	tsRe := regexp.MustCompile(`timestamp=(\d+)`)
+	shown := 0
+	for line := range strings.Lines(log) {
+		if !strings.Contains(line, rcvRejectLog) || shown == rejectedShown {
+			continue
+		}
+		shown++
+		rel := ""
+		if m := tsRe.FindStringSubmatch(line); m != nil {
+			if ms, err := strconv.ParseInt(m[1], 10, 64); err == nil {
+				rel = fmt.Sprintf(" (sample at %+.3fs from window start)", time.UnixMilli(ms).Sub(start).Seconds())
+			}
+		}
+		f.tb.Logf("fleet: %s: receiver rejected: %s%s", f.Name, strings.TrimSpace(line), rel)
+	}
 }
