@@ -53,7 +53,12 @@ type Fleet struct {
 	obs     *observer
 	begin   time.Time // start of the measured window
 	marks   []mark
-	steps   []StepResult
+	// base are the counters and rejected-sample log lines at the window
+	// start: the agents' start-up (each scrapes everything until it has
+	// joined) is not measured.
+	base        map[Counter]float64
+	baseRejects int
+	steps       []StepResult
 }
 
 // mark is an event of the scenario, for the timeline Finish logs.
@@ -98,6 +103,14 @@ func Start(tb testing.TB, name string, opts Options) *Fleet {
 	f.obs.start()
 	f.Settle(1)
 	f.begin = time.Now()
+	f.obs.pollCounters(tb.Context())
+	f.base = map[Counter]float64{}
+	for _, c := range []Counter{rcvOutOfOrder, rcvRejected, shoalFailed, shoalDropped} {
+		f.base[c] = f.obs.totals.total(c)
+	}
+	if log, err := os.ReadFile(env.Receiver.LogPath); err == nil {
+		f.baseRejects = strings.Count(string(log), rcvRejectLog)
+	}
 	return f
 }
 
@@ -270,12 +283,12 @@ func (f *Fleet) Finish() Row {
 		}
 	}
 	r.Moved, r.Moves, r.MaxDouble = f.obs.ownership()
-	r.RcvOutOfOrder = f.obs.totals.total(rcvOutOfOrder)
-	r.RcvRejected = f.obs.totals.total(rcvRejected)
-	r.ShoalFailed = f.obs.totals.total(shoalFailed)
-	r.ShoalDropped = f.obs.totals.total(shoalDropped)
+	r.RcvOutOfOrder = f.obs.totals.total(rcvOutOfOrder) - f.base[rcvOutOfOrder]
+	r.RcvRejected = f.obs.totals.total(rcvRejected) - f.base[rcvRejected]
+	r.ShoalFailed = f.obs.totals.total(shoalFailed) - f.base[shoalFailed]
+	r.ShoalDropped = f.obs.totals.total(shoalDropped) - f.base[shoalDropped]
 	if log, err := os.ReadFile(f.Env.Receiver.LogPath); err == nil {
-		r.RcvRejectLogs = strings.Count(string(log), rcvRejectLog)
+		r.RcvRejectLogs = strings.Count(string(log), rcvRejectLog) - f.baseRejects
 		f.logRejected(string(log), w.Start)
 	}
 	for _, s := range f.steps {
@@ -334,13 +347,18 @@ func (f *Fleet) logRejected(log string, start time.Time) {
 		if !strings.Contains(line, rcvRejectLog) || shown == rejectedShown {
 			continue
 		}
-		shown++
+		m := tsRe.FindStringSubmatch(line)
 		rel := ""
-		if m := tsRe.FindStringSubmatch(line); m != nil {
-			if ms, err := strconv.ParseInt(m[1], 10, 64); err == nil {
+		if m != nil {
+			ms, err := strconv.ParseInt(m[1], 10, 64)
+			if err == nil && time.UnixMilli(ms).Before(start) {
+				continue // the agents' start-up
+			}
+			if err == nil {
 				rel = fmt.Sprintf(" (sample at %+.3fs from window start)", time.UnixMilli(ms).Sub(start).Seconds())
 			}
 		}
+		shown++
 		f.tb.Logf("fleet: %s: receiver rejected: %s%s", f.Name, strings.TrimSpace(line), rel)
 	}
 }
