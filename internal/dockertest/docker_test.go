@@ -5,7 +5,6 @@ package dockertest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 const (
@@ -96,20 +97,11 @@ func dockerInfo() error {
 // repoRoot is the nearest directory above the working directory holding go.mod.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := testenv.RepoRoot()
 	if err != nil {
-		t.Fatalf("get working directory: %v", err)
+		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal(errors.New("no go.mod above the working directory"))
-		}
-		dir = parent
-	}
+	return root
 }
 
 // lineLogger passes the script's output to t.Log line by line, so that

@@ -82,7 +82,7 @@ type Agent struct {
 	Opts AgentOptions
 
 	tb        testing.TB
-	proc      *process
+	proc      *testenv.Process
 	client    *http.Client
 	transport *http.Transport
 }
@@ -124,18 +124,18 @@ func NewAgent(tb testing.TB, opts AgentOptions) *Agent {
 		transport:  tr,
 		client:     &http.Client{Transport: tr, Timeout: requestTimeout},
 	}
-	a.proc = &process{name: "shoal " + opts.Name, bin: bin, logPath: a.LogPath}
+	a.proc = testenv.NewProcess("shoal "+opts.Name, bin, a.LogPath)
 	// Cleanups run last-in first-out: kill, then print the log, then close
 	// idle connections.
 	tb.Cleanup(tr.CloseIdleConnections)
 	tb.Cleanup(func() {
 		if tb.Failed() {
-			tb.Logf("e2e: agent %s log (%s), last %d KiB:\n%s", a.Name, a.LogPath, logTailBytes>>10, a.proc.logTail())
+			tb.Logf("e2e: agent %s log (%s), tail:\n%s", a.Name, a.LogPath, a.proc.LogTail())
 		}
 	})
 	tb.Cleanup(func() {
 		// The test is over: nothing is measured any more, so SIGKILL.
-		if err := a.proc.kill(); err != nil {
+		if err := a.proc.Kill(); err != nil {
 			tb.Errorf("e2e: %v", err)
 		}
 	})
@@ -187,7 +187,7 @@ func (a *Agent) Start() {
 	if err := os.WriteFile(a.ConfigPath, []byte(cfg.Render()), 0o644); err != nil {
 		a.tb.Fatalf("e2e: write config of %s: %v", a.Name, err)
 	}
-	if err := a.proc.start(a.args()); err != nil {
+	if err := a.proc.Start(a.args()); err != nil {
 		a.tb.Fatalf("e2e: %v", err)
 	}
 	a.WaitReady()
@@ -197,7 +197,7 @@ func (a *Agent) Start() {
 // process exits first or readyTimeout passes.
 func (a *Agent) WaitReady() {
 	a.tb.Helper()
-	exited := a.proc.exited()
+	exited := a.proc.Exited()
 	deadline := time.Now().Add(readyTimeout)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
@@ -219,7 +219,7 @@ func (a *Agent) WaitReady() {
 
 // Running reports whether the process was started and not yet stopped or
 // killed by the harness.
-func (a *Agent) Running() bool { return a.proc.running() }
+func (a *Agent) Running() bool { return a.proc.Running() }
 
 // Stop sends SIGTERM and waits for the agent to hand its targets over, flush
 // and exit. It fails the test (without stopping it) when the agent needs
@@ -227,10 +227,10 @@ func (a *Agent) Running() bool { return a.proc.running() }
 // Stopping a stopped agent does nothing.
 func (a *Agent) Stop() {
 	a.tb.Helper()
-	if !a.proc.running() {
+	if !a.proc.Running() {
 		return
 	}
-	clean, err := a.proc.stop(stopGrace)
+	clean, err := a.proc.Stop(stopGrace)
 	if err != nil {
 		a.tb.Fatalf("e2e: stop %s: %v", a.Name, err)
 	}
@@ -238,7 +238,7 @@ func (a *Agent) Stop() {
 		a.tb.Errorf("e2e: agent %s did not exit within %v of SIGTERM and was killed", a.Name, stopGrace)
 		return
 	}
-	if st := a.proc.lastExit(); st != nil && st.ExitCode() != 0 {
+	if st := a.proc.LastExit(); st != nil && st.ExitCode() != 0 {
 		a.tb.Errorf("e2e: agent %s exited with %v after SIGTERM, want status 0", a.Name, st)
 	}
 	a.transport.CloseIdleConnections()
@@ -248,7 +248,7 @@ func (a *Agent) Stop() {
 // targets nor flushes remote write. Killing a stopped agent does nothing.
 func (a *Agent) Kill() {
 	a.tb.Helper()
-	if err := a.proc.kill(); err != nil {
+	if err := a.proc.Kill(); err != nil {
 		a.tb.Fatalf("e2e: kill %s: %v", a.Name, err)
 	}
 	a.transport.CloseIdleConnections()
@@ -264,4 +264,4 @@ func (a *Agent) Restart() {
 
 // ExitStatus returns the status of the last process Stop or Kill ended, or
 // nil if none has ended.
-func (a *Agent) ExitStatus() *os.ProcessState { return a.proc.lastExit() }
+func (a *Agent) ExitStatus() *os.ProcessState { return a.proc.LastExit() }

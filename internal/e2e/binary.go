@@ -1,13 +1,14 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // Environment variables that control the shoal binary.
@@ -78,21 +79,6 @@ func buildShoal() (dir, path string, err error) {
 	return dir, path, nil
 }
 
-// RepoRoot walks up from the working directory (a package directory under
-// go test) to the first directory that holds go.mod.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("get working directory: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+// RepoRoot is the repository root: the first directory above the working
+// directory that holds go.mod.
+func RepoRoot() (string, error) { return testenv.RepoRoot() }

@@ -40,7 +40,7 @@ func findBinary(tb testing.TB, name, envVar string) string {
 		return p
 	}
 	var looked []string
-	if root, err := repoRoot(); err == nil {
+	if root, err := RepoRoot(); err == nil {
 		p := filepath.Join(root, cacheBinDir, name)
 		if checkExecutable(p) == nil {
 			return p
@@ -71,9 +71,9 @@ func checkExecutable(p string) error {
 	return nil
 }
 
-// repoRoot walks up from the working directory (a package directory under
+// RepoRoot walks up from the working directory (a package directory under
 // go test) to the first directory that holds go.mod.
-func repoRoot() (string, error) {
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", fmt.Errorf("get working directory: %w", err)

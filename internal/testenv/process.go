@@ -1,14 +1,6 @@
 package testenv
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -29,18 +21,11 @@ const (
 	startTimeout = 60 * time.Second
 )
 
-// process is a component running as a child process in its own process group,
-// with stdout and stderr appended to a log file. It can be stopped and started
-// again with the same arguments. Its methods are safe for concurrent use.
+// process is a component (Consul, the receiver) that is started again with
+// the same arguments after a Stop.
 type process struct {
-	name    string
-	bin     string
-	args    []string
-	logPath string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed once cmd has exited and been reaped
+	*Process
+	args []string
 }
 
 // newProcess describes a process and registers cleanups that stop it and,
@@ -48,11 +33,11 @@ type process struct {
 // that the process is gone before its directory is removed.
 func newProcess(tb testing.TB, name, bin, logPath string, args ...string) *process {
 	tb.Helper()
-	p := &process{name: name, bin: bin, args: args, logPath: logPath}
+	p := &process{Process: NewProcess(name, bin, logPath), args: args}
 	// Cleanups run last-in first-out: stop first, then print the full log.
 	tb.Cleanup(func() {
 		if tb.Failed() {
-			tb.Logf("testenv: %s log (%s), last %d KiB:\n%s", name, logPath, logTailBytes>>10, p.logTail())
+			tb.Logf("testenv: %s log (%s), last %d KiB:\n%s", name, logPath, logTailBytes>>10, p.LogTail())
 		}
 	})
 	tb.Cleanup(func() {
@@ -63,89 +48,16 @@ func newProcess(tb testing.TB, name, bin, logPath string, args ...string) *proce
 	return p
 }
 
-// start runs the process. It returns once the process has been started, not
-// once it is ready.
-func (p *process) start() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		return fmt.Errorf("%s is already running", p.name)
-	}
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("open log file: %w", err)
-	}
-	// The child inherits its own copy of the descriptor, so exec needs no
-	// copying goroutine and ours can be closed right after Start.
-	defer func() { _ = logf.Close() }()
-	fmt.Fprintf(logf, "=== testenv %s: %s %s\n", time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(p.args, " "))
+// start runs the process with its arguments. It returns once the process has
+// been started, not once it is ready.
+func (p *process) start() error { return p.Start(p.args) }
 
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", p.bin, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the exit status is in the log; a killed process is expected
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
-	return nil
-}
-
-// exited returns a channel that is closed when the running process exits, or
-// nil when it is not running.
-func (p *process) exited() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.done
-}
-
-// stop sends SIGTERM to the process group, waits up to stopGrace, then sends
-// SIGKILL. It is a no-op when the process is not running.
+// stop sends SIGTERM, waits up to stopGrace, then SIGKILL. A component that
+// needs the SIGKILL is not a test failure (a loaded machine can be slow); the
+// log says so.
 func (p *process) stop() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return nil
-	}
-	cmd, done := p.cmd, p.done
-	p.cmd, p.done = nil, nil
-
-	pgid := cmd.Process.Pid // the child leads its own group, see sysProcAttr
-	select {
-	case <-done:
-		return nil // exited on its own
-	default:
-	}
-	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("send SIGTERM to process group %d: %w", pgid, err)
-	}
-	select {
-	case <-done:
-		return nil
-	case <-time.After(stopGrace):
-	}
-	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("send SIGKILL to process group %d: %w", pgid, err)
-	}
-	<-done
-	// Not a test failure: a loaded machine can be slow to shut down. Leave a
-	// trace for whoever reads the log.
-	p.appendLog(fmt.Sprintf("=== testenv: %s ignored SIGTERM for %v and was killed", p.name, stopGrace))
-	return nil
-}
-
-func (p *process) appendLog(line string) {
-	f, err := os.OpenFile(p.logPath, os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return
-	}
-	defer func() { _ = f.Close() }()
-	fmt.Fprintln(f, line)
+	_, err := p.Stop(stopGrace)
+	return err
 }
 
 // waitReady polls ready every pollInterval until it returns nil. It fails the
@@ -153,7 +65,7 @@ func (p *process) appendLog(line string) {
 // error.
 func (p *process) waitReady(tb testing.TB, timeout time.Duration, ready func() error) {
 	tb.Helper()
-	exited := p.exited()
+	exited := p.Exited()
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
@@ -171,19 +83,4 @@ func (p *process) waitReady(tb testing.TB, timeout time.Duration, ready func() e
 		case <-tick.C:
 		}
 	}
-}
-
-// logTail returns the end of the log file.
-func (p *process) logTail() string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return fmt.Sprintf("(read log: %v)", err)
-	}
-	if len(b) > logTailBytes {
-		b = b[len(b)-logTailBytes:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
 }

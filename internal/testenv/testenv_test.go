@@ -36,7 +36,7 @@ func TestFreePort(t *testing.T) {
 }
 
 func TestRepoRoot(t *testing.T) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(root, "go.mod"))
 	require.FileExists(t, filepath.Join(root, "hack", "build-deps.sh"))

@@ -1,4 +1,4 @@
-package e2e
+package testenv
 
 import (
 	"bytes"
@@ -12,22 +12,21 @@ import (
 	"time"
 )
 
-// This file mirrors internal/testenv's process handling, which is
-// unexported, and adds SIGKILL and exit statuses, which agents need.
+// killWait bounds how long a SIGKILLed process group may take to be reaped;
+// the kernel needs milliseconds.
+const killWait = 10 * time.Second
 
-const (
-	// logTailBytes is how much of an agent's log is printed when a test
-	// fails; the end is where the interesting part is.
-	logTailBytes = 32 << 10
-	// killWait bounds how long a SIGKILLed process group may take to be
-	// reaped; the kernel needs milliseconds.
-	killWait = 10 * time.Second
-)
+// NewProcess describes a process; it starts nothing.
+func NewProcess(name, bin, logPath string) *Process {
+	return &Process{name: name, bin: bin, logPath: logPath}
+}
 
-// process is a child process in its own process group, with stdout and
+// Process is a child process in its own process group, with stdout and
 // stderr appended to a log file. It can be stopped and started again with
-// new arguments. Its methods are safe for concurrent use.
-type process struct {
+// new arguments, killed (SIGKILL, as a crash) and asked for its last exit
+// status. Its methods are safe for concurrent use. Integration tests use it
+// for Consul, the receiver and shoal agents.
+type Process struct {
 	name    string
 	bin     string
 	logPath string
@@ -39,9 +38,9 @@ type process struct {
 	state *os.ProcessState
 }
 
-// start runs the process with args. It returns once the process has been
+// Start runs the process with args. It returns once the process has been
 // started, not once it is ready.
-func (p *process) start(args []string) error {
+func (p *Process) Start(args []string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd != nil {
@@ -54,7 +53,7 @@ func (p *process) start(args []string) error {
 	// The child inherits its own copy of the descriptor, so ours can be
 	// closed right after Start and no copying goroutine is needed.
 	defer func() { _ = logf.Close() }()
-	fmt.Fprintf(logf, "=== e2e %s: %s %s\n", time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(args, " "))
+	fmt.Fprintf(logf, "=== %s: %s %s\n", time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(args, " "))
 
 	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout = logf
@@ -72,26 +71,26 @@ func (p *process) start(args []string) error {
 	return nil
 }
 
-// exited returns a channel closed when the running process exits, or nil
+// Exited returns a channel closed when the running process exits, or nil
 // when none runs.
-func (p *process) exited() <-chan struct{} {
+func (p *Process) Exited() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.done
 }
 
-// running reports whether a process was started and has not been reaped by
-// stop or kill. A process that exited on its own still counts until then.
-func (p *process) running() bool {
+// Running reports whether a process was started and has not been reaped by
+// Stop or Kill. A process that exited on its own still counts until then.
+func (p *Process) Running() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cmd != nil
 }
 
-// stop sends SIGTERM to the process group and waits up to grace, then sends
+// Stop sends SIGTERM to the process group and waits up to grace, then sends
 // SIGKILL. It reports whether the process exited by itself within grace. It
 // is a no-op (true) when no process runs.
-func (p *process) stop(grace time.Duration) (bool, error) {
+func (p *Process) Stop(grace time.Duration) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd == nil {
@@ -106,16 +105,16 @@ func (p *process) stop(grace time.Duration) (bool, error) {
 		return true, nil
 	case <-time.After(grace):
 	}
-	p.appendLog(fmt.Sprintf("=== e2e: %s ignored SIGTERM for %v and is killed", p.name, grace))
+	p.AppendLog(fmt.Sprintf("=== %s ignored SIGTERM for %v and is killed", p.name, grace))
 	if err := p.killLocked(); err != nil {
 		return false, err
 	}
 	return false, nil
 }
 
-// kill sends SIGKILL to the process group and waits for the process. It is a
+// Kill sends SIGKILL to the process group and waits for the process. It is a
 // no-op when no process runs.
-func (p *process) kill() error {
+func (p *Process) Kill() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd == nil {
@@ -124,7 +123,7 @@ func (p *process) kill() error {
 	return p.killLocked()
 }
 
-func (p *process) killLocked() error {
+func (p *Process) killLocked() error {
 	if err := p.signal(syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -139,7 +138,7 @@ func (p *process) killLocked() error {
 
 // signal signals the whole process group; the child leads its own (see
 // sysProcAttr). A group that is already gone is not an error.
-func (p *process) signal(sig syscall.Signal) error {
+func (p *Process) signal(sig syscall.Signal) error {
 	pgid := p.cmd.Process.Pid
 	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("send %v to process group %d of %s: %w", sig, pgid, p.name, err)
@@ -148,21 +147,22 @@ func (p *process) signal(sig syscall.Signal) error {
 }
 
 // reap records the exit status of the exited process and forgets it.
-func (p *process) reap() {
+func (p *Process) reap() {
 	p.state = p.cmd.ProcessState
-	p.appendLog(fmt.Sprintf("=== e2e %s: %s exited: %v", time.Now().Format(time.RFC3339Nano), p.name, p.state))
+	p.AppendLog(fmt.Sprintf("=== %s: %s exited: %v", time.Now().Format(time.RFC3339Nano), p.name, p.state))
 	p.cmd, p.done = nil, nil
 }
 
-// lastExit returns the status of the last process that stop or kill reaped,
+// LastExit returns the status of the last process that stop or kill reaped,
 // or nil.
-func (p *process) lastExit() *os.ProcessState {
+func (p *Process) LastExit() *os.ProcessState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.state
 }
 
-func (p *process) appendLog(line string) {
+// AppendLog appends a line to the log file, e.g. to mark a test event.
+func (p *Process) AppendLog(line string) {
 	f, err := os.OpenFile(p.logPath, os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return
@@ -171,8 +171,8 @@ func (p *process) appendLog(line string) {
 	fmt.Fprintln(f, line)
 }
 
-// logTail returns the end of the log file.
-func (p *process) logTail() string {
+// LogTail returns the end of the log file.
+func (p *Process) LogTail() string {
 	b, err := os.ReadFile(p.logPath)
 	if err != nil {
 		return fmt.Sprintf("(read log: %v)", err)
