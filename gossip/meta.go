@@ -17,8 +17,10 @@ const (
 	StateJoining State = iota + 1
 	// StateActive: the member owns its share of targets.
 	StateActive
-	// StateLeaving: the member is shutting down; it has dropped out of every
-	// ring so that its targets move while it is still alive.
+	// StateLeaving: the member is shutting down. It stays in the ring until
+	// the Until time it announces, and drops out of every ring at that
+	// instant on every member, so that its targets move while it is still
+	// alive (handoff) or, after a restart grace, if it has not come back.
 	StateLeaving
 )
 
@@ -61,6 +63,11 @@ type Meta struct {
 	Digest   uint64    // ring digest of the member set it currently sees
 	Started  time.Time // process start; the younger of two same-named nodes yields
 	Weight   float64   // ring weight, 0 = default
+	// Since is when an active member starts owning keys; zero means since it
+	// became active. Until is when a leaving member stops owning keys; zero
+	// means at once. Both are announced ahead so that every member switches
+	// owners at the same instant.
+	Since, Until time.Time
 }
 
 type wireMeta struct {
@@ -71,6 +78,8 @@ type wireMeta struct {
 	Digest  string  `json:"d,omitempty"`
 	Started int64   `json:"t,omitempty"` // unix milliseconds
 	Weight  float64 `json:"w,omitempty"`
+	Since   int64   `json:"a,omitempty"` // unix milliseconds
+	Until   int64   `json:"u,omitempty"` // unix milliseconds
 }
 
 // encodeMeta serializes m; the result fits in memberlist's metadata limit or
@@ -86,9 +95,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 	if m.Digest != 0 {
 		w.Digest = strconv.FormatUint(m.Digest, 16)
 	}
-	if !m.Started.IsZero() {
-		w.Started = m.Started.UnixMilli()
-	}
+	w.Started, w.Since, w.Until = unixMilli(m.Started), unixMilli(m.Since), unixMilli(m.Until)
 	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("encode node metadata: %w", err)
@@ -128,11 +135,26 @@ func decodeMeta(b []byte) (Meta, error) {
 		}
 		m.Digest = d
 	}
-	if w.Started != 0 {
-		m.Started = time.UnixMilli(w.Started)
+	m.Started, m.Since, m.Until = fromUnixMilli(w.Started), fromUnixMilli(w.Since), fromUnixMilli(w.Until)
+	if w.Since < 0 || w.Until < 0 || w.Started < 0 {
+		return Meta{}, fmt.Errorf("node metadata: times must not be negative, got started=%d since=%d until=%d", w.Started, w.Since, w.Until)
 	}
 	if w.Weight < 0 || w.Weight > maxWeight || w.Weight != w.Weight {
 		return Meta{}, fmt.Errorf("node metadata: weight must be in [0, %d], got %v", maxWeight, w.Weight)
 	}
 	return m, nil
+}
+
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromUnixMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }

@@ -85,12 +85,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if ml != nil {
 		ch <- prometheus.MustNewConstMetric(c.health, prometheus.GaugeValue, float64(ml.GetHealthScore()))
 	}
-	r := c.n.ring.Load()
+	r := c.n.Ring()
 	ch <- prometheus.MustNewConstMetric(c.ringMembers, prometheus.GaugeValue, float64(r.Len()))
 	agree := 0.0
 	if ok, _ := c.n.Agreement(); ok {
 		agree = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.agree, prometheus.GaugeValue, agree)
-	ch <- prometheus.MustNewConstMetric(c.ringID, prometheus.GaugeValue, 1, fmt.Sprintf("%016x", r.Digest()))
+	ch <- prometheus.MustNewConstMetric(c.ringID, prometheus.GaugeValue, 1, fmt.Sprintf("%016x", c.n.Schedule().Final().Digest()))
 }

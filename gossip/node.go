@@ -8,6 +8,12 @@
 // move, and only then leaves memberlist. The ring itself is never gossiped:
 // every node computes it locally from the member list (see package ring), and
 // the digests in the metadata let anyone check that all nodes agree.
+//
+// Planned changes are fenced in time: a member announces the instant at
+// which it starts (Meta.Since) or stops (Meta.Until) owning keys, Config.
+// HandoffLead ahead, and every node's Schedule switches at that instant. A
+// key therefore has one owner at every instant even while the news spreads;
+// only a crash, which nobody can announce, moves keys when it is noticed.
 package gossip
 
 import (
@@ -62,9 +68,11 @@ type Node struct {
 
 	rebuildMu sync.Mutex // serializes rebuild; never held while mu is
 
-	mu        sync.Mutex // guards ml, state, observers; never held across memberlist calls
+	mu        sync.Mutex // guards ml, state, since, until, observers; never held across memberlist calls
 	ml        *memberlist.Memberlist
 	state     State
+	since     time.Time // StateActive: owns keys from then
+	until     time.Time // StateLeaving: owns keys until then
 	observers []Observer
 
 	// members is our copy of memberlist's alive members, updated in the
@@ -73,8 +81,12 @@ type Node struct {
 	// mutating, so reading them later would race.
 	membersMu sync.Mutex
 	members   map[string]member
+	// tombs are members that left memberlist while they still owned keys
+	// (a leaving member's Until in the future): they stay in the schedule
+	// until then. Guarded by membersMu.
+	tombs map[string]tomb
 
-	ring  atomic.Pointer[ring.Ring]
+	sched atomic.Pointer[Schedule]
 	peers atomic.Pointer[[]Peer]
 	self  atomic.Pointer[string] // advertised gossip address once running
 }
@@ -99,9 +111,10 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 		crash:     make(chan struct{}),
 		nudge:     make(chan struct{}, 1),
 		members:   map[string]member{},
+		tombs:     map[string]tomb{},
 		state:     StateJoining,
 	}
-	n.ring.Store(ring.MustNew())
+	n.sched.Store(emptySchedule)
 	n.peers.Store(&[]Peer{})
 	m, err := newMetrics(n, reg)
 	if err != nil {
@@ -113,6 +126,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
+
+// HandoffLead returns how far ahead this node announces ownership changes.
+func (n *Node) HandoffLead() time.Duration { return n.cfg.HandoffLead }
 
 // ReplicationFactor returns how many members own each key.
 func (n *Node) ReplicationFactor() int { return n.cfg.ReplicationFactor }
@@ -137,14 +153,25 @@ func (n *Node) State() State {
 }
 
 // Owns reports whether this node is one of the ReplicationFactor owners of
-// key in the current ring. It does not allocate and is safe to call from
-// many goroutines.
-func (n *Node) Owns(key uint64) bool {
-	return n.ring.Load().IsOwner(key, n.cfg.ReplicationFactor, n.cfg.Name)
+// key now. It does not allocate and is safe to call from many goroutines.
+func (n *Node) Owns(key uint64) bool { return n.OwnsAt(key, time.Now()) }
+
+// OwnsAt reports whether this node is one of the ReplicationFactor owners of
+// key at instant t, as far as this node knows now: t may be in the past (a
+// sample's timestamp) or in the future (an announced change).
+func (n *Node) OwnsAt(key uint64, t time.Time) bool {
+	return n.sched.Load().At(t).IsOwner(key, n.cfg.ReplicationFactor, n.cfg.Name)
 }
 
-// Ring returns the current ring of active members. The ring is immutable.
-func (n *Node) Ring() *ring.Ring { return n.ring.Load() }
+// Changes returns the instants at which ownership changes, past (a few
+// minutes) and announced, oldest first.
+func (n *Node) Changes() []time.Time { return n.sched.Load().Changes() }
+
+// Ring returns the ring in effect now. The ring is immutable.
+func (n *Node) Ring() *ring.Ring { return n.sched.Load().At(time.Now()) }
+
+// Schedule returns the ring over time. It is immutable.
+func (n *Node) Schedule() *Schedule { return n.sched.Load() }
 
 // Peers returns the alive members, this node included, sorted by name.
 func (n *Node) Peers() []Peer { return slices.Clone(*n.peers.Load()) }
@@ -152,7 +179,7 @@ func (n *Node) Peers() []Peer { return slices.Clone(*n.peers.Load()) }
 // Agreement reports whether every other alive member advertises the same
 // ring digest as this node, and if not, which ones differ.
 func (n *Node) Agreement() (bool, []string) {
-	return agreement(*n.peers.Load(), n.ring.Load().Digest())
+	return agreement(*n.peers.Load(), n.sched.Load().Final().Digest())
 }
 
 // Addr returns the advertised gossip address, or "" before Run.
@@ -167,15 +194,17 @@ func (n *Node) advertised() string {
 
 func (n *Node) localMeta() Meta {
 	n.mu.Lock()
-	st := n.state
+	st, since, until := n.state, n.since, n.until
 	n.mu.Unlock()
 	return Meta{
 		State:    st,
 		HTTPAddr: n.cfg.HTTPAddr,
 		Version:  n.cfg.Version,
-		Digest:   n.ring.Load().Digest(),
+		Digest:   n.sched.Load().Final().Digest(),
 		Started:  n.started,
 		Weight:   n.cfg.Weight,
+		Since:    since,
+		Until:    until,
 	}
 }
 
@@ -215,7 +244,14 @@ func (n *Node) Run(ctx context.Context) error {
 
 	n.join(ctx, ml)
 	if ctx.Err() == nil {
-		n.setState(ml, StateActive)
+		now := time.Now()
+		since := now.Add(n.cfg.HandoffLead)
+		if n.cfg.Resume.After(now) {
+			// Our peers hold our keys for us: nobody scrapes them now.
+			since = now
+			n.logger.Info("resuming ownership at once: peers hold this node's targets until its restart grace ends", "until", n.cfg.Resume)
+		}
+		n.setState(ml, StateActive, since, time.Time{})
 	}
 
 	var rejoin <-chan time.Time
@@ -403,16 +439,15 @@ func (n *Node) TriggerRejoin() {
 	}
 }
 
-// setState changes the announced state and broadcasts it.
-func (n *Node) setState(ml *memberlist.Memberlist, st State) {
+// setState changes the announced state and its instants and broadcasts them.
+func (n *Node) setState(ml *memberlist.Memberlist, st State, since, until time.Time) {
+	// Peers learn the instants in milliseconds; use the same ones here.
+	since, until = fromUnixMilli(unixMilli(since)), fromUnixMilli(unixMilli(until))
 	n.mu.Lock()
 	old := n.state
-	n.state = st
+	n.state, n.since, n.until = st, since, until
 	n.mu.Unlock()
-	if old == st {
-		return
-	}
-	n.logger.Info("node state changed", "from", old, "to", st)
+	n.logger.Info("node state changed", "from", old, "to", st, "owns_from", since, "owns_until", until)
 	n.rebuild(ml)
 	n.readvertise()
 }
@@ -441,18 +476,20 @@ func (n *Node) advertiser(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 }
 
-// AnnounceLeaving sets this node's state to leaving, so that every member,
-// this one included, drops it from the ring while it is still alive, and
-// waits until every peer advertises the new ring or ctx is done. The node
-// keeps gossiping; Run's cancellation then leaves memberlist.
-func (n *Node) AnnounceLeaving(ctx context.Context) error {
+// AnnounceLeaving sets this node's state to leaving with the instant until
+// which it still owns its keys, so that every member, this one included,
+// drops it from the ring at that instant, and waits until every peer
+// advertises the new ring or ctx is done. The node keeps gossiping; Run's
+// cancellation then leaves memberlist. If it leaves before until, peers keep
+// it in the ring until then: that is how a restart grace holds its keys.
+func (n *Node) AnnounceLeaving(ctx context.Context, until time.Time) error {
 	n.mu.Lock()
-	ml := n.ml
+	ml, since := n.ml, n.since
 	n.mu.Unlock()
 	if ml == nil {
 		return ErrNotRunning
 	}
-	n.setState(ml, StateLeaving)
+	n.setState(ml, StateLeaving, since, until)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -479,75 +516,149 @@ func (n *Node) leave(ml *memberlist.Memberlist) {
 	n.logger.Info("left cluster")
 }
 
-// loop rebuilds the ring after membership changes and tells observers.
+// loop rebuilds the schedule after membership changes and tells observers,
+// also when an announced instant passes and the ring in effect changes.
 func (n *Node) loop(ctx context.Context, ml *memberlist.Memberlist) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		n.armForNextChange(timer)
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.changed:
 			n.rebuild(ml)
+		case <-timer.C:
+			n.rebuild(ml)
+			n.notify()
 		}
 	}
 }
 
-// rebuild recomputes peers and the ring from memberlist's member list. If the
-// ring changed it re-advertises this node's digest and notifies observers.
-// It is called from the event loop and from setState.
+// armForNextChange sets timer to fire at the next announced instant, or in
+// an hour when none is announced.
+func (n *Node) armForNextChange(timer *time.Timer) {
+	wait := time.Hour
+	now := time.Now()
+	for _, c := range n.sched.Load().Changes() {
+		if c.After(now) {
+			wait = c.Sub(now)
+			break
+		}
+	}
+	timer.Reset(wait)
+}
+
+// rebuild recomputes peers and the schedule from memberlist's member list
+// and the tombstones. If the schedule changed it re-advertises this node's
+// digest and notifies observers. It is called from the event loop and from
+// setState.
 func (n *Node) rebuild(ml *memberlist.Memberlist) {
+	_ = ml
 	n.rebuildMu.Lock()
 	defer n.rebuildMu.Unlock()
+	now := time.Now()
 	n.membersMu.Lock()
 	members := make([]member, 0, len(n.members))
 	for _, m := range n.members {
 		members = append(members, m)
 	}
+	tombs := make([]tomb, 0, len(n.tombs))
+	for name, t := range n.tombs {
+		if !t.until.After(now) {
+			delete(n.tombs, name)
+			continue
+		}
+		tombs = append(tombs, t)
+	}
 	n.membersMu.Unlock()
 	n.mu.Lock()
-	selfState := n.state
-	observers := slices.Clone(n.observers)
+	selfState, selfSince, selfUntil := n.state, n.since, n.until
 	n.mu.Unlock()
+
 	peers := make([]Peer, 0, len(members))
-	rms := make([]ring.Member, 0, len(members))
+	spans := make([]span, 0, len(members)+len(tombs))
 	for _, m := range members {
 		p := Peer{Name: m.name, Addr: m.addr, Self: m.name == n.cfg.Name}
 		if p.Self {
 			p.State, p.HTTPAddr, p.Version, p.Started, p.Weight = selfState, n.cfg.HTTPAddr, n.cfg.Version, n.started, n.cfg.Weight
+			p.Since, p.Until = selfSince, selfUntil
 		} else if meta, err := decodeMeta(m.meta); err == nil {
 			p.State, p.HTTPAddr, p.Version, p.Digest, p.Started, p.Weight = meta.State, meta.HTTPAddr, meta.Version, meta.Digest, meta.Started, meta.Weight
+			p.Since, p.Until = meta.Since, meta.Until
 		}
 		peers = append(peers, p)
-		if p.State == StateActive {
-			rms = append(rms, ring.Member{Name: p.Name, Weight: p.Weight})
+		if sp, ok := spanOf(p); ok {
+			spans = append(spans, sp)
 		}
 	}
-	r, err := ring.New(rms)
+	for _, t := range tombs {
+		spans = append(spans, span{member: ring.Member{Name: t.name, Weight: t.weight}, from: t.since, to: t.until})
+	}
+	sched, err := newSchedule(spans, now)
 	if err != nil {
 		// memberlist names are unique and weights were validated on decode.
 		n.logger.Error("building ring failed, keeping the previous one", "err", err)
 		return
 	}
-	old := n.ring.Swap(r)
+	old := n.sched.Swap(sched)
 	for i := range peers {
 		if peers[i].Self {
-			peers[i].Digest = r.Digest()
+			peers[i].Digest = sched.Final().Digest()
 		}
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return cmpString(a.Name, b.Name) })
 	n.peers.Store(&peers)
 
-	if old.Digest() == r.Digest() {
+	if old.Digest() == sched.Digest() {
 		return
 	}
 	n.metrics.ringChanges.Inc()
-	n.logger.Debug("ring changed", "members", r.Len(), "digest", fmt.Sprintf("%016x", r.Digest()))
-	for _, o := range observers {
-		o.NotifyPeersChanged(slices.Clone(peers), r)
-	}
+	n.logger.Debug("ring changed", "members", sched.Final().Len(), "changes", len(sched.Changes()),
+		"digest", fmt.Sprintf("%016x", sched.Final().Digest()))
+	n.notify()
 	// Advertise the new digest. Peers react to our metadata update by
 	// refreshing their view of us, not by changing their ring, so this does
 	// not loop.
 	n.readvertise()
+}
+
+// notify tells the observers about the current peers and ring.
+func (n *Node) notify() {
+	n.mu.Lock()
+	observers := slices.Clone(n.observers)
+	n.mu.Unlock()
+	peers := *n.peers.Load()
+	r := n.Ring()
+	for _, o := range observers {
+		o.NotifyPeersChanged(slices.Clone(peers), r)
+	}
+}
+
+// spanOf returns the part of time in which p owns keys; ok is false when it
+// owns none (joining, unreadable metadata, leaving at once).
+func spanOf(p Peer) (span, bool) {
+	sp := span{member: ring.Member{Name: p.Name, Weight: p.Weight}}
+	switch p.State {
+	case StateActive:
+		sp.from = p.Since
+	case StateLeaving:
+		if p.Until.IsZero() {
+			return span{}, false
+		}
+		sp.from, sp.to = p.Since, p.Until
+	default:
+		return span{}, false
+	}
+	return sp, true
+}
+
+// tomb is a member gone from memberlist that still owns keys until a
+// time it announced.
+type tomb struct {
+	name         string
+	weight       float64
+	since, until time.Time
 }
 
 // member is a copy of what memberlist knows about an alive member.
@@ -570,14 +681,19 @@ func (n *Node) track(node *memberlist.Node) {
 }
 
 // untrack forgets a member that left or died and returns the state it last
-// announced; called from memberlist callbacks.
+// announced; called from memberlist callbacks. A member that left while it
+// still owned keys (leaving with Until ahead: a restart grace, or a handoff
+// cut short) stays in the schedule until Until as a tombstone.
 func (n *Node) untrack(node *memberlist.Node) State {
 	n.membersMu.Lock()
 	last := n.members[node.Name]
 	delete(n.members, node.Name)
+	meta, _ := decodeMeta(last.meta)
+	if meta.State == StateLeaving && meta.Until.After(time.Now()) {
+		n.tombs[node.Name] = tomb{name: node.Name, weight: meta.Weight, since: meta.Since, until: meta.Until}
+	}
 	n.membersMu.Unlock()
 	n.signal()
-	meta, _ := decodeMeta(last.meta)
 	return meta.State
 }
 

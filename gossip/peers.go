@@ -23,6 +23,9 @@ type Peer struct {
 	Digest  uint64
 	Started time.Time
 	Weight  float64
+	// Since and Until bound the time in which the member owns keys, as it
+	// announced them; zero means unbounded (see Meta).
+	Since, Until time.Time
 }
 
 // Observer is told about membership changes. NotifyPeersChanged is called
