@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,13 +63,15 @@ type Filter struct {
 	scraper activeTargets
 
 	trigger chan struct{} // capacity 1: a pass is wanted
-	frozen  atomic.Bool
 
 	mtx       sync.Mutex // guards the fields below
 	configs   map[string]*config.ScrapeConfig
 	snapshot  map[string][]*targetgroup.Group // last discovery update, read-only
 	decisions map[uint64]bool                 // key -> owned, as of the last pass
 	stats     Stats
+	// nextPass is when the result of the last pass expires: the earliest
+	// instant at which a scheduled ownership change lets a loop go.
+	nextPass time.Time
 }
 
 // NewFilter validates opts and registers the filter's metrics with reg. It
@@ -142,12 +143,8 @@ func (f *Filter) ApplyConfig(cfg *config.Config) error {
 }
 
 // Notify asks for a re-filter of the last snapshot because ownership may have
-// changed. It never blocks; calls in a burst coalesce. It does nothing after
-// Freeze.
+// changed. It never blocks; calls in a burst coalesce.
 func (f *Filter) Notify() {
-	if f.frozen.Load() {
-		return
-	}
 	f.poke()
 }
 
@@ -158,14 +155,6 @@ func (f *Filter) poke() {
 	}
 }
 
-// Freeze pins every target's ownership to its last decision. The agent calls
-// it when it starts leaving, so that it does not re-filter itself to zero
-// targets (writing staleness markers) while peers take over. Discovery updates
-// still pass through; targets first seen after Freeze are not owned.
-func (f *Filter) Freeze() {
-	f.frozen.Store(true)
-}
-
 // Run reads discovery snapshots from in and sends the filtered ones to out
 // until ctx is cancelled; then it returns nil. A closed in stops new snapshots
 // but not re-filters. Sends to out block, so its reader must keep reading.
@@ -173,6 +162,11 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 	timer := time.NewTimer(f.minInterval)
 	timer.Stop()
 	defer timer.Stop()
+	// expiry fires when the last pass's result expires (a scheduled
+	// ownership change has passed and a loop may go).
+	expiry := time.NewTimer(time.Hour)
+	expiry.Stop()
+	defer expiry.Stop()
 
 	var (
 		pending bool // a pass is wanted
@@ -194,6 +188,8 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 			pending = true
 		case <-f.trigger:
 			pending = true
+		case <-expiry.C:
+			pending = true
 		case <-timer.C:
 			waiting = false
 		}
@@ -211,6 +207,9 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 			continue // nothing discovered yet: the first snapshot goes at once
 		}
 		last = time.Now()
+		if next := f.expires(); !next.IsZero() {
+			expiry.Reset(time.Until(next))
+		}
 		select {
 		case out <- res:
 		case <-ctx.Done():
@@ -228,8 +227,10 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 		return nil, false
 	}
 
-	frozen := f.frozen.Load()
-	ready := !frozen && f.owner.Ready()
+	now := time.Now()
+	changes := f.owner.Changes()
+	var maxTimeout time.Duration
+	aheads := map[time.Duration]bool{}
 	k := newKeyer()
 	decisions := make(map[uint64]bool, len(f.decisions))
 	movedOut := map[string]map[uint64]struct{}{}
@@ -238,6 +239,10 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 	res := make(map[string][]*targetgroup.Group, len(f.snapshot))
 	for job, groups := range f.snapshot {
 		cfg := f.configs[job]
+		if cfg != nil {
+			maxTimeout = max(maxTimeout, time.Duration(cfg.ScrapeTimeout))
+			aheads[startAhead(cfg)] = true
+		}
 		if cfg == nil {
 			// Discovery can run ahead of a reload; ApplyConfig re-filters.
 			f.logger.Debug("no scrape config for discovered job", "job", job)
@@ -263,11 +268,7 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 				own, seen := decisions[key]
 				if !seen {
 					prev, had := f.decisions[key]
-					if frozen {
-						own = had && prev
-					} else {
-						own = ready && f.owner.Owns(key)
-					}
+					own = f.runs(key, now, startAhead(cfg), time.Duration(cfg.ScrapeTimeout), changes)
 					decisions[key] = own
 					switch {
 					case own:
@@ -296,6 +297,20 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 	f.disableStaleness(k, movedOut)
 
 	f.decisions = decisions
+	// The decisions expire when a loop must start ahead of a change or may
+	// stop after one.
+	f.nextPass = time.Time{}
+	for _, c := range changes {
+		wakes := []time.Time{c.Add(maxTimeout)}
+		for a := range aheads {
+			wakes = append(wakes, c.Add(-a))
+		}
+		for _, w := range wakes {
+			if w.After(now) && (f.nextPass.IsZero() || w.Before(f.nextPass)) {
+				f.nextPass = w
+			}
+		}
+	}
 	nMovedOut := 0
 	for _, keys := range movedOut {
 		nMovedOut += len(keys)
@@ -310,6 +325,47 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 		f.logger.Info("targets moved", "in", movedIn, "out", nMovedOut, "owned", owned, "discovered", len(decisions))
 	}
 	return res, true
+}
+
+// startAheadSlack covers the time from a filter pass to a running scrape
+// loop: the scrape manager's reload interval and its sync.
+const startAheadSlack = 3 * time.Second
+
+// startAhead is how long before an announced change a loop for a target the
+// change brings here starts: its first scrape then falls on the last slot
+// before the change (the fence discards it) and its next on the first owned
+// slot. Starting earlier would only scrape the target twice for longer.
+func startAhead(cfg *config.ScrapeConfig) time.Duration {
+	return time.Duration(cfg.ScrapeInterval) + startAheadSlack
+}
+
+// runs reports whether this agent runs a scrape loop for key now: when it
+// owns the key now, owned it within the last scrape timeout (a scrape of its
+// last slot may still be in flight), or owns it after a change announced
+// within ahead (the loop must be running before the first owned slot). The
+// fence drops what such a loop scrapes outside ownership.
+func (f *Filter) runs(key uint64, now time.Time, ahead, timeout time.Duration, changes []time.Time) bool {
+	if f.owner.OwnsAt(key, now) {
+		return true
+	}
+	for _, c := range changes {
+		if c.After(now) && c.Sub(now) <= ahead && f.owner.OwnsAt(key, c) {
+			return true
+		}
+		// Owned just before a recent change: keep the loop until its last
+		// scrape has finished.
+		if !c.After(now) && now.Sub(c) < timeout && f.owner.OwnsAt(key, c.Add(-time.Nanosecond)) {
+			return true
+		}
+	}
+	return false
+}
+
+// expires returns when the last pass's decisions expire, or the zero time.
+func (f *Filter) expires() time.Time {
+	f.mtx.Lock()
+	defer f.mtx.Unlock()
+	return f.nextPass
 }
 
 // disableStaleness turns off end-of-run staleness markers for the scrape
@@ -328,7 +384,7 @@ func (f *Filter) disableStaleness(k *keyer, movedOut map[string]map[uint64]struc
 	for job, keys := range movedOut {
 		var targets []*promscrape.Target
 		for _, t := range active[job] {
-			if _, ok := keys[k.sum(job, t.URL().String())]; ok {
+			if _, ok := keys[k.sum(t.GetValue(model.JobLabel), t.URL().String())]; ok {
 				targets = append(targets, t)
 			}
 		}

@@ -19,23 +19,30 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fakeOwner owns the keys its predicate accepts; both can change under test.
+// fakeOwner owns the keys its predicate accepts, at every instant, when
+// ready; ownsAt, when set, decides instead, with changes as its instants.
+// All can change under test.
 type fakeOwner struct {
-	mtx   sync.Mutex
-	ready bool
-	owns  func(key uint64) bool
+	mtx     sync.Mutex
+	ready   bool
+	owns    func(key uint64) bool
+	ownsAt  func(key uint64, t time.Time) bool
+	changes []time.Time
 }
 
-func (o *fakeOwner) Ready() bool {
+func (o *fakeOwner) OwnsAt(key uint64, t time.Time) bool {
 	o.mtx.Lock()
 	defer o.mtx.Unlock()
-	return o.ready
+	if o.ownsAt != nil {
+		return o.ownsAt(key, t)
+	}
+	return o.ready && o.owns(key)
 }
 
-func (o *fakeOwner) Owns(key uint64) bool {
+func (o *fakeOwner) Changes() []time.Time {
 	o.mtx.Lock()
 	defer o.mtx.Unlock()
-	return o.owns(key)
+	return o.changes
 }
 
 func (o *fakeOwner) set(ready bool, owns func(uint64) bool) {
@@ -376,31 +383,59 @@ func TestFilterNotifyMovesTargetsWithoutStaleness(t *testing.T) {
 	require.Equal(t, uint64(1), f.Stats().MovedOut)
 }
 
-func TestFilterFreeze(t *testing.T) {
-	owner := &fakeOwner{ready: true, owns: ownURLs("a", "http://h1:80/metrics")}
-	f := newTestFilter(t, FilterOptions{Owner: owner}, loadConfig(t, twoJobs))
+// TestFilterScheduledHandoff: around an announced instant the filter runs
+// the loop of a target moving out until a scrape timeout after the instant,
+// and the loop of a target moving in from before the instant; the fence
+// decides which of their scrapes count.
+func TestFilterScheduledHandoff(t *testing.T) {
+	cfg := loadConfig(t, twoJobs) // scrape_timeout 10s by default
+	outKey := newKeyer().sum("a", "http://h1:80/metrics")
+	inKey := newKeyer().sum("a", "http://h2:80/metrics")
+	at := time.Now().Add(time.Hour)
+	owner := &fakeOwner{changes: []time.Time{at}, ownsAt: func(key uint64, t time.Time) bool {
+		if t.Before(at) {
+			return key == outKey
+		}
+		return key == inKey
+	}}
+	f := newTestFilter(t, FilterOptions{Owner: owner}, cfg)
 	<-f.trigger // drain ApplyConfig's request; no Run in this test
+	f.snapshot = map[string][]*targetgroup.Group{"a": {group("g", "h1:80", "h2:80", "h3:80")}}
 
-	f.snapshot = map[string][]*targetgroup.Group{"a": {group("g", "h1:80", "h2:80")}}
 	out, ok := f.pass()
 	require.True(t, ok)
-	require.Equal(t, map[string]map[string][]string{"a": {"g": {"h1:80"}}}, addresses(out))
+	require.Equal(t, map[string]map[string][]string{"a": {"g": {"h1:80"}}}, addresses(out),
+		"an hour ahead: the incoming target does not run yet")
+	ahead := time.Minute + startAheadSlack // default scrape_interval + slack
+	require.Equal(t, at.Add(-ahead), f.expires(), "the decision expires when the incoming loop must start")
 
-	f.Freeze()
-	owner.set(false, ownNone) // the node is leaving: it would own nothing now
-	f.Notify()
-	require.Empty(t, f.trigger, "notify is ignored once frozen")
+	owner.mtx.Lock()
+	owner.changes = []time.Time{time.Now().Add(30 * time.Second)}
+	at = owner.changes[0]
+	owner.mtx.Unlock()
+	out, _ = f.pass()
+	require.Equal(t, map[string]map[string][]string{"a": {"g": {"h1:80", "h2:80"}}}, addresses(out),
+		"within an interval of the instant: the outgoing target still runs, the incoming one already runs")
+	require.Equal(t, at.Add(10*time.Second), f.expires(), "the decision expires a scrape timeout after the instant")
 
-	// Discovery still flows, with the frozen decisions; new targets are not owned.
-	f.snapshot = map[string][]*targetgroup.Group{"a": {group("g", "h1:80", "h2:80", "h9:80")}}
-	out, ok = f.pass()
-	require.True(t, ok)
-	require.Equal(t, map[string]map[string][]string{"a": {"g": {"h1:80"}}}, addresses(out))
-	s := f.Stats()
-	require.True(t, s.Frozen)
-	require.Equal(t, 1, s.Owned)
-	require.Equal(t, 3, s.Discovered)
-	require.Zero(t, s.MovedOut)
+	// Just after the instant: the outgoing loop may still be finishing its
+	// last owned scrape.
+	owner.mtx.Lock()
+	owner.changes = []time.Time{time.Now().Add(-time.Second)}
+	at = owner.changes[0]
+	owner.mtx.Unlock()
+	out, _ = f.pass()
+	require.Equal(t, map[string]map[string][]string{"a": {"g": {"h1:80", "h2:80"}}}, addresses(out))
+
+	// A scrape timeout later it goes, without staleness markers.
+	owner.mtx.Lock()
+	owner.changes = []time.Time{time.Now().Add(-11 * time.Second)}
+	at = owner.changes[0]
+	owner.mtx.Unlock()
+	out, _ = f.pass()
+	require.Equal(t, map[string]map[string][]string{"a": {"g": {"h2:80"}}}, addresses(out))
+	require.Equal(t, uint64(1), f.Stats().MovedOut)
+	require.True(t, f.expires().IsZero(), "no change pending")
 }
 
 func TestFilterCoalescesBursts(t *testing.T) {

@@ -11,9 +11,12 @@ import (
 // keyer computes ownership keys. It reuses its builder and digest, so it is
 // not safe for concurrent use; each pass creates its own.
 //
-// The key is xxhash64(job_name + "\x00" + final scrape URL), where the URL is
-// the one Prometheus will scrape after relabel_configs (scheme, __address__,
-// __metrics_path__ and __param_* labels). Why this and not a hash of labels:
+// The key is xxhash64(job + "\x00" + final scrape URL), where job is the job
+// label and the URL the one Prometheus will scrape, both after
+// relabel_configs (scheme, __address__, __metrics_path__ and __param_*
+// labels). Both are on the Target the scrape engine builds, so the fence
+// (fence.go) computes the same key from a scrape. Why this and not a hash of
+// labels:
 //   - it is identical on every agent: it depends only on the discovered target
 //     and the scrape config, which every agent loads from the same file, and
 //     not on map order, discovery group order or the replica label;
@@ -22,8 +25,10 @@ import (
 //     drops are dropped here too, and targets that relabel to the same URL
 //     (Prometheus would scrape them once per distinct label set) land on the
 //     same owner, so no endpoint is scraped by two agents;
-//   - the job name separates two jobs that scrape the same URL (say, with
-//     different intervals), so each is placed on the ring independently.
+//   - the job label separates two jobs that scrape the same URL (say, with
+//     different intervals), so each is placed on the ring independently;
+//     two jobs relabeled to the same job label and URL write the same
+//     series, and one owner scrapes both.
 type keyer struct {
 	lb     *labels.Builder
 	digest *xxhash.Digest
@@ -45,7 +50,7 @@ func (k *keyer) key(cfg *config.ScrapeConfig, tLabels, tgLabels model.LabelSet) 
 	// NewTarget + URL is how Prometheus itself builds the URL it scrapes,
 	// including scrape_config params overridden by __param_* labels.
 	url = promscrape.NewTarget(lset, cfg, tLabels, tgLabels).URL().String()
-	return k.sum(cfg.JobName, url), url, lset, true, nil
+	return k.sum(lset.Get(model.JobLabel), url), url, lset, true, nil
 }
 
 // sum hashes a job name and a scrape URL into a key.

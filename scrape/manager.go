@@ -63,6 +63,7 @@ type Manager struct {
 	logger     *slog.Logger
 	discovered <-chan map[string][]*targetgroup.Group
 	filter     *Filter
+	fence      *fence
 	prom       *promscrape.Manager
 }
 
@@ -105,13 +106,20 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 		// Apply the first snapshot at once: the agent reports ready only after
 		// it, and waiting a reload interval would leave a gap after handoff.
 		DiscoveryReloadOnStartup: true,
+		// Puts the target in the appender's context, where the fence reads
+		// it to judge each scrape against the ownership schedule.
+		PassMetadataInContext: true,
 	}
 	if opts.PhaseSeed != "" {
 		if err := setPhaseSeed(promOpts, opts.PhaseSeed); err != nil {
 			logger.Warn("cannot align scrape phases across the cluster; moved targets may be scraped at a new phase", "err", err)
 		}
 	}
-	prom, err := promscrape.NewManager(promOpts, logger.With("component", "scrape manager"), nil, nil, appendable, reg)
+	fence, err := newFence(opts.Owner, appendable, opts.PhaseSeed, reg)
+	if err != nil {
+		return nil, err
+	}
+	prom, err := promscrape.NewManager(promOpts, logger.With("component", "scrape manager"), nil, nil, fence, reg)
 	if err != nil {
 		return nil, fmt.Errorf("create scrape manager: %w", err)
 	}
@@ -120,6 +128,7 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 		logger:     logger.With("component", "scrape"),
 		discovered: opts.Discovered,
 		filter:     filter,
+		fence:      fence,
 		prom:       prom,
 	}, nil
 }
@@ -144,6 +153,7 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	if err := m.prom.ApplyConfig(cfg); err != nil {
 		return fmt.Errorf("apply scrape config: %w", err)
 	}
+	m.fence.setExternalLabels(cfg.GlobalConfig.ExternalLabels)
 	return m.filter.ApplyConfig(cfg)
 }
 
@@ -175,7 +185,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
-// Filter returns the ownership filter, for Notify, Freeze, Stats and Targets.
+// Filter returns the ownership filter, for Notify, Stats and Targets.
 func (m *Manager) Filter() *Filter {
 	return m.filter
 }

@@ -19,17 +19,13 @@ type Stats struct {
 	MovedIn, MovedOut uint64
 	// Reshards counts filter passes.
 	Reshards uint64
-	// Frozen reports whether Freeze was called.
-	Frozen bool
 }
 
 // Stats returns a snapshot of the filter's counters.
 func (f *Filter) Stats() Stats {
 	f.mtx.Lock()
 	defer f.mtx.Unlock()
-	s := f.stats
-	s.Frozen = f.frozen.Load()
-	return s
+	return f.stats
 }
 
 // TargetInfo describes one discovered target and its ownership key.

@@ -1,0 +1,190 @@
+package scrape
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	promscrape "github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// fence sits between the scrape engine and storage and keeps a scrape's
+// samples only if this agent owns the target at the scrape's slot.
+//
+// The Filter decides which scrape loops run; it runs a loop a little longer
+// than ownership lasts (until an in-flight scrape has finished) and starts it
+// a little before ownership begins (so the first owned slot is not missed).
+// The fence makes that overlap harmless: during an announced handoff both the
+// old and the new owner scrape the target, and exactly one of them writes
+// each slot, because both judge the slot's nominal instant against the same
+// schedule. The result is one sample per slot across the handoff: no gap, no
+// duplicate, and no out-of-order sample for a strict receiver.
+//
+// A slot's nominal instant is where Prometheus aims the scrape: the target's
+// phase within the interval, (hash(target) XOR seed) mod interval, with the
+// cluster-wide seed (Options.PhaseSeed). Judging the nominal instant rather
+// than the sample's timestamp keeps two agents from disagreeing when a
+// handoff instant falls within a timer's jitter of a scrape.
+type fence struct {
+	owner Owner
+	next  storage.AppendableV2
+	fqdn  string        // the phase seed's host part; empty: judge raw timestamps
+	seed  atomic.Uint64 // Prometheus' offset seed, set by setExternalLabels
+
+	kept, dropped prometheus.Counter
+}
+
+func newFence(owner Owner, next storage.AppendableV2, fqdn string, reg prometheus.Registerer) (*fence, error) {
+	f := &fence{
+		owner: owner,
+		next:  next,
+		fqdn:  fqdn,
+		kept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_fence_scrapes_kept_total",
+			Help: "Scrapes whose samples were written because this agent owns the target at the scrape's slot.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_fence_scrapes_dropped_total",
+			Help: "Scrapes whose samples were discarded because another agent owns the target at the scrape's slot (the overlap of a handoff).",
+		}),
+	}
+	f.setExternalLabels(labels.EmptyLabels())
+	if reg != nil {
+		for _, c := range []prometheus.Collector{f.kept, f.dropped} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register fence metrics: %w", err)
+			}
+		}
+	}
+	return f, nil
+}
+
+// setExternalLabels recomputes the offset seed the way Prometheus' scrape
+// manager does (manager.go, setOffsetSeed): FNV-1a of the host name followed
+// by the external labels.
+func (f *fence) setExternalLabels(ext labels.Labels) {
+	h := fnv.New64a()
+	_, _ = fmt.Fprintf(h, "%s%s", f.fqdn, ext.String())
+	f.seed.Store(h.Sum64())
+}
+
+// AppenderV2 implements storage.AppendableV2. Appenders that do not come
+// from a scrape loop (no target in ctx) pass through.
+func (f *fence) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	app := f.next.AppenderV2(ctx)
+	t, ok := promscrape.TargetFromContext(ctx)
+	if !ok {
+		return app
+	}
+	return &fencedAppender{AppenderV2: app, fence: f, target: t}
+}
+
+// keep reports whether the scrape of t at timestamp ms (milliseconds) is
+// this agent's to write.
+func (f *fence) keep(t *promscrape.Target, ms int64) bool {
+	key := newKeyer().sum(t.GetValue(model.JobLabel), t.URL().String())
+	return f.owner.OwnsAt(key, f.slot(t, ms))
+}
+
+// slot returns the nominal instant of the scrape slot that timestamp ms
+// belongs to: the nearest instant at the target's phase. Without a phase it
+// returns the timestamp itself.
+func (f *fence) slot(t *promscrape.Target, ms int64) time.Time {
+	ts := time.UnixMilli(ms)
+	if f.fqdn == "" {
+		return ts
+	}
+	d, err := model.ParseDuration(t.GetValue(model.ScrapeIntervalLabel))
+	iv := int64(time.Duration(d))
+	if err != nil || iv <= 0 {
+		return ts
+	}
+	h, ok := targetHash(t)
+	if !ok {
+		return ts
+	}
+	phase := int64((h ^ f.seed.Load()) % uint64(iv))
+	ns := ts.UnixNano()
+	into := ((ns-phase)%iv + iv) % iv
+	nominal := ns - into
+	if into > iv/2 {
+		nominal += iv
+	}
+	return time.Unix(0, nominal)
+}
+
+// targetLabelsField finds Target.labels, the full label set (with __address__,
+// __scrape_interval__ and the like) that Prometheus hashes for the phase.
+// Prometheus has no accessor for it; TestFenceSlotMatchesScrapes fails if an
+// upgrade changes the field or the hash.
+var targetLabelsField = sync.OnceValue(func() int {
+	f, ok := reflect.TypeFor[promscrape.Target]().FieldByName("labels")
+	if !ok || f.Type != reflect.TypeFor[labels.Labels]() {
+		return -1
+	}
+	return f.Index[0]
+})
+
+// targetHash is Prometheus' Target.hash: FNV-1a of the zero-padded label set
+// hash followed by the scrape URL.
+func targetHash(t *promscrape.Target) (uint64, bool) {
+	i := targetLabelsField()
+	if i < 0 {
+		return 0, false
+	}
+	v := reflect.ValueOf(t).Elem().Field(i)
+	// The labels are set when the target is created and never changed.
+	lset := *(*labels.Labels)(unsafe.Pointer(v.UnsafeAddr()))
+	h := fnv.New64a()
+	_, _ = fmt.Fprintf(h, "%016d", lset.Hash())
+	_, _ = h.Write([]byte(t.URL().String()))
+	return h.Sum64(), true
+}
+
+// fencedAppender drops the samples of scrapes this agent does not own. A
+// scrape appends all its samples at one timestamp, so the decision is made
+// once per timestamp.
+type fencedAppender struct {
+	storage.AppenderV2
+	fence  *fence
+	target *promscrape.Target
+
+	decided bool
+	ts      int64
+	keep    bool
+	kept    bool // some sample was written
+	dropped bool // some sample was discarded
+}
+
+func (a *fencedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
+	if !a.decided || t != a.ts {
+		a.decided, a.ts, a.keep = true, t, a.fence.keep(a.target, t)
+	}
+	if !a.keep {
+		// Pretend success and keep the caller's reference, so the scrape
+		// loop's series cache and staleness tracking stay as they were.
+		a.dropped = true
+		return ref, nil
+	}
+	a.kept = true
+	return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
+}
+
+func (a *fencedAppender) Commit() error {
+	if a.kept {
+		a.fence.kept.Inc()
+	} else if a.dropped {
+		a.fence.dropped.Inc()
+	}
+	return a.AppenderV2.Commit()
+}

@@ -1,0 +1,146 @@
+package scrape
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/util/teststorage"
+	"github.com/stretchr/testify/require"
+)
+
+const fenceConfig = `
+scrape_configs:
+  - job_name: app
+    scrape_interval: 200ms
+    scrape_timeout: 100ms
+`
+
+// startManager runs a Manager with owner on the given targets, writing to
+// app, until the test ends.
+func startManager(t *testing.T, cfg *config.Config, owner Owner, app *teststorage.Appendable, reg *prometheus.Registry, targets ...string) *Manager {
+	t.Helper()
+	discovered := make(chan map[string][]*targetgroup.Group, 1)
+	m, err := New(Options{
+		Owner: owner, Discovered: discovered, PhaseSeed: "shoal/test",
+		MinReshardInterval: time.Millisecond, DiscoveryReloadInterval: 10 * time.Millisecond,
+	}, nil, app, reg)
+	require.NoError(t, err)
+	require.NoError(t, m.ApplyConfig(cfg))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	discovered <- map[string][]*targetgroup.Group{"app": {group("g", targets...)}}
+	return m
+}
+
+// sampleTimes returns the timestamps of the shoal_test_value samples of
+// instance in app, sorted.
+func sampleTimes(app *teststorage.Appendable, instance string) []int64 {
+	var ts []int64
+	for _, s := range app.ResultSamples() {
+		if s.L.Get(model.MetricNameLabel) == "shoal_test_value" && s.L.Get(model.InstanceLabel) == instance {
+			ts = append(ts, s.T)
+		}
+	}
+	slices.Sort(ts)
+	return ts
+}
+
+// TestFenceSlotMatchesScrapes checks the fence's idea of a target's phase
+// against where Prometheus actually scrapes: the fence reimplements
+// Prometheus' unexported phase computation, and an upgrade that changes it
+// must fail here.
+func TestFenceSlotMatchesScrapes(t *testing.T) {
+	targets := []string{metricsServer(t), metricsServer(t), metricsServer(t), metricsServer(t)}
+	app := teststorage.NewAppendable()
+	m := startManager(t, loadConfig(t, fenceConfig), &fakeOwner{ready: true, owns: ownAll}, app, prometheus.NewRegistry(), targets...)
+	require.Eventually(t, func() bool {
+		for _, tg := range targets {
+			if len(sampleTimes(app, tg)) < 8 {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 20*time.Millisecond)
+	_, ok := targetHash(m.TargetsActive()["app"][0])
+	require.True(t, ok, "Prometheus' Target has no labels field of type labels.Labels any more")
+
+	for _, tgt := range m.TargetsActive()["app"] {
+		ts := sampleTimes(app, tgt.GetValue(model.AddressLabel))
+		var offs []time.Duration
+		for _, x := range ts[2:] {
+			d := time.UnixMilli(x).Sub(m.fence.slot(tgt, x))
+			if d < 0 {
+				d = -d
+			}
+			offs = append(offs, d)
+		}
+		slices.Sort(offs)
+		// A wrong phase puts the median anywhere in [0, 100ms]; a right one
+		// within the timer's jitter.
+		require.Less(t, offs[len(offs)/2], 25*time.Millisecond, "target %s: distances to the computed slots %v", tgt, offs)
+	}
+}
+
+// TestFenceHandoffWritesEachSlotOnce runs two managers, the old and the new
+// owner of one target, across an announced handoff instant. Both scrape the
+// target around the instant (the filter keeps the old loop a scrape timeout
+// longer and starts the new one ahead), and the fence lets exactly one of
+// them write each slot: the series continues with one sample per interval,
+// no gap, no duplicate, all of the old owner's samples before all of the new
+// owner's.
+func TestFenceHandoffWritesEachSlotOnce(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	target := metricsServer(t)
+	cfg := loadConfig(t, fenceConfig)
+	at := time.Now().Add(1500 * time.Millisecond)
+	owner := func(before bool) *fakeOwner {
+		return &fakeOwner{changes: []time.Time{at}, ownsAt: func(_ uint64, t time.Time) bool { return t.Before(at) == before }}
+	}
+	oldApp, newApp := teststorage.NewAppendable(), teststorage.NewAppendable()
+	oldReg, newReg := prometheus.NewRegistry(), prometheus.NewRegistry()
+	oldM := startManager(t, cfg, owner(true), oldApp, oldReg, target)
+	startManager(t, cfg, owner(false), newApp, newReg, target)
+
+	require.Eventually(t, func() bool { return time.Since(at) > time.Second }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return len(oldM.TargetsActive()["app"]) == 0 }, 5*time.Second, 10*time.Millisecond,
+		"the old owner stops its loop after the instant")
+
+	before, after := sampleTimes(oldApp, target), sampleTimes(newApp, target)
+	require.NotEmpty(t, before)
+	require.NotEmpty(t, after)
+	require.Less(t, before[len(before)-1], after[0], "every old-owner sample precedes every new-owner sample")
+	all := append(slices.Clone(before), after...)
+	all = all[1:] // the first scrape can come early
+	for i := 1; i < len(all); i++ {
+		d := time.Duration(all[i]-all[i-1]) * time.Millisecond
+		require.Greater(t, d, interval/2, "duplicate slot around %s (old %v, new %v)", time.UnixMilli(all[i]).Sub(at), before, after)
+		require.Less(t, d, interval*3/2, "gap around %s (old %v, new %v)", time.UnixMilli(all[i]).Sub(at), before, after)
+	}
+	require.Positive(t, testutil.ToFloat64(oldM.fence.dropped)+counterValue(t, newReg, "shoal_fence_scrapes_dropped_total"),
+		"the overlap was real: some scrape was discarded")
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
