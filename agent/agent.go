@@ -66,8 +66,19 @@ type Options struct {
 	ConsulDeregisterAfter time.Duration
 
 	// HandoffTimeout bounds how long a stopping agent waits for peers to
-	// take its targets before it stops scraping them.
+	// acknowledge its leaving before it goes on with the handoff.
 	HandoffTimeout time.Duration
+	// HandoffLead is how far ahead ownership changes are announced (see
+	// gossip.Config.HandoffLead); zero switches owners as soon as the news
+	// arrives. The flag defaults to gossip.DefaultHandoffLead.
+	HandoffLead time.Duration
+	// RestartGrace, when positive, makes a stopping agent keep its targets
+	// instead of handing them over: peers hold them for it for this long,
+	// expecting it back under the same name (a rolling restart), so no
+	// target moves away and back. If it does not return in time, peers take
+	// the targets over at the end of the grace. Zero hands targets over on
+	// every stop.
+	RestartGrace time.Duration
 	// FlushDeadline bounds how long remote write may take to send what is
 	// queued when the agent stops.
 	FlushDeadline time.Duration
@@ -132,6 +143,12 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (*Agent, e
 	}
 	if opts.StoragePath == "" {
 		return nil, errors.New("--storage.path must not be empty")
+	}
+	if opts.HandoffLead < 0 {
+		return nil, fmt.Errorf("--cluster.handoff-lead must not be negative, got %s", opts.HandoffLead)
+	}
+	if opts.RestartGrace < 0 {
+		return nil, fmt.Errorf("--cluster.restart-grace must not be negative, got %s", opts.RestartGrace)
 	}
 	cfg, err := LoadFile(opts.ConfigFile, logger)
 	if err != nil {
@@ -245,6 +262,7 @@ func (a *Agent) build(cfg *Config) error {
 		a.regist = r
 	}
 
+	resume := takeRestartMarker(a.opts.StoragePath, a.opts.NodeName, a.logger)
 	node, err := gossip.New(gossip.Config{
 		Name:              a.opts.NodeName,
 		ClusterName:       a.opts.ClusterName,
@@ -257,6 +275,8 @@ func (a *Agent) build(cfg *Config) error {
 		ReplicationFactor: a.opts.ReplicationFactor,
 		Peers:             peerProvider(specs, net.DefaultResolver, consulPeerList),
 		RejoinInterval:    rejoinInterval(a.opts.RejoinInterval),
+		HandoffLead:       handoffLead(a.opts.HandoffLead),
+		Resume:            resume,
 		Timers:            a.opts.Timers,
 	}, a.logger, a.reg)
 	if err != nil {
@@ -498,10 +518,11 @@ func (a *Agent) membershipChanged(peers []gossip.Peer, r *ring.Ring) {
 // Run starts every component and blocks until ctx is cancelled (or Quit is
 // called, or a component fails), then stops them in order:
 //
-//  1. announce leaving: peers drop this agent from their rings and take its
-//     targets while it is still scraping them, so nothing is missed;
-//  2. stop scraping (the filter is frozen first, so the agent does not
-//     re-shard itself down to zero targets on its own announcement);
+//  1. announce leaving with the instant its targets switch to their new
+//     owners (the handoff lead ahead) and keep scraping until then, so every
+//     slot has one writer; or, with a restart grace, announce that peers
+//     hold the targets until the grace ends;
+//  2. stop scraping (loops stopped on shutdown write no staleness markers);
 //  3. flush remote write with a deadline and close the WAL;
 //  4. deregister from Consul;
 //  5. leave memberlist and shut it down;
@@ -627,15 +648,11 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) shutdown(stopScrape func(), scrapeDone <-chan struct{}, stopDisc, stopReg, stopGossip func(), gossipDone <-chan struct{}) {
 	a.stoppingOnce.Do(func() { close(a.stopping) })
 
-	a.logger.Info("shutdown 1/5: announcing leave, waiting for peers to take over targets", "timeout", a.opts.HandoffTimeout)
-	a.scraper.Filter().Freeze()
-	hctx, cancel := context.WithTimeout(context.Background(), a.opts.HandoffTimeout)
-	if err := a.node.AnnounceLeaving(hctx); err != nil {
-		a.logger.Warn("peers did not confirm the handoff in time, stopping anyway", "err", err)
-	} else if err := a.confirmHandoff(hctx); err != nil {
-		a.logger.Warn("peers did not start scraping the handed-off targets in time, stopping anyway", "err", err)
+	if a.opts.RestartGrace > 0 {
+		a.announceRestart()
+	} else {
+		a.handOver()
 	}
-	cancel()
 
 	a.logger.Info("shutdown 2/5: stopping scrapes and discovery")
 	stopScrape()
@@ -658,6 +675,59 @@ func (a *Agent) shutdown(stopScrape func(), scrapeDone <-chan struct{}, stopDisc
 	a.logger.Info("shutdown 5/5: leaving the cluster")
 	stopGossip()
 	<-gossipDone
+}
+
+// handoffLead maps the flag (zero: at once) to gossip's setting (zero:
+// default, negative: at once).
+func handoffLead(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// handoffSettle is how long a leaving agent keeps scraping after the
+// handoff instant: a scrape of its last slot that started just before the
+// instant may still be running.
+const handoffSettle = 2 * time.Second
+
+// handOver announces the instant at which this agent's targets move to its
+// peers (now plus the handoff lead) and keeps scraping until then, so every
+// slot before it is this agent's and every slot after it the new owner's.
+func (a *Agent) handOver() {
+	until := time.Now().Add(a.node.HandoffLead())
+	a.logger.Info("shutdown 1/5: announcing leave; peers take over this agent's targets at the handoff instant",
+		"at", until, "timeout", a.opts.HandoffTimeout)
+	hctx, cancel := context.WithTimeout(context.Background(), a.opts.HandoffTimeout)
+	defer cancel()
+	if err := a.node.AnnounceLeaving(hctx, until); err != nil {
+		a.logger.Warn("not every peer acknowledged the leave; those that did not take over when they notice it", "err", err)
+	}
+	cctx, ccancel := context.WithDeadline(hctx, until)
+	defer ccancel()
+	if err := a.confirmHandoff(cctx); err != nil {
+		a.logger.Warn("peers were not scraping every handed-off target at the handoff instant; their first slots may be missed", "err", err)
+	}
+	wait := time.Until(until.Add(handoffSettle))
+	a.logger.Info("scraping until the handoff instant", "remaining", wait.Round(time.Millisecond))
+	time.Sleep(wait)
+}
+
+// announceRestart announces that this agent is restarting: peers keep its
+// targets unassigned for the restart grace, and the marker in the storage
+// directory lets the next process take them back at once.
+func (a *Agent) announceRestart() {
+	until := time.Now().Add(a.opts.RestartGrace)
+	a.logger.Info("shutdown 1/5: announcing a restart; peers hold this agent's targets until the grace ends",
+		"until", until, "timeout", a.opts.HandoffTimeout)
+	hctx, cancel := context.WithTimeout(context.Background(), a.opts.HandoffTimeout)
+	defer cancel()
+	if err := a.node.AnnounceLeaving(hctx, until); err != nil {
+		a.logger.Warn("not every peer acknowledged the restart; those that did not take the targets over when they notice it", "err", err)
+	}
+	if err := writeRestartMarker(a.opts.StoragePath, a.opts.NodeName, until); err != nil {
+		a.logger.Warn("the next start will rejoin with the handoff lead", "err", err)
+	}
 }
 
 // closeStorage flushes remote write and closes the WAL, once.

@@ -14,13 +14,15 @@ const handoffPoll = 100 * time.Millisecond
 
 // confirmHandoff waits until the new owners of every target this agent
 // scrapes list it among their active targets (GET /api/v1/targets), or ctx
-// is done. Agreeing on the ring is not enough: a peer's scrape manager
-// applies new targets only every discovery reload interval (5 s), and
-// stopping before that leaves a gap in every moved series. A peer whose API
+// is done. Agreeing on the schedule is not enough: a peer's scrape manager
+// applies new targets only every discovery reload interval, and a peer that
+// is not scraping a target at the handoff instant misses its first slots. A peer whose API
 // cannot be read (TLS or basic auth through --web.config.file, an old
 // version) is not waited for.
 func (a *Agent) confirmHandoff(ctx context.Context) error {
-	r := a.node.Ring()
+	// The ring once the leave has taken effect: this node is in the ring
+	// in effect now until the handoff instant.
+	r := a.node.Schedule().Final()
 	rf := a.node.ReplicationFactor()
 	self := a.node.Name()
 	addrs := map[string]string{}

@@ -60,7 +60,9 @@ func newFlags(app *kingpin.Application, o *agent.Options, hostname string) *logF
 	durationFlag(app, "cluster.probe-timeout", "Gossip probe timeout (must be below the probe interval).", t.ProbeTimeout, &o.Timers.ProbeTimeout)
 	durationFlag(app, "cluster.gossip-interval", "Interval between gossip rounds.", t.GossipInterval, &o.Timers.GossipInterval)
 	durationFlag(app, "cluster.pushpull-interval", "Interval between full state syncs with a random peer.", t.PushPullInterval, &o.Timers.PushPullInterval)
-	durationFlag(app, "cluster.handoff-timeout", "On shutdown, how long to wait for peers to take over this agent's targets before it stops scraping them.", agent.DefaultHandoffTimeout, &o.HandoffTimeout)
+	durationFlag(app, "cluster.handoff-timeout", "On shutdown, how long to wait for peers to acknowledge the leave before going on with the handoff.", agent.DefaultHandoffTimeout, &o.HandoffTimeout)
+	durationFlag(app, "cluster.handoff-lead", "How far ahead ownership changes (an agent joining or leaving) are announced; every agent switches each target at that instant, so the new owner must be scraping by then. Must exceed gossip propagation plus a second or two.", gossip.DefaultHandoffLead, &o.HandoffLead)
+	durationFlag(app, "cluster.restart-grace", "On shutdown, keep this agent's targets assigned to it for this long instead of handing them over, expecting it back under the same node name and storage path (rolling restarts): nothing moves, and its targets are not scraped while it is down. If it is not back in time, peers take them over. 0 hands targets over on every shutdown (scale-in).", 0, &o.RestartGrace)
 	durationFlag(app, "storage.remote.flush-deadline", "How long to wait flushing samples to remote write on shutdown.", agent.DefaultFlushDeadline, &o.FlushDeadline)
 
 	flag(app, "consul.address", "Consul HTTP address (host:port) for --cluster.join=consul+... and --consul.register. Empty: no Consul. Scrape targets use consul_sd_configs in the config file.").
