@@ -15,10 +15,16 @@
 #     address that does not exist; waits until /api/v1/cluster/members on
 #     every agent shows one cluster of three active members that agree on the
 #     ring and share the farm's targets; stops one agent and checks it exits 0;
-#  5. removes every container, network and image it created, also on failure
+#  5. a container fleet: a Prometheus receiver (strict, remote write 2.0) in a
+#     container built FROM scratch around .cache/bin/prometheus, three agents
+#     gossiping over their own network; disconnects one agent from it (a
+#     2 | 1 partition in which both sides still reach targets and receiver),
+#     reconnects it, and checks at the receiver that no target missed a
+#     scrape; prints how long the merge took;
+#  6. removes every container, network and image it created, also on failure
 #     or Ctrl-C.
 #
-# Usage: hack/docker-test.sh   (about a minute with a warm Go build cache)
+# Usage: hack/docker-test.sh   (about two minutes with a warm Go build cache)
 # Needs: docker, go, curl. The engine's BuildKit is used when the buildx
 # plugin is installed, the classic builder otherwise.
 set -euo pipefail
@@ -273,3 +279,142 @@ docker stop -t 30 "${agents[2]}" >/dev/null
 code="$(docker inspect -f '{{.State.ExitCode}}' "${agents[2]}")"
 [[ "$code" == 0 ]] || fail "${agents[2]} exited $code on SIGTERM, want 0"
 log "agent 3 stopped cleanly (exit 0) in $((SECONDS - t0))s"
+
+# ---- 5. container fleet: a partition made with docker network disconnect ----
+# Three agents gossip over their own network (fixed addresses) and reach the
+# farm and a Prometheus receiver (strict: no out-of-order window) over the
+# shared one. Disconnecting one agent from the gossip network partitions the
+# fleet 2 | 1 while both sides still reach the targets and the receiver:
+# each side must declare the other dead and scrape every target (duplicates
+# are acceptable, gaps are not), and the fleet must be one cluster again
+# soon after the agent is reconnected.
+prom_bin="${SHOAL_PROMETHEUS_BIN:-$root/.cache/bin/prometheus}"
+if [[ ! -x "$prom_bin" ]]; then
+	if [[ -n "${SHOAL_REQUIRE_INTEGRATION:-}" ]]; then
+		fail "no Prometheus binary at $prom_bin for the container fleet (make deps)"
+	fi
+	log "SKIP container fleet: no Prometheus binary at $prom_bin (make deps)"
+	exit 0
+fi
+docker rm -f -v "${agents[@]}" >/dev/null
+image_prom="${id}:prometheus"
+mkdir -p "$work/prom"
+cp "$prom_bin" "$work/prom/prometheus"
+printf 'global: {}\n' >"$work/prom/prometheus.yml"
+cat >"$work/prom/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY prometheus /bin/prometheus
+COPY prometheus.yml /etc/prometheus/prometheus.yml
+ENTRYPOINT ["/bin/prometheus"]
+DOCKERFILE
+docker build --quiet --label "$label" -t "$image_prom" "$work/prom" >/dev/null 2>"$work/build-prom.log" || {
+	cat "$work/build-prom.log" >&2
+	fail "docker build of the receiver image"
+}
+docker run -d --name "${id}-receiver" --label "$label" --network "$net" --network-alias receiver \
+	-p 127.0.0.1::9090 --tmpfs /prometheus "$image_prom" \
+	--config.file=/etc/prometheus/prometheus.yml --storage.tsdb.path=/prometheus \
+	--web.enable-remote-write-receiver >/dev/null
+rport="$(published_port "${id}-receiver")"
+deadline=$((SECONDS + ready_timeout))
+until curl -fs "http://127.0.0.1:${rport}/-/ready" >/dev/null; do
+	((SECONDS < deadline)) || fail "receiver not ready within ${ready_timeout}s"
+	sleep 0.5
+done
+
+gnet="${id}-gossip"
+octet=$((RANDOM % 200 + 20))
+subnet="10.${octet}.$((RANDOM % 250)).0"
+docker network create --label "$label" --subnet "${subnet}/24" "$gnet" >/dev/null
+gip() { echo "${subnet%.0}.$((10 + $1))"; }
+sed 's|url: http://receiver.invalid:9090/api/v1/write|url: http://receiver:9090/api/v1/write\n    protobuf_message: io.prometheus.write.v2.Request|' \
+	"$work/cluster.yml" >"$work/fleet.yml"
+chmod 0644 "$work/fleet.yml"
+fleet=()
+for n in 1 2 3; do
+	c="${id}-fleet-${n}"
+	docker create --name "$c" --hostname "fleet-${n}" --label "$label" \
+		--network "$net" -p 127.0.0.1::9090 \
+		"$image_shoal" --config.file=/etc/shoal/fleet.yml --storage.path=/data \
+		--cluster.node-name="fleet-${n}" --cluster.listen-address=0.0.0.0:7946 \
+		--cluster.advertise-address="$(gip "$n"):7946" \
+		--cluster.join="$(gip 1):7946" --cluster.join="$(gip 2):7946" --cluster.join="$(gip 3):7946" \
+		--storage.remote.flush-deadline=5s >/dev/null
+	docker network connect --ip "$(gip "$n")" "$gnet" "$c"
+	docker cp "$work/fleet.yml" "$c:/etc/shoal/fleet.yml"
+	docker start "$c" >/dev/null
+	fleet+=("$c")
+done
+for c in "${fleet[@]}"; do
+	wait_ready "$c"
+done
+
+# members_view prints the agent's active members and whether they agree.
+members_view() { # container
+	local port body
+	port="$(published_port "$1")"
+	body="$(curl -fsS "http://127.0.0.1:${port}/api/v1/cluster/members" 2>/dev/null)" || return 0
+	python3 -c '
+import json, sys
+d = json.load(sys.stdin)["data"]
+act = sorted(m["name"] for m in d["members"] if m["state"] == "active")
+print(",".join(act), "agree" if d.get("agree") else "disagree")
+' <<<"$body"
+}
+wait_view() { # timeout_s container want...
+	local timeout=$1 c=$2 want=$3 deadline=$((SECONDS + $1))
+	until [[ "$(members_view "$c")" == "$want" ]]; do
+		((SECONDS < deadline)) || fail "$c sees '$(members_view "$c")', want '$want' within ${timeout}s"
+		sleep 0.2
+	done
+}
+for c in "${fleet[@]}"; do
+	wait_view "$cluster_timeout" "$c" "fleet-1,fleet-2,fleet-3 agree"
+done
+sleep 6 # the joiners' handoff lead, then a few scrapes
+start_ms=$(($(date +%s%3N) - 2000))
+log "container fleet of 3 formed; partitioning fleet-3 from the gossip network"
+
+t0=$SECONDS
+parted=$(date +%s%3N)
+docker network disconnect "$gnet" "${fleet[2]}"
+wait_view 30 "${fleet[0]}" "fleet-1,fleet-2 agree"
+wait_view 30 "${fleet[2]}" "fleet-3 agree"
+log "partition: both sides re-sharded after $((SECONDS - t0))s"
+sleep 12
+healed=$(date +%s%3N)
+docker network connect --ip "$(gip 3)" "$gnet" "${fleet[2]}"
+for c in "${fleet[@]}"; do
+	wait_view 30 "$c" "fleet-1,fleet-2,fleet-3 agree"
+done
+merge_ms=$(($(date +%s%3N) - healed))
+log "healed: one cluster again after ${merge_ms} ms (partitioned at +$(((parted - start_ms) / 1000))s, healed at +$(((healed - start_ms) / 1000))s)"
+sleep 14
+# Remote write sends within batch_send_deadline (5 s): judge the window up
+# to 6 s ago, all of which has arrived.
+end_ms=$(($(date +%s%3N) - 6000))
+
+# Every target's samples at the receiver over the window: the largest gap.
+window_s=$(((end_ms - start_ms) / 1000))
+curl -fsS "http://127.0.0.1:${rport}/api/v1/query" \
+	--data-urlencode "query=farm_scrapes_total[${window_s}s]" \
+	--data-urlencode "time=$(awk "BEGIN {printf \"%.3f\", ${end_ms}/1000}")" >"$work/samples.json" ||
+	fail "query the receiver"
+report="$(python3 - "$work/samples.json" "$farm_targets" "$start_ms" "$end_ms" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))["data"]["result"]
+want, start, end = int(sys.argv[2]), int(sys.argv[3]) / 1000, int(sys.argv[4]) / 1000
+worst, gaps, where = 0.0, 0, []
+for s in d:
+    ts = [start] + [float(t) for t, _ in s["values"]] + [end]
+    for a, b in zip(ts, ts[1:]):
+        worst = max(worst, b - a)
+        if b - a > 3.0:  # 1.5 intervals of 2 s
+            where.append(f"{s['metric'].get('instance')}@+{a - start:.1f}s")
+    gaps += any(b - a > 3.0 for a, b in zip(ts, ts[1:]))
+print(f"targets={len(d)} want={want} max_gap_s={worst:.2f} targets_with_gap={gaps} gaps_at={' '.join(where) or 'none'}")
+PY
+)"
+log "container fleet partition: ${report} merge_ms=${merge_ms}"
+[[ "$report" == "targets=${farm_targets} want=${farm_targets} "* ]] || fail "receiver has not every target: $report"
+[[ "$report" == *" targets_with_gap=0 "* ]] || fail "a target went unscraped during the partition: $report"

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -99,10 +100,16 @@ type Stats struct {
 	// closeFactor intervals: two scrapes where one belongs, as from two
 	// agents writing to one series (without AgentLabel).
 	Close int
-	// Missing counts counter values skipped between consecutive samples:
-	// scrapes the target served whose sample never reached the receiver
-	// (only for a counter that rises by 1 per scrape, see farm).
+	// Missing counts counter values skipped across a gap between
+	// consecutive samples: scrapes whose sample never reached the receiver,
+	// so that a slot has no sample (only for a counter that rises by 1 per
+	// scrape, see farm).
 	Missing int
+	// Fenced counts counter values skipped without a gap: scrapes the target
+	// served in a slot that has a sample from another scrape. During a
+	// handoff the old and the new owner both scrape a target and the fence
+	// writes one of the two, so these are expected and lose nothing.
+	Fenced int
 	// Repeats counts counter values that did not rise: a sample delivered
 	// twice, or out of order.
 	Repeats int
@@ -140,7 +147,12 @@ func Analyze(instance string, samples []Sample, w Window, counter bool) Stats {
 			case d < 1:
 				st.Repeats++
 			case d > 1:
-				st.Missing += int(d) - 1
+				// Slots the time gap spans; the rest of the skipped values
+				// are scrapes of slots that have a sample.
+				slots := int(math.Round(float64(s.T.Sub(samples[i-1].T))/float64(w.Interval))) - 1
+				lost := min(int(d)-1, max(slots, 0))
+				st.Missing += lost
+				st.Fenced += int(d) - 1 - lost
 			}
 		}
 	}

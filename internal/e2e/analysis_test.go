@@ -76,9 +76,14 @@ func TestAnalyze(t *testing.T) {
 			want:    Stats{Samples: 4, Agents: []string{""}, MaxGap: 7 * iv, Gaps: 1, Close: 1},
 		},
 		{
-			name:    "counter repeated and lost",
+			name:    "counter repeated, and skipped without a gap (fenced scrapes)",
 			samples: []Sample{sec("a", 2, 1), sec("a", 4, 1), sec("a", 6, 4)},
-			want:    Stats{Samples: 3, Agents: []string{"a"}, MaxGap: 7 * iv, Gaps: 1, Repeats: 1, Missing: 2},
+			want:    Stats{Samples: 3, Agents: []string{"a"}, MaxGap: 7 * iv, Gaps: 1, Repeats: 1, Fenced: 2},
+		},
+		{
+			name:    "values skipped across a gap are missing, the rest fenced",
+			samples: []Sample{sec("a", 2, 1), sec("a", 8, 5), sec("a", 10, 6)},
+			want:    Stats{Samples: 3, Agents: []string{"a"}, MaxGap: 5 * iv, Gaps: 2, Missing: 2, Fenced: 1},
 		},
 		{
 			name: "no samples",

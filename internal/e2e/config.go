@@ -50,6 +50,9 @@ type PromConfig struct {
 	// ExternalLabels are added to global.external_labels; StartAgent adds
 	// AgentLabel.
 	ExternalLabels map[string]string
+	// ProtobufMessage is remote_write's protobuf_message; empty is
+	// Prometheus' default, remote write 1.0 (prometheus.WriteRequest).
+	ProtobufMessage string
 	// Raw, when set, is written instead of the rendered configuration.
 	Raw string
 }
@@ -104,6 +107,9 @@ remote_write:
     queue_config:
       batch_send_deadline: %s
 `, c.Job, c.ConsulAddr, c.Service, c.SDRefresh, c.RemoteWriteURL, DefaultBatchSendDeadline)
+	if c.ProtobufMessage != "" {
+		fmt.Fprintf(&b, "    protobuf_message: %s\n", c.ProtobufMessage)
+	}
 	return b.String()
 }
 

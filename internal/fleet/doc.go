@@ -11,7 +11,12 @@
 // targets that missed scrapes, duplicate samples, out-of-order rejections
 // counted by the receiver and by shoal, and how long the agents took to
 // agree again. The farm's farm_scrapes_total rises by exactly 1 per scrape,
-// so a value the receiver never got is a scrape lost or rejected.
+// so a value the receiver never got across a gap is a scrape lost or
+// rejected, and one skipped without a gap a scrape the fence discarded.
+//
+// The partition scenario needs root and iptables: it drops gossip between
+// two groups of agents on loopback (Partition); the test fails without them
+// when SHOAL_REQUIRE_INTEGRATION is set and is skipped otherwise.
 //
 // The scenarios are in fleet_test.go; `make fleet` runs their long version
 // (go test -run TestFleet -v -timeout 60m ./internal/fleet/ -fleet.long).

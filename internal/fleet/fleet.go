@@ -26,6 +26,13 @@ type Options struct {
 	// FlushDeadline is --storage.remote.flush-deadline: short enough that
 	// an agent stopped while the receiver is down exits within the outage.
 	FlushDeadline time.Duration
+	// Args are extra shoal flags for every agent of the scenario.
+	Args []string
+	// RemoteWriteV1 sends remote write 1.0 instead of 2.0. A Prometheus
+	// receiver rejects a whole 1.0 request for one out-of-order sample, so
+	// one such sample loses the batch's other series too; with 2.0 it
+	// rejects only that sample.
+	RemoteWriteV1 bool
 }
 
 // counterSelector is the farm job's counter, which rises by 1 per scrape.
@@ -117,7 +124,11 @@ func Start(tb testing.TB, name string, opts Options) *Fleet {
 func (f *Fleet) configure(o *e2e.AgentOptions) {
 	o.NoAgentLabel = true
 	o.Config.ScrapeInterval = f.Opts.Interval
+	if !f.Opts.RemoteWriteV1 {
+		o.Config.ProtobufMessage = "io.prometheus.write.v2.Request"
+	}
 	o.ExtraArgs = append(o.ExtraArgs, "--storage.remote.flush-deadline="+f.Opts.FlushDeadline.String())
+	o.ExtraArgs = append(o.ExtraArgs, f.Opts.Args...)
 }
 
 // Settle lets n scrape intervals pass.
@@ -274,6 +285,7 @@ func (f *Fleet) Finish() Row {
 		}
 		r.Duplicates += st.Duplicates()
 		r.Missing += st.Missing
+		r.Fenced += st.Fenced
 	}
 	// The last intervals: every target scraped again.
 	tail := e2e.Window{Start: end.Add(-2 * iv), End: end, Interval: iv}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"flag"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -44,16 +45,22 @@ func currentPlan() plan {
 func TestFleet(t *testing.T) {
 	p := currentPlan()
 	var rows []Row
-	run := func(name string, scenario func(t *testing.T, f *Fleet, p plan)) {
+	run := func(name string, scenario func(t *testing.T, f *Fleet, p plan), args ...string) {
 		t.Run(name, func(t *testing.T) {
-			f := Start(t, name, p.Options)
+			o := p.Options
+			o.Args = args
+			f := Start(t, name, o)
 			scenario(t, f, p)
 			rows = append(rows, f.Finish())
 		})
 	}
 	run("scale-out-in", scaleOutIn)
-	run("rolling-restart", rollingRestart)
+	// Agents come back under the same name within the grace: nothing moves.
+	run("rolling-restart", rollingRestart, "--cluster.restart-grace=30s")
+	// The same without a grace: every target moves away and back, fenced.
+	run("rolling-handoff", rollingRestart)
 	run("kill", kill)
+	run("partition", partition)
 	run("receiver-down", receiverDown)
 	run("consul-down", consulDown)
 	if len(rows) > 0 {
@@ -91,6 +98,29 @@ func kill(_ *testing.T, f *Fleet, p plan) {
 	f.Step("kill "+victim.Name, func() { f.Kill(victim) })
 	f.Settle(2 * p.Settle)
 	f.Step("start "+victim.Name+" again", func() { f.Rejoin(victim) })
+	f.Settle(p.Settle)
+}
+
+// partition cuts gossip between two agents and the third, lets each side
+// declare the other dead and re-shard (every target is then scraped on both
+// sides), and heals it.
+func partition(t *testing.T, f *Fleet, p plan) {
+	if err := partitionSupported(); err != nil {
+		if os.Getenv("SHOAL_REQUIRE_INTEGRATION") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	a, b := slices.Clone(f.Agents[:2]), slices.Clone(f.Agents[2:])
+	began := time.Now()
+	f.Mark("partition")
+	heal, err := f.Partition(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fleet: %s: sides split after %.1fs", f.Name, f.WaitSides(began, a, b).Seconds())
+	f.Settle(2 * p.Settle)
+	f.Step("heal the partition", heal)
 	f.Settle(p.Settle)
 }
 

@@ -24,12 +24,22 @@ const (
 // repository root.
 var cacheBinDir = filepath.Join(".cache", "bin")
 
+// FindBinary returns the path of a component's binary ("consul" with
+// EnvConsulBin, "prometheus" with EnvPrometheusBin) as StartConsul and
+// StartReceiver find it, for tests that run it themselves; it skips or
+// fails the test as they do.
+func FindBinary(tb testing.TB, name, envVar string) string {
+	tb.Helper()
+	return findBinary(tb, name, envVar)
+}
+
 // findBinary returns the path of the named component's binary, or skips (or
 // fails, see EnvRequireIntegration) the test when there is none. It also
-// skips under -short, since everything that needs a binary is slow.
+// skips under -short, since everything that needs a binary is slow. Outside
+// a test binary (a Standalone) there is no -short.
 func findBinary(tb testing.TB, name, envVar string) string {
 	tb.Helper()
-	if testing.Short() {
+	if testing.Testing() && testing.Short() {
 		tb.Skipf("testenv: %s integration test skipped in -short mode", name)
 	}
 	if p := os.Getenv(envVar); p != "" {

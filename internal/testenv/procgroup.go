@@ -79,6 +79,18 @@ func (p *Process) Exited() <-chan struct{} {
 	return p.done
 }
 
+// Pid returns the process ID of the running process, or 0 when none runs.
+// The process leads its own process group, so it is the component itself,
+// e.g. for reading its CPU time and memory from /proc.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Running reports whether a process was started and has not been reaped by
 // Stop or Kill. A process that exited on its own still counts until then.
 func (p *Process) Running() bool {
