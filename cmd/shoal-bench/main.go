@@ -1,0 +1,142 @@
+// Command shoal-bench measures shoal side by side with Prometheus in agent
+// mode and vmagent, on the same synthetic targets, and reports medians,
+// spreads and ratios; see internal/bench. hack/bench.sh builds what it
+// needs and runs it.
+//
+//	go run ./cmd/shoal-bench -count 3 -duration 60s
+//	go run ./cmd/shoal-bench -only nonowned
+//	go run ./cmd/shoal-bench -only shoal -count 1 -profile
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/bench"
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+// Exit codes: 0 done, 1 the benchmark failed, 2 bad flags or missing binaries.
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "shoal-bench: %v\n", err)
+		return exitUsage
+	}
+	cfg.Stdout, cfg.Stderr = stdout, stderr
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintf(stdout, "shoal-bench %s: targets=%d series=%d interval=%v duration=%v count=%d runs=%v profile=%v out=%s\n",
+		time.Now().Format(time.RFC3339), cfg.Targets, cfg.Series, cfg.Interval, cfg.Duration, cfg.Count, cfg.Runs, cfg.Profile, cfg.Out)
+	fmt.Fprintf(stdout, "binaries: shoal=%s prometheus=%s vmagent=%s\n", cfg.ShoalBin, cfg.PrometheusBin, orNone(cfg.VMAgentBin))
+	if err := bench.Run(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "shoal-bench: %v\n", err)
+		return exitFailure
+	}
+	return 0
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// parseFlags turns the command line into a Config, finding the binaries.
+func parseFlags(args []string, stderr io.Writer) (bench.Config, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return bench.Config{}, fmt.Errorf("run from inside the repository: %w", err)
+	}
+	fs := flag.NewFlagSet("shoal-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := bench.Config{RepoRoot: root}
+	var only, vmagent string
+	fs.IntVar(&cfg.Targets, "targets", bench.DefaultTargets, "targets of a single agent (the fleet scrapes 3 times as many)")
+	fs.IntVar(&cfg.Series, "series", bench.DefaultSeries, "farm_series gauges per target")
+	fs.DurationVar(&cfg.Interval, "interval", bench.DefaultInterval, "scrape interval")
+	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "measured window of every run, after a warm-up of 2 intervals")
+	fs.IntVar(&cfg.Count, "count", bench.DefaultCount, "repetitions; runs are interleaved within each")
+	fs.StringVar(&only, "only", "", "comma-separated runs: shoal, prometheus, vmagent, fleet, nonowned (default: all but nonowned)")
+	fs.StringVar(&cfg.Out, "out", "", "directory for raw lines, the report and profiles (default .cache/bench/<time>)")
+	fs.BoolVar(&cfg.Profile, "profile", false, fmt.Sprintf("take a %ds CPU and a heap profile of a shoal agent and print the top functions", 30))
+	fs.IntVar(&cfg.NonOwnedTargets, "nonowned.targets", bench.DefaultNonOwnedTargets, "targets registered by the nonowned run")
+	fs.StringVar(&cfg.ShoalBin, "shoal", filepath.Join(root, "bin", "shoal"), "shoal binary (go build -o bin/shoal ./cmd/shoal)")
+	fs.StringVar(&cfg.PrometheusBin, "prometheus", defaultPrometheus(root), "Prometheus 3.15 binary, the receiver and the agent-mode peer (hack/build-deps.sh prometheus)")
+	fs.StringVar(&vmagent, "vmagent", "", "vmagent binary; default: vmagent in $PATH, and the run is skipped if there is none")
+	if err := fs.Parse(args); err != nil {
+		return bench.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return bench.Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if cfg.Runs, err = bench.ParseRuns(only); err != nil {
+		return bench.Config{}, fmt.Errorf("-only: %w", err)
+	}
+	if cfg.Out == "" {
+		cfg.Out = filepath.Join(root, ".cache", "bench", time.Now().Format("20060102-150405"))
+	}
+	if err := executable(cfg.ShoalBin); err != nil {
+		return bench.Config{}, fmt.Errorf("-shoal: %w (build it: go build -o bin/shoal ./cmd/shoal)", err)
+	}
+	if err := executable(cfg.PrometheusBin); err != nil {
+		return bench.Config{}, fmt.Errorf("-prometheus: %w (build it: hack/build-deps.sh prometheus)", err)
+	}
+	switch {
+	case vmagent != "":
+		if err := executable(vmagent); err != nil {
+			return bench.Config{}, fmt.Errorf("-vmagent: %w", err)
+		}
+		cfg.VMAgentBin = vmagent
+	default:
+		cfg.VMAgentBin, _ = exec.LookPath("vmagent") // none: the run says it is skipped
+	}
+	cfg.GoBin, _ = exec.LookPath("go") // none: no profile, heap without forced GC
+	if err := cfg.Validate(); err != nil {
+		return bench.Config{}, err
+	}
+	return cfg, nil
+}
+
+// defaultPrometheus is $SHOAL_PROMETHEUS_BIN, as for the tests, or the
+// one hack/build-deps.sh builds.
+func defaultPrometheus(root string) string {
+	if p := os.Getenv(testenv.EnvPrometheusBin); p != "" {
+		return p
+	}
+	return filepath.Join(root, ".cache", "bin", "prometheus")
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", p)
+	}
+	return nil
+}

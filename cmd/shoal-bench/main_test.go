@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/shoal-dev/shoal/internal/bench"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fakeBin writes an executable file and returns its path.
+func fakeBin(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755))
+	return p
+}
+
+func TestParseFlags(t *testing.T) {
+	shoal, prom, vm := fakeBin(t, "shoal"), fakeBin(t, "prometheus"), fakeBin(t, "vmagent")
+	var stderr bytes.Buffer
+
+	cfg, err := parseFlags([]string{"-shoal", shoal, "-prometheus", prom, "-vmagent", vm}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, bench.DefaultTargets, cfg.Targets)
+	require.Equal(t, 1000, cfg.Series)
+	require.Equal(t, 5*time.Second, cfg.Interval)
+	require.Equal(t, 60*time.Second, cfg.Duration)
+	require.Equal(t, 3, cfg.Count)
+	require.Equal(t, bench.RepeatedRuns, cfg.Runs)
+	require.Equal(t, 10_000, cfg.NonOwnedTargets)
+	require.False(t, cfg.Profile)
+	require.Equal(t, vm, cfg.VMAgentBin)
+	require.Contains(t, cfg.Out, filepath.Join(".cache", "bench"))
+	require.FileExists(t, filepath.Join(cfg.RepoRoot, "go.mod"))
+
+	cfg, err = parseFlags([]string{"-shoal", shoal, "-prometheus", prom, "-targets", "7", "-series", "3",
+		"-interval", "2s", "-duration", "10s", "-count", "1", "-only", "nonowned,shoal", "-out", "/tmp/x", "-profile"}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, 7, cfg.Targets)
+	require.Equal(t, 3, cfg.Series)
+	require.Equal(t, 2*time.Second, cfg.Interval)
+	require.Equal(t, 10*time.Second, cfg.Duration)
+	require.Equal(t, 1, cfg.Count)
+	require.Equal(t, []string{bench.RunShoal, bench.RunNonOwned}, cfg.Runs)
+	require.Equal(t, "/tmp/x", cfg.Out)
+	require.True(t, cfg.Profile)
+
+	t.Setenv("PATH", t.TempDir())
+	cfg, err = parseFlags([]string{"-shoal", shoal, "-prometheus", prom}, &stderr)
+	require.NoError(t, err)
+	require.Empty(t, cfg.VMAgentBin, "no vmagent in PATH: the run is skipped")
+	require.Empty(t, cfg.GoBin)
+
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"-shoal", filepath.Join(t.TempDir(), "none"), "-prometheus", prom}, "-shoal: "},
+		{[]string{"-shoal", shoal, "-prometheus", t.TempDir()}, "is not an executable file"},
+		{[]string{"-shoal", shoal, "-prometheus", prom, "-vmagent", "/nonexistent/vmagent"}, "-vmagent: "},
+		{[]string{"-shoal", shoal, "-prometheus", prom, "-only", "alloy"}, `-only: unknown run "alloy"`},
+		{[]string{"-shoal", shoal, "-prometheus", prom, "-count", "0"}, "count must be at least 1"},
+		{[]string{"-shoal", shoal, "-prometheus", prom, "extra"}, "unexpected arguments"},
+		{[]string{"-nosuchflag"}, "flag provided but not defined"},
+	} {
+		_, err := parseFlags(tc.args, &stderr)
+		require.ErrorContains(t, err, tc.err, "%v", tc.args)
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, 0, run([]string{"-h"}, &stdout, &stderr))
+	require.Contains(t, stderr.String(), "-nonowned.targets")
+	stderr.Reset()
+	require.Equal(t, exitUsage, run([]string{"-count", "x"}, &stdout, &stderr))
+	require.Equal(t, exitUsage, run([]string{"-shoal", "/nonexistent"}, &stdout, &stderr))
+	require.Contains(t, stderr.String(), "go build -o bin/shoal ./cmd/shoal")
+}

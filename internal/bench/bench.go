@@ -1,0 +1,282 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/shoal-dev/shoal/internal/farm"
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+// Defaults of Config.
+const (
+	DefaultTargets         = 100
+	DefaultSeries          = 1000
+	DefaultInterval        = 5 * time.Second
+	DefaultDuration        = 60 * time.Second
+	DefaultCount           = 3
+	DefaultNonOwnedTargets = 10_000
+	// FleetSize is the number of agents of the fleet run; it scrapes
+	// FleetSize times the targets of a single agent.
+	FleetSize = 3
+	// warmupIntervals pass between every target's samples arriving at the
+	// receiver and the start of the measured window.
+	warmupIntervals = 2
+	// profileSeconds is the length of the CPU profile.
+	profileSeconds = 30
+)
+
+// Consul names of the targets.
+const (
+	serviceSingle = "bench"       // Targets farm targets, for the single runs
+	serviceFleet  = "bench-fleet" // FleetSize×Targets, registered per fleet run
+	nodeSingle    = "bench-targets"
+	nodeFleet     = "bench-fleet"
+	placeholderID = "placeholder"
+)
+
+// Config is a benchmark. Binaries are paths; VMAgentBin may be empty (the
+// vmagent run is skipped, saying so).
+type Config struct {
+	Targets, Series    int
+	Interval, Duration time.Duration
+	Count              int
+	// Runs are run names (see ParseRuns); the repeated ones run Count times,
+	// interleaved, then RunNonOwned once.
+	Runs []string
+	// Out receives the raw lines, the report and the profiles.
+	Out string
+	// Profile takes a CPU and a heap profile of a shoal agent at the end.
+	Profile bool
+	// NonOwnedTargets is how many targets RunNonOwned registers.
+	NonOwnedTargets int
+
+	ShoalBin, PrometheusBin, VMAgentBin string
+	// GoBin is the go command, for building the pprof binary and reading
+	// profiles; RepoRoot is this repository, whose cmd/shoal it builds.
+	GoBin, RepoRoot string
+
+	// Stdout receives results, Stderr progress.
+	Stdout, Stderr io.Writer
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Targets < 1:
+		return fmt.Errorf("targets must be at least 1, got %d", c.Targets)
+	case c.Series < 0:
+		return fmt.Errorf("series must not be negative, got %d", c.Series)
+	case c.Interval < time.Second:
+		return fmt.Errorf("interval must be at least 1s, got %v", c.Interval)
+	case c.Duration < c.Interval:
+		return fmt.Errorf("duration must be at least one interval (%v), got %v", c.Interval, c.Duration)
+	case c.Count < 1:
+		return fmt.Errorf("count must be at least 1, got %d", c.Count)
+	case c.NonOwnedTargets < 1 || c.NonOwnedTargets > 250*250*250:
+		return fmt.Errorf("non-owned targets must be between 1 and %d, got %d", 250*250*250, c.NonOwnedTargets)
+	case c.ShoalBin == "" || c.PrometheusBin == "":
+		return errors.New("the shoal and prometheus binaries are required")
+	case c.Out == "":
+		return errors.New("an output directory is required")
+	}
+	return nil
+}
+
+// Bench is a running benchmark environment: Consul, the receiver and the
+// farm, shared by every run.
+type Bench struct {
+	cfg Config
+	dir string // processes' directories and logs
+	st  *testenv.Standalone
+
+	consul  *testenv.Consul
+	cc      *api.Client
+	rcv     *testenv.Receiver
+	farm    *farm.Farm
+	targets []Instance // every farm target; the first cfg.Targets are serviceSingle
+
+	raw      io.Writer // raw lines, also to Out/raw.txt
+	pprofBin string    // built on first use
+}
+
+// Run runs the benchmark: it starts the environment, runs the repeated
+// runs Count times interleaved, writes the report, then measures memory per
+// non-owned target and profiles, as configured. It stops everything before
+// it returns.
+func Run(ctx context.Context, cfg Config) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "shoal-bench-")
+	if err != nil {
+		return err
+	}
+	b := &Bench{cfg: cfg, dir: dir, st: testenv.NewStandalone(dir, cfg.Stderr)}
+	defer func() {
+		err = errors.Join(err, b.st.Close())
+		if err == nil {
+			_ = os.RemoveAll(dir)
+		} else {
+			b.logf("processes' logs kept in %s", dir)
+		}
+	}()
+	rawFile, err := os.Create(filepath.Join(cfg.Out, "raw.txt"))
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, rawFile.Close()) }()
+	b.raw = io.MultiWriter(cfg.Stdout, rawFile)
+
+	if err := b.startEnv(ctx); err != nil {
+		return err
+	}
+	results, err := b.repeat(ctx)
+	if len(results) > 0 {
+		var rep strings.Builder
+		WriteReport(&rep, results, cfg.Count)
+		fmt.Fprint(b.raw, "\n"+rep.String())
+	}
+	if err != nil {
+		return err
+	}
+	if slices.Contains(cfg.Runs, RunNonOwned) {
+		if err := b.runNonOwned(ctx); err != nil {
+			return fmt.Errorf("non-owned memory: %w", err)
+		}
+	}
+	if cfg.Profile {
+		if err := b.runProfile(ctx); err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+	}
+	return nil
+}
+
+func (b *Bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.cfg.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// freePort returns a free loopback port (testenv.FreePort).
+func (b *Bench) freePort() (int, error) {
+	var p int
+	err := b.st.Run(func() { p = testenv.FreePort(b.st) })
+	return p, err
+}
+
+// startEnv starts Consul, the receiver and the farm, and registers the
+// single runs' targets.
+func (b *Bench) startEnv(ctx context.Context) error {
+	if err := os.Setenv(testenv.EnvPrometheusBin, b.cfg.PrometheusBin); err != nil {
+		return err
+	}
+	b.logf("starting consul and the receiver")
+	if err := b.st.Run(func() {
+		b.consul = testenv.StartConsul(b.st)
+		b.cc = b.consul.Client()
+		b.rcv = testenv.StartReceiver(b.st, testenv.ReceiverOptions{})
+	}); err != nil {
+		return err
+	}
+	n := b.cfg.Targets
+	if slices.Contains(b.cfg.Runs, RunFleet) {
+		n *= FleetSize
+	}
+	needFarm := slices.ContainsFunc(b.cfg.Runs, func(r string) bool { return r != RunNonOwned }) || b.cfg.Profile
+	if !needFarm {
+		return nil
+	}
+	b.logf("starting the farm: %d targets of %d series", n, b.cfg.Series)
+	f, err := farm.Start(ctx, farm.Config{Targets: n, Series: b.cfg.Series})
+	if err != nil {
+		return err
+	}
+	b.farm = f
+	b.st.Cleanup(func() { _ = f.Close() })
+	for _, t := range f.Targets() {
+		b.targets = append(b.targets, Instance{ID: t.ID, Addr: t.Addr})
+	}
+	return RegisterInstances(ctx, b.cc, nodeSingle, serviceSingle, b.targets[:b.cfg.Targets])
+}
+
+// scrapeConfig is the configuration of a run labelled label.
+func (b *Bench) scrapeConfig(label string, interval time.Duration, services ...string) ScrapeConfig {
+	return ScrapeConfig{
+		Interval:       interval,
+		ConsulAddr:     b.consul.Addr,
+		Services:       services,
+		RemoteWriteURL: b.rcv.RemoteWriteURL,
+		ExternalLabels: map[string]string{RunLabel: label},
+	}
+}
+
+// repeat runs the repeated runs Count times, interleaved, printing each
+// result's raw line as it comes.
+func (b *Bench) repeat(ctx context.Context) ([]Result, error) {
+	var results []Result
+	skipped := map[string]bool{}
+	for rep := 1; rep <= b.cfg.Count; rep++ {
+		for _, run := range b.cfg.Runs {
+			if run == RunNonOwned || skipped[run] {
+				continue
+			}
+			if run == RunVMAgent && b.cfg.VMAgentBin == "" {
+				fmt.Fprintln(b.raw, "SKIP run=vmagent: no vmagent binary (apt-get install -y victoria-metrics, or -vmagent PATH)")
+				skipped[run] = true
+				continue
+			}
+			b.logf("%s, repetition %d of %d", run, rep, b.cfg.Count)
+			r, err := b.runOnce(ctx, run, rep)
+			if err != nil {
+				return results, fmt.Errorf("%s repetition %d: %w", run, rep, err)
+			}
+			fmt.Fprintln(b.raw, r.RawLine())
+			results = append(results, r)
+		}
+	}
+	return results, nil
+}
+
+// runOnce starts the run's processes, measures them and stops them.
+func (b *Bench) runOnce(ctx context.Context, run string, rep int) (Result, error) {
+	label := fmt.Sprintf("%s-%d", run, rep)
+	r := Result{Run: run, Rep: rep, Label: label, Agents: 1, Targets: b.cfg.Targets, Interval: b.cfg.Interval}
+	cfg := b.scrapeConfig(label, b.cfg.Interval, serviceSingle)
+	var (
+		p   *process
+		err error
+	)
+	switch run {
+	case RunShoal:
+		p, err = b.newShoal(b.cfg.ShoalBin, label, cfg, shoalOptions{cluster: "bench-" + label})
+	case RunPrometheus:
+		p, err = b.newPrometheusAgent(label, cfg)
+	case RunVMAgent:
+		p, err = b.newVMAgent(label, cfg)
+	case RunFleet:
+		return b.runFleet(ctx, r)
+	default:
+		return r, fmt.Errorf("unknown run %q", run)
+	}
+	if err != nil {
+		return r, err
+	}
+	defer func() { _ = p.stop() }()
+	if err := p.start(ctx); err != nil {
+		return r, err
+	}
+	err = b.measure(ctx, &r, []*process{p})
+	return r, err
+}
