@@ -54,8 +54,9 @@ docker:
 	hack/docker-test.sh
 
 # fleet runs the fleet-continuity scenarios (internal/fleet) in their long
-# version: 60 targets at a 5 s interval, scale out and in, rolling restart,
-# kill -9, receiver and Consul down 2 minutes; about 20 minutes. It prints a
+# version: 60 targets at a 5 s interval, scale out and in, rolling restart
+# (with a restart grace, and with handoffs), kill -9, a partition (root and
+# iptables), receiver and Consul down 2 minutes; about 25 minutes. It prints a
 # table of gaps, duplicates, out-of-order rejections and convergence times.
 # The short version runs in `make test`.
 fleet: deps
