@@ -30,7 +30,7 @@ func startManager(t *testing.T, cfg *config.Config, owner Owner, app *teststorag
 	m, err := New(Options{
 		Owner: owner, Discovered: discovered, PhaseSeed: "shoal/test",
 		MinReshardInterval: time.Millisecond, DiscoveryReloadInterval: 10 * time.Millisecond,
-	}, nil, app, reg)
+	}, nil, serial(app), reg)
 	require.NoError(t, err)
 	require.NoError(t, m.ApplyConfig(cfg))
 	ctx, cancel := context.WithCancel(context.Background())

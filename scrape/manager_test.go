@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/teststorage"
 	"github.com/stretchr/testify/require"
 )
@@ -66,7 +67,7 @@ scrape_configs:
 		ReplicaLabel:            "replica",
 		MinReshardInterval:      10 * time.Millisecond,
 		DiscoveryReloadInterval: 20 * time.Millisecond,
-	}, nil, app, prometheus.NewRegistry())
+	}, nil, serial(app), prometheus.NewRegistry())
 	require.NoError(t, err)
 	require.NoError(t, m.ApplyConfig(cfg))
 
@@ -225,4 +226,34 @@ scrape_configs:
 		}
 	}
 	require.GreaterOrEqual(t, close, 1, "no two managers scraped at the same phase: %v", phases)
+}
+
+// serialAppendable lets several scrape loops share a teststorage.Appendable,
+// which refuses a second open appender (and then fails every later scrape):
+// each appender holds the lock from AppenderV2 until Commit or Rollback.
+type serialAppendable struct {
+	mtx sync.Mutex
+	app *teststorage.Appendable
+}
+
+func serial(app *teststorage.Appendable) *serialAppendable { return &serialAppendable{app: app} }
+
+func (s *serialAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	s.mtx.Lock()
+	return &serialAppender{AppenderV2: s.app.AppenderV2(ctx), unlock: s.mtx.Unlock}
+}
+
+type serialAppender struct {
+	storage.AppenderV2
+	unlock func()
+}
+
+func (a *serialAppender) Commit() error {
+	defer a.unlock()
+	return a.AppenderV2.Commit()
+}
+
+func (a *serialAppender) Rollback() error {
+	defer a.unlock()
+	return a.AppenderV2.Rollback()
 }
