@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
 )
@@ -53,7 +54,10 @@ type Options struct {
 	// cluster (its name) every agent scrapes a given target at the same
 	// phase, and the new owner's first scrape lands on the slot after the
 	// old owner's last. Load is still spread: the phase depends on the
-	// target. Empty keeps Prometheus' host-name seed.
+	// target. External labels are left out of the seed, since they often
+	// differ per agent (a replica or pod label) and would shift the phase
+	// just as the host name does. Empty keeps Prometheus' seed (host name
+	// and external labels).
 	PhaseSeed string
 }
 
@@ -65,6 +69,7 @@ type Manager struct {
 	filter     *Filter
 	fence      *fence
 	prom       *promscrape.Manager
+	phaseSeed  string // the cluster's phase seed in use; empty: Prometheus'
 }
 
 // New builds the filter and the Prometheus scrape manager, whose metrics it
@@ -110,12 +115,14 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 		// it to judge each scrape against the ownership schedule.
 		PassMetadataInContext: true,
 	}
-	if opts.PhaseSeed != "" {
-		if err := setPhaseSeed(promOpts, opts.PhaseSeed); err != nil {
+	phaseSeed := opts.PhaseSeed
+	if phaseSeed != "" {
+		if err := setPhaseSeed(promOpts, phaseSeed); err != nil {
 			logger.Warn("cannot align scrape phases across the cluster; moved targets may be scraped at a new phase", "err", err)
+			phaseSeed = ""
 		}
 	}
-	fence, err := newFence(opts.Owner, appendable, opts.PhaseSeed, reg)
+	fence, err := newFence(opts.Owner, appendable, phaseSeed, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +137,7 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 		filter:     filter,
 		fence:      fence,
 		prom:       prom,
+		phaseSeed:  phaseSeed,
 	}, nil
 }
 
@@ -150,10 +158,18 @@ func setPhaseSeed(o *promscrape.Options, seed string) error {
 // ApplyConfig applies cfg's scrape configs to the scrape manager and then to
 // the filter, so the manager knows every job before targets for it arrive.
 func (m *Manager) ApplyConfig(cfg *config.Config) error {
-	if err := m.prom.ApplyConfig(cfg); err != nil {
+	promCfg := cfg
+	if m.phaseSeed != "" {
+		// Prometheus' scrape manager reads the external labels only for
+		// the phase seed; with a cluster seed they stay out of it.
+		c := *cfg
+		c.GlobalConfig.ExternalLabels = labels.EmptyLabels()
+		promCfg = &c
+	}
+	if err := m.prom.ApplyConfig(promCfg); err != nil {
 		return fmt.Errorf("apply scrape config: %w", err)
 	}
-	m.fence.setExternalLabels(cfg.GlobalConfig.ExternalLabels)
+	m.fence.setExternalLabels(promCfg.GlobalConfig.ExternalLabels)
 	return m.filter.ApplyConfig(cfg)
 }
 

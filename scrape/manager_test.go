@@ -153,13 +153,17 @@ func TestPhaseSeedAlignsScrapes(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	target := strings.TrimPrefix(srv.URL, "http://")
-	cfg := loadConfig(t, `
+	start := func(node, seed string) *Manager {
+		// Each agent has its own external label, as a replica label would
+		// be: it must not shift the phase.
+		cfg := loadConfig(t, `
+global:
+  external_labels: {agent: `+node+`}
 scrape_configs:
   - job_name: app
     scrape_interval: 200ms
     scrape_timeout: 100ms
 `)
-	start := func(node, seed string) *Manager {
 		discovered := make(chan map[string][]*targetgroup.Group, 1)
 		m, err := New(Options{
 			Owner: &fakeOwner{ready: true, owns: ownAll}, Discovered: discovered, NodeName: node,
@@ -179,8 +183,10 @@ scrape_configs:
 	}
 	a, b, c := start("node-1", "cluster-a"), start("node-2", "cluster-a"), start("node-3", "cluster-b")
 	seed := func(m *Manager) uint64 { return reflect.ValueOf(m.prom).Elem().FieldByName("offsetSeed").Uint() }
-	require.Equal(t, seed(a), seed(b), "same cluster seed, same phase seed")
+	require.Equal(t, seed(a), seed(b), "same cluster seed, same phase seed, whatever the external labels")
 	require.NotEqual(t, seed(a), seed(c))
+	require.Equal(t, a.fence.seed.Load(), b.fence.seed.Load(), "the fences judge slots with the same seed")
+	require.Equal(t, seed(a), a.fence.seed.Load(), "the fence's seed is Prometheus'")
 
 	// a and b: their scrapes of the one target fall at the same phase.
 	require.Eventually(t, func() bool {

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,7 +99,7 @@ func TestLeave(t *testing.T) {
 			inst, own2[inst], firstNew, firstNew.Sub(exited), victim.Name, 2*iv+reloadSlack)
 		maxTakeover = max(maxTakeover, firstNew.Sub(exited))
 		maxLeaverAfterSigterm = max(maxLeaverAfterSigterm, lastLeaver.Sub(sigterm))
-		require.Zero(t, st.Missing, "%s: counter values lost in the handoff: %+v", inst, st)
+		require.Zero(t, st.Missing, "%s: counter values lost in the handoff: %+v\n%s", inst, st, timeline(all[inst], sigterm, exited))
 	}
 	hsum := Summarize(hstats)
 
@@ -105,4 +107,14 @@ func TestLeave(t *testing.T) {
 		iv.Seconds(), len(moved), exited.Sub(sigterm).Seconds(), converged.Seconds(), maxLeaverAfterSigterm.Seconds(), maxTakeover.Seconds(),
 		hsum.MaxGap.Seconds(), hsum.Gaps, hsum.Overlaps, hsum.Missing, own.String(), own2.String())
 	t.Logf("E2E test=leave_after_convergence window_s=%g %s", w.End.Sub(w.Start).Seconds(), Summarize(stats))
+}
+
+// timeline renders a target's samples relative to the leaver's SIGTERM and
+// exit, for failure messages.
+func timeline(ss []Sample, sigterm, exited time.Time) string {
+	var b strings.Builder
+	for _, s := range ss {
+		fmt.Fprintf(&b, "  %s v=%g by %s (sigterm%+.3fs exit%+.3fs)\n", s.T.Format("15:04:05.000"), s.V, s.Agent, s.T.Sub(sigterm).Seconds(), s.T.Sub(exited).Seconds())
+	}
+	return b.String()
 }
