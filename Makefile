@@ -5,7 +5,7 @@ CACHE_BIN := $(CURDIR)/.cache/bin
 LINT_VERSION ?= v2.15.0
 export PATH := $(CACHE_BIN):$(PATH)
 
-.PHONY: all build deps test test-short lint bench demo docker fleet fmt vet clean
+.PHONY: all build deps test test-short lint bench bench-ring demo docker fleet fmt vet clean
 
 all: build
 
@@ -33,9 +33,19 @@ vet:
 lint:
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION) run ./...
 
-# bench prints the ring's quality figures and the gossip convergence figures
-# (about 4 minutes: 40 join/leave/crash trials and a 60 s false-death run).
-bench:
+# bench runs shoal side by side with Prometheus 3.15 in agent mode, vmagent
+# and a 3-agent shoal fleet on the same target farm and receiver, 3
+# repetitions of 60 s each, then memory per non-owned target with 10,000
+# Consul targets, and prints the table of medians and ratios (hack/bench.sh,
+# about 25 minutes; installs vmagent from Debian when run as root).
+BENCH_ARGS ?= -count 3 -duration 60s -profile -only shoal,prometheus,vmagent,fleet,nonowned
+bench: deps
+	hack/bench.sh $(BENCH_ARGS)
+
+# bench-ring prints the ring's quality figures and the gossip convergence
+# figures (about 4 minutes: 40 join/leave/crash trials and a 60 s
+# false-death run).
+bench-ring:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./gossip/ring/
 	$(GO) test -run '^$$' -bench 'Owner|Recompute' ./gossip/ring/
 	$(GO) test -run '^$$' -bench 'Convergence|NoFalseDeath' -benchtime 1x -timeout 20m ./gossip/
