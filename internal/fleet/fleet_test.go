@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"flag"
+	"maps"
 	"os"
 	"slices"
 	"testing"
@@ -37,32 +38,36 @@ func currentPlan() plan {
 
 // TestFleet runs every scenario on a fresh environment, one after another
 // (timings are the point, so they do not share the two cores), and prints
-// one table row each. It asserts only what holds today and invariants: the
-// agents converge after each change, no agent panics, every target is
-// scraped again at the end. The issue-5 bars (at most one missed interval
-// per moved target, no out-of-order rejections on planned changes, ...) are
-// printed, not asserted, until shoal meets them.
+// one table row each. Besides the invariants (the agents converge after
+// each change, no agent panics, every target is scraped again at the end)
+// it asserts the issue-5 bars that shoal meets, with bounds loose enough for
+// a busy machine (README, "Fleet continuity"); receiver-down is printed
+// only: an agent restarted inside the outage loses its unsent samples.
 func TestFleet(t *testing.T) {
 	p := currentPlan()
 	var rows []Row
-	run := func(name string, scenario func(t *testing.T, f *Fleet, p plan), args ...string) {
+	run := func(name string, scenario func(t *testing.T, f *Fleet, p plan), bars func(t *testing.T, r Row, p plan), args ...string) {
 		t.Run(name, func(t *testing.T) {
 			o := p.Options
 			o.Args = args
 			f := Start(t, name, o)
 			scenario(t, f, p)
-			rows = append(rows, f.Finish())
+			row := f.Finish()
+			rows = append(rows, row)
+			if bars != nil {
+				bars(t, row, p)
+			}
 		})
 	}
-	run("scale-out-in", scaleOutIn)
+	run("scale-out-in", scaleOutIn, plannedBars)
 	// Agents come back under the same name within the grace: nothing moves.
-	run("rolling-restart", rollingRestart, "--cluster.restart-grace=30s")
+	run("rolling-restart", rollingRestart, graceBars, "--cluster.restart-grace=30s")
 	// The same without a grace: every target moves away and back, fenced.
-	run("rolling-handoff", rollingRestart)
-	run("kill", kill)
-	run("partition", partition)
-	run("receiver-down", receiverDown)
-	run("consul-down", consulDown)
+	run("rolling-handoff", rollingRestart, plannedBars)
+	run("kill", kill, killBars)
+	run("partition", partition, partitionBars)
+	run("receiver-down", receiverDown, nil)
+	run("consul-down", consulDown, consulBars)
 	if len(rows) > 0 {
 		t.Logf("fleet: %d targets, %d agents, interval %v, outages %v\n%s", p.Targets, p.Agents, p.Interval, p.Outage, Table(rows))
 	}
@@ -146,4 +151,70 @@ func consulDown(t *testing.T, f *Fleet, p plan) {
 	f.Sleep(p.Outage)
 	f.Step("start consul again", func() { f.Env.StartConsul(t) })
 	f.Settle(2 * p.Settle)
+}
+
+// plannedBars: a fenced handoff writes every slot once, so a planned change
+// leaves no gap, no duplicate and nothing a strict receiver rejects. A gap
+// of one missed slot is tolerated (GapTargets) for a loaded machine, not
+// two (BigGapTargets).
+func plannedBars(t *testing.T, r Row, _ plan) {
+	t.Helper()
+	noneOf(t, r, map[string]float64{
+		"targets with more than one missed slot": float64(r.BigGapTargets),
+		"duplicate samples":                      float64(r.Duplicates),
+		"receiver out-of-order samples":          r.RcvOutOfOrder,
+		"receiver 400 answers":                   r.RcvRejected,
+	})
+}
+
+// graceBars: agents returning within the restart grace keep their targets;
+// a target waits for its agent (up to a slot or two, as long as the
+// restart takes), so gaps are printed, not asserted.
+func graceBars(t *testing.T, r Row, _ plan) {
+	t.Helper()
+	noneOf(t, r, map[string]float64{
+		"ownership moves":               float64(r.Moves),
+		"duplicate samples":             float64(r.Duplicates),
+		"receiver out-of-order samples": r.RcvOutOfOrder,
+	})
+}
+
+// killBars: the killed agent's targets are scraped again within failure
+// detection (memberlist's suspicion, a few seconds) plus an interval.
+func killBars(t *testing.T, r Row, p plan) {
+	t.Helper()
+	if limit := maxDetection + 2*p.Interval; r.MaxGap > limit {
+		t.Errorf("%s: a target went %v without a sample, over detection + 2 intervals (%v)", r.Scenario, r.MaxGap, limit)
+	}
+	noneOf(t, r, map[string]float64{"duplicate samples": float64(r.Duplicates)})
+}
+
+// partitionBars: both sides scrape every target (duplicates and rejections
+// of the doubled samples are expected), none goes unscraped.
+func partitionBars(t *testing.T, r Row, _ plan) {
+	t.Helper()
+	noneOf(t, r, map[string]float64{"targets with more than one missed slot": float64(r.BigGapTargets)})
+}
+
+// consulBars: Consul going away changes nothing.
+func consulBars(t *testing.T, r Row, _ plan) {
+	t.Helper()
+	noneOf(t, r, map[string]float64{
+		"ownership moves":                        float64(r.Moves),
+		"targets with more than one missed slot": float64(r.BigGapTargets),
+		"duplicate samples":                      float64(r.Duplicates),
+	})
+}
+
+// maxDetection bounds memberlist's failure detection on loopback with
+// shoal's LAN timers (about 3 s measured, gossip BenchmarkConvergence).
+const maxDetection = 8 * time.Second
+
+func noneOf(t *testing.T, r Row, counts map[string]float64) {
+	t.Helper()
+	for _, what := range slices.Sorted(maps.Keys(counts)) {
+		if n := counts[what]; n != 0 {
+			t.Errorf("%s: %g %s, want none (%s)", r.Scenario, n, what, r.KeyValues())
+		}
+	}
 }
