@@ -72,7 +72,7 @@ func Converged(ctx context.Context, agents []*Agent, want []string) (Ownership, 
 		}
 		owners := ct.Owners()
 		if got := slices.Sorted(maps.Keys(owners)); !slices.Equal(got, want) {
-			return nil, fmt.Errorf("%s discovered %d targets, want %d", a.Name, len(got), len(want))
+			return nil, fmt.Errorf("%s discovered %d targets, want %d (missing %v, extra %v)", a.Name, len(got), len(want), minus(want, got), minus(got, want))
 		}
 		if placed == nil {
 			placed = owners
@@ -159,4 +159,15 @@ func WaitConverged(tb testing.TB, agents []*Agent, want []string) Ownership {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// minus returns the elements of a that are not in b.
+func minus(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }

@@ -54,6 +54,11 @@ func StartEnv(tb testing.TB, opts EnvOptions) *Env {
 	tb.Cleanup(func() { require.NoError(tb, f.Close()) })
 	e.Farm = f
 	require.NoError(tb, f.Register(tb.Context(), e.ConsulClient), "register farm targets in consul")
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			e.logConsulChecks(tb)
+		}
+	})
 
 	want := opts.Targets - opts.Unhealthy
 	require.Eventually(tb, func() bool {
@@ -113,4 +118,21 @@ func (e *Env) StartCluster(tb testing.TB, n int, prefix string, modify func(i in
 		}
 	}
 	return agents
+}
+
+// logConsulChecks logs the farm checks Consul does not see passing, with
+// their output, for a failed test.
+func (e *Env) logConsulChecks(tb testing.TB) {
+	entries, _, err := e.ConsulClient.Health().Service(farm.DefaultService, "", false, nil)
+	if err != nil {
+		tb.Logf("e2e: consul health of %s: %v", farm.DefaultService, err)
+		return
+	}
+	for _, en := range entries {
+		for _, c := range en.Checks {
+			if c.Status != "passing" {
+				tb.Logf("e2e: consul check %s of %s:%d is %s: %s", c.CheckID, en.Service.Address, en.Service.Port, c.Status, c.Output)
+			}
+		}
+	}
 }

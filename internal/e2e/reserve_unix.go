@@ -5,6 +5,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 )
 
@@ -12,14 +13,17 @@ import (
 // without listening, so that connections to the port are refused as if
 // nothing were there, but the kernel does not hand the port out as the
 // source port of an outgoing connection (ephemeral ports skip bound ones).
-// The returned function releases them.
+// The returned function releases them; calling it again does nothing (a
+// second close of a descriptor number would close whatever socket of the
+// test process has been given that number since, e.g. another test's
+// listener).
 func reservePorts(ports []int) (release func(), err error) {
 	var fds []int
-	release = func() {
+	release = sync.OnceFunc(func() {
 		for _, fd := range fds {
 			_ = syscall.Close(fd)
 		}
-	}
+	})
 	for _, port := range ports {
 		for _, typ := range []int{syscall.SOCK_STREAM, syscall.SOCK_DGRAM} {
 			fd, err := syscall.Socket(syscall.AF_INET, typ|syscall.SOCK_CLOEXEC, 0)

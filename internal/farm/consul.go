@@ -11,10 +11,13 @@ import (
 )
 
 // Consul check timing: short so that a target set unhealthy turns critical
-// within about a second, which keeps tests that wait for it quick.
+// within a few seconds, which keeps tests that wait for it quick; three
+// failures in a row, so that one check timing out on a busy machine does not
+// take a healthy target out of discovery.
 const (
-	checkInterval = "1s"
-	checkTimeout  = "1s"
+	checkInterval           = "1s"
+	checkTimeout            = "1s"
+	checkFailuresToCritical = 3
 )
 
 // MetaTarget is the Consul service meta key holding the target ID.
@@ -60,6 +63,8 @@ func (f *Farm) Register(ctx context.Context, client *api.Client) error {
 				Interval: checkInterval,
 				Timeout:  checkTimeout,
 				Status:   status,
+
+				FailuresBeforeCritical: checkFailuresToCritical,
 			},
 		}
 		if err := client.Agent().ServiceRegisterOpts(reg, opts); err != nil {
