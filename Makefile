@@ -5,7 +5,7 @@ CACHE_BIN := $(CURDIR)/.cache/bin
 LINT_VERSION ?= v2.15.0
 export PATH := $(CACHE_BIN):$(PATH)
 
-.PHONY: all build deps test test-short lint bench bench-ring demo docker fleet fmt vet clean
+.PHONY: all build deps test-deps test test-short lint bench bench-ring demo docker fleet fmt vet clean
 
 all: build
 
@@ -17,7 +17,11 @@ build:
 deps:
 	hack/build-deps.sh consul prometheus
 
-test: deps
+# test-deps also installs Debian's chromium for the status page test.
+test-deps: deps
+	hack/build-deps.sh chromium
+
+test: test-deps
 	$(GO) vet ./...
 	SHOAL_REQUIRE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 40m ./...
 

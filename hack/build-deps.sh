@@ -5,9 +5,11 @@
 #   consul      github.com/hashicorp/consul v1.20.5   (not a Debian package)
 #   prometheus  github.com/prometheus/prometheus v0.315.0 (Prometheus 3.15), the
 #               remote-write receiver and the agent-mode peer for benchmarks
+#   chromium    Debian's chromium package, for the status page test (installed
+#               with apt-get, as root or through sudo, when not in $PATH)
 #
 # Each binary is built once and reused; delete the cache directory to rebuild.
-# Usage: hack/build-deps.sh [consul|prometheus]...   (default: both)
+# Usage: hack/build-deps.sh [consul|prometheus|chromium]...   (default: consul prometheus)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -50,12 +52,37 @@ GO
 	echo "build-deps: $name ready at $bin/$name"
 }
 
+# install_chromium installs Debian's chromium when no Chromium is in $PATH (the page
+# test also takes chromium-browser, google-chrome or $SHOAL_CHROMIUM_BIN).
+install_chromium() {
+	local c
+	for c in "${SHOAL_CHROMIUM_BIN:-}" chromium chromium-browser google-chrome; do
+		if [[ -n "$c" ]] && type -P "$c" >/dev/null; then
+			echo "build-deps: chromium already installed ($c)"
+			return
+		fi
+	done
+	local sudo_cmd=""
+	if [[ $(id -u) -ne 0 ]]; then
+		command -v sudo >/dev/null || {
+			echo "build-deps: no chromium and not root: apt-get install chromium" >&2
+			exit 1
+		}
+		sudo_cmd="sudo"
+	fi
+	echo "build-deps: installing chromium (apt-get)"
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo_cmd apt-get update -qq
+	$sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=(consul prometheus)
 for t in "${targets[@]}"; do
 	case "$t" in
 	consul) build consul github.com/hashicorp/consul "$CONSUL_VERSION" github.com/hashicorp/consul ;;
 	prometheus) build prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus ;;
-	*) echo "build-deps: unknown component $t (allowed: consul, prometheus)" >&2; exit 2 ;;
+	chromium) install_chromium ;;
+	*) echo "build-deps: unknown component $t (allowed: consul, prometheus, chromium)" >&2; exit 2 ;;
 	esac
 done
