@@ -191,9 +191,9 @@ func (p *process) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("%s exited before it was ready (last check: %v); log tail:\n%s", p.name, last, p.proc.LogTail())
+			return fmt.Errorf("%s exited before it was ready (last check: %w); log tail:\n%s", p.name, last, p.proc.LogTail())
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (last check: %v)", p.name, ctx.Err(), last)
+			return fmt.Errorf("%s not ready: %w (last check: %w)", p.name, ctx.Err(), last)
 		case <-tick.C:
 		}
 	}

@@ -115,10 +115,10 @@ var metrics = []metric{
 // is one measurement, or "-" when there is none.
 func formatSpread(s Spread, digits int) string {
 	f := func(x float64) string { return strconv.FormatFloat(x, 'f', digits, 64) }
-	switch {
-	case s.N == 0:
+	switch s.N {
+	case 0:
 		return "-"
-	case s.N == 1:
+	case 1:
 		return f(s.Median)
 	default:
 		return fmt.Sprintf("%s (%s–%s)", f(s.Median), f(s.Min), f(s.Max))

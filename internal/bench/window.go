@@ -84,7 +84,10 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, procs []*p
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w (last error: %v)", what, ctx.Err(), last)
+			if last == nil {
+				return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+			}
+			return fmt.Errorf("waiting for %s: %w (last error: %w)", what, ctx.Err(), last)
 		case <-tick.C:
 		}
 	}
