@@ -244,7 +244,19 @@ func (p *process) getAPI(ctx context.Context, path string, out any) error {
 
 // metrics sums the named metrics of the process' /metrics.
 func (p *process) metrics(ctx context.Context, names ...string) (map[string]float64, error) {
-	return FetchMetrics(ctx, p.hc, p.url+"/metrics", names...)
+	cs := make([]testenv.Counter, len(names))
+	for i, n := range names {
+		cs[i] = testenv.Counter{Name: n}
+	}
+	vals, err := testenv.FetchCounters(ctx, p.hc, p.url+"/metrics", cs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]float64, len(vals))
+	for c, v := range vals {
+		out[c.Name] = v
+	}
+	return out, nil
 }
 
 // bytesSent reads the remote-write byte counters.

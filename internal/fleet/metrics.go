@@ -1,27 +1,13 @@
 package fleet
 
 import (
-	"bufio"
-	"context"
-	"fmt"
-	"io"
-	"net/http"
-	"strconv"
-	"strings"
 	"sync"
-	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
-// metricsTimeout bounds one GET /metrics.
-const metricsTimeout = 5 * time.Second
-
-// Counter selects the samples of a counter in a text exposition whose
-// labels contain every one of Labels (space-separated `name="value"`
-// pairs); they are summed.
-type Counter struct {
-	Name   string
-	Labels string
-}
+// Counter selects the summed samples of a counter (testenv.SumCounters).
+type Counter = testenv.Counter
 
 // Counters the harness follows. The receiver's remote-write handler (v1)
 // rolls a whole request back on the first out-of-order sample and answers
@@ -39,64 +25,6 @@ var (
 	// sending them.
 	shoalDropped = Counter{Name: "prometheus_remote_storage_samples_dropped_total"}
 )
-
-// sumCounters reads a text exposition and sums each counter's samples.
-func sumCounters(r io.Reader, cs []Counter) (map[Counter]float64, error) {
-	out := make(map[Counter]float64, len(cs))
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		for _, c := range cs {
-			if !strings.HasPrefix(line, c.Name) {
-				continue
-			}
-			rest := line[len(c.Name):]
-			if rest == "" || rest[0] != '{' && rest[0] != ' ' {
-				continue // a longer name with this prefix
-			}
-			ok := true
-			for _, l := range strings.Fields(c.Labels) {
-				ok = ok && strings.Contains(rest, l)
-			}
-			if !ok {
-				continue
-			}
-			fields := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
-			if len(fields) == 0 {
-				return nil, fmt.Errorf("no value in %q", line)
-			}
-			v, err := strconv.ParseFloat(fields[0], 64)
-			if err != nil {
-				return nil, fmt.Errorf("value of %q: %w", line, err)
-			}
-			out[c] += v
-		}
-	}
-	return out, sc.Err()
-}
-
-// fetchCounters GETs url (a /metrics endpoint) and sums the counters.
-func fetchCounters(ctx context.Context, hc *http.Client, url string, cs []Counter) (map[Counter]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, metricsTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return sumCounters(resp.Body, cs)
-}
 
 // counterTotals follows counters of processes that restart: a value below
 // the last one seen means the process started again from zero, so the last

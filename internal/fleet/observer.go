@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/e2e"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 const (
@@ -127,11 +128,11 @@ func (o *observer) pollOwnership(ctx context.Context) {
 }
 
 func (o *observer) pollCounters(ctx context.Context) {
-	if vals, err := fetchCounters(ctx, o.hc, o.receiverURL+"/metrics", []Counter{rcvOutOfOrder, rcvRejected}); err == nil {
+	if vals, err := testenv.FetchCounters(ctx, o.hc, o.receiverURL+"/metrics", []Counter{rcvOutOfOrder, rcvRejected}); err == nil {
 		o.totals.observe("receiver", vals)
 	}
 	for _, a := range o.running() {
-		if vals, err := fetchCounters(ctx, o.hc, a.URL+"/metrics", []Counter{shoalFailed, shoalDropped}); err == nil {
+		if vals, err := testenv.FetchCounters(ctx, o.hc, a.URL+"/metrics", []Counter{shoalFailed, shoalDropped}); err == nil {
 			o.totals.observe(a.Name, vals)
 		}
 	}
