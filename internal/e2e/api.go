@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -70,6 +71,18 @@ type Members struct {
 	Disagree []string `json:"disagree"`
 	RingSize int      `json:"ringSize"`
 	Members  []Member `json:"members"`
+}
+
+// Active returns the names of the active members, sorted.
+func (m Members) Active() []string {
+	var out []string
+	for _, mem := range m.Members {
+		if mem.State == "active" {
+			out = append(out, mem.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ActiveTargets returns the targets the agent scrapes.

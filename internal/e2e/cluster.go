@@ -56,13 +56,7 @@ func Converged(ctx context.Context, agents []*Agent, want []string) (Ownership, 
 		if err != nil {
 			return nil, err
 		}
-		var active []string
-		for _, mem := range m.Members {
-			if mem.State == "active" {
-				active = append(active, mem.Name)
-			}
-		}
-		slices.Sort(active)
+		active := m.Active()
 		if !slices.Equal(active, names) || !m.Agree {
 			return nil, fmt.Errorf("%s sees active members %v (agree=%v), want %v", a.Name, active, m.Agree, names)
 		}

@@ -179,13 +179,7 @@ func (f *Fleet) agree(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		var active []string
-		for _, mem := range m.Members {
-			if mem.State == "active" {
-				active = append(active, mem.Name)
-			}
-		}
-		slices.Sort(active)
+		active := m.Active()
 		if !m.Agree || !slices.Equal(active, names) {
 			return fmt.Errorf("%s: active %v agree=%v disagree=%v, want %v", a.Name, active, m.Agree, m.Disagree, names)
 		}

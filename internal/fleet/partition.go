@@ -117,13 +117,7 @@ func (f *Fleet) sidesSplit(ctx context.Context, sides [][]*e2e.Agent) error {
 			if err != nil {
 				return err
 			}
-			var active []string
-			for _, mem := range m.Members {
-				if mem.State == "active" {
-					active = append(active, mem.Name)
-				}
-			}
-			slices.Sort(active)
+			active := m.Active()
 			if !slices.Equal(active, want) {
 				return fmt.Errorf("%s: active %v, want %v", a.Name, active, want)
 			}
