@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // Job is the job name of the one scrape config every run uses.
@@ -35,7 +37,7 @@ type ScrapeConfig struct {
 // than the default interval of the benchmark.
 func (c ScrapeConfig) Render() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n", promDuration(c.Interval), promDuration(c.Interval))
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n", testenv.PromDuration(c.Interval), testenv.PromDuration(c.Interval))
 	if len(c.ExternalLabels) > 0 {
 		b.WriteString("  external_labels:\n")
 		for _, k := range slices.Sorted(maps.Keys(c.ExternalLabels)) {
@@ -62,13 +64,4 @@ func (c ScrapeConfig) Render() string {
 		fmt.Fprintf(&b, "remote_write:\n  - url: %q\n", c.RemoteWriteURL)
 	}
 	return b.String()
-}
-
-// promDuration formats d for Prometheus' and vmagent's duration parsers,
-// which take no fractions: "2.5s" is written "2500ms", "1m0s" "60s".
-func promDuration(d time.Duration) string {
-	if d%time.Second != 0 {
-		return fmt.Sprintf("%dms", d.Milliseconds())
-	}
-	return fmt.Sprintf("%ds", d/time.Second)
 }

@@ -42,5 +42,4 @@ remote_write:
 	require.NotContains(t, out, "remote_write")
 	require.NotContains(t, out, "external_labels")
 	require.Contains(t, out, "scrape_interval: 2500ms\n")
-	require.Equal(t, "60s", promDuration(time.Minute))
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // Defaults for PromConfig fields left at their zero value.
@@ -80,7 +82,7 @@ func (c PromConfig) Render() string {
 	}
 	c = c.withDefaults()
 	var b strings.Builder
-	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n", promDuration(c.ScrapeInterval), promDuration(c.ScrapeInterval/2))
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n", testenv.PromDuration(c.ScrapeInterval), testenv.PromDuration(c.ScrapeInterval/2))
 	if len(c.ExternalLabels) > 0 {
 		b.WriteString("  external_labels:\n")
 		for _, k := range slices.Sorted(maps.Keys(c.ExternalLabels)) {
@@ -111,13 +113,4 @@ remote_write:
 		fmt.Fprintf(&b, "    protobuf_message: %s\n", c.ProtobufMessage)
 	}
 	return b.String()
-}
-
-// promDuration formats d for Prometheus' duration parser, which takes no
-// fractions: "2.5s" is written "2500ms".
-func promDuration(d time.Duration) string {
-	if d%time.Second != 0 {
-		return fmt.Sprintf("%dms", d.Milliseconds())
-	}
-	return d.String()
 }

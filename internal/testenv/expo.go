@@ -94,3 +94,13 @@ func FetchCounters(ctx context.Context, hc *http.Client, url string, cs []Counte
 	}
 	return m, nil
 }
+
+// PromDuration formats d for Prometheus' and vmagent's duration parsers,
+// which take no fractions and no "1m0s": 2.5 s is written "2500ms", a
+// minute "60s".
+func PromDuration(d time.Duration) string {
+	if d%time.Second != 0 {
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
+}

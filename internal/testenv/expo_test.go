@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -62,4 +63,21 @@ func TestFetchCounters(t *testing.T) {
 	require.Equal(t, 12345000.0, got[heap])
 	_, err = FetchCounters(t.Context(), hc, srv.URL+"/nothing", []Counter{{Name: "x"}})
 	require.ErrorContains(t, err, "404")
+}
+
+func TestPromDuration(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{2 * time.Second, "2s"},
+		{time.Minute, "60s"},
+		{2500 * time.Millisecond, "2500ms"},
+		{500 * time.Millisecond, "500ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			require.Equal(t, tt.want, PromDuration(tt.d))
+		})
+	}
 }
