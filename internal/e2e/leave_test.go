@@ -40,7 +40,9 @@ func TestLeave(t *testing.T) {
 	// early states; measure from convergence on, and let a few intervals
 	// of steady scraping by the leaver pass first.
 	convergedAt := time.Now()
-	victim := agents[1]
+	// The leaver is the agent that owns the most: a fixed one owns none of
+	// 25 targets in about 1 run of 25,000 (the keys change with the ports).
+	victim := mostLoaded(own, agents)
 	moved := instancesOf(own, victim.Name)
 	require.NotEmpty(t, moved, "ownership %s", own)
 	sleepUntil(convergedAt.Add(3 * iv))

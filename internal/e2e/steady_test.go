@@ -100,6 +100,17 @@ func instancesOf(own Ownership, agent string) []string {
 	return out
 }
 
+// mostLoaded returns the agent that owns the most instances in own.
+func mostLoaded(own Ownership, agents []*Agent) *Agent {
+	best, bestN := agents[0], -1
+	for _, a := range agents {
+		if n := len(instancesOf(own, a.Name)); n > bestN {
+			best, bestN = a, n
+		}
+	}
+	return best
+}
+
 // others returns agents without the one named.
 func others(agents []*Agent, name string) []*Agent {
 	return slices.DeleteFunc(slices.Clone(agents), func(a *Agent) bool { return a.Name == name })
