@@ -15,12 +15,17 @@
 #     address that does not exist; waits until /api/v1/cluster/members on
 #     every agent shows one cluster of three active members that agree on the
 #     ring and share the farm's targets; stops one agent and checks it exits 0;
-#  5. a container fleet: a Prometheus receiver (strict, remote write 2.0) in a
-#     container built FROM scratch around .cache/bin/prometheus, three agents
-#     gossiping over their own network; disconnects one agent from it (a
-#     2 | 1 partition in which both sides still reach targets and receiver),
-#     reconnects it, and checks at the receiver that no target missed a
-#     scrape; prints how long the merge took;
+#  5. a container fleet set up the way operators run shoal with Consul: a
+#     Consul agent and a Prometheus receiver (strict, remote write 2.0) in
+#     containers built FROM scratch around .cache/bin/consul and
+#     .cache/bin/prometheus, the farm registering its targets in Consul, and
+#     three agents that register themselves (--consul.register=shoal), find
+#     each other through it (--cluster.join=consul+shoal), discover the farm
+#     with consul_sd_configs and gossip over their own network; disconnects
+#     one agent from that network (a 2 | 1 partition in which both sides
+#     still reach Consul, targets and receiver), reconnects it, and checks at
+#     the receiver that no target missed a scrape; prints how long the merge
+#     took;
 #  6. removes every container, network and image it created, also on failure
 #     or Ctrl-C.
 #
@@ -66,7 +71,7 @@ cleanup() {
 		docker rm -f -v $containers >/dev/null 2>&1 || true
 	fi
 	docker network rm "$net" >/dev/null 2>&1 || true
-	docker image rm -f "$image_shoal" "$image_farm" "$image_builder" >/dev/null 2>&1 || true
+	docker image rm -f "$image_shoal" "$image_farm" "$image_builder" "${id}:prometheus" "${id}:consul" >/dev/null 2>&1 || true
 	rm -rf "$work"
 	if [[ $rc -eq 0 ]]; then
 		log "PASS in ${SECONDS}s"
@@ -280,41 +285,79 @@ code="$(docker inspect -f '{{.State.ExitCode}}' "${agents[2]}")"
 [[ "$code" == 0 ]] || fail "${agents[2]} exited $code on SIGTERM, want 0"
 log "agent 3 stopped cleanly (exit 0) in $((SECONDS - t0))s"
 
-# ---- 5. container fleet: a partition made with docker network disconnect ----
-# Three agents gossip over their own network (fixed addresses) and reach the
-# farm and a Prometheus receiver (strict: no out-of-order window) over the
-# shared one. Disconnecting one agent from the gossip network partitions the
-# fleet 2 | 1 while both sides still reach the targets and the receiver:
-# each side must declare the other dead and scrape every target (duplicates
-# are acceptable, gaps are not), and the fleet must be one cluster again
-# soon after the agent is reconnected.
+# ---- 5. container fleet: Consul, and a partition made with docker network disconnect ----
+# Consul, the farm (registered in Consul) and a Prometheus receiver (strict:
+# no out-of-order window) share one network with the agents; the agents
+# gossip over a second one (fixed addresses). Disconnecting one agent from
+# the gossip network partitions the fleet 2 | 1 while both sides still reach
+# Consul, the targets and the receiver: each side must declare the other
+# dead and scrape every target (duplicates are acceptable, gaps are not),
+# and the fleet must be one cluster again soon after the agent is
+# reconnected.
 prom_bin="${SHOAL_PROMETHEUS_BIN:-$root/.cache/bin/prometheus}"
-if [[ ! -x "$prom_bin" ]]; then
-	if [[ -n "${SHOAL_REQUIRE_INTEGRATION:-}" ]]; then
-		fail "no Prometheus binary at $prom_bin for the container fleet (make deps)"
+consul_bin="${SHOAL_CONSUL_BIN:-$root/.cache/bin/consul}"
+for b in "$prom_bin" "$consul_bin"; do
+	if [[ ! -x "$b" ]]; then
+		if [[ -n "${SHOAL_REQUIRE_INTEGRATION:-}" ]]; then
+			fail "no binary at $b for the container fleet (make deps)"
+		fi
+		log "SKIP container fleet: no binary at $b (make deps)"
+		exit 0
 	fi
-	log "SKIP container fleet: no Prometheus binary at $prom_bin (make deps)"
-	exit 0
-fi
-docker rm -f -v "${agents[@]}" >/dev/null
-image_prom="${id}:prometheus"
-mkdir -p "$work/prom"
-cp "$prom_bin" "$work/prom/prometheus"
-printf 'global: {}\n' >"$work/prom/prometheus.yml"
-cat >"$work/prom/Dockerfile" <<'DOCKERFILE'
+done
+docker rm -f -v "${agents[@]}" "${id}-farm" >/dev/null
+
+# scratch_image builds an image FROM scratch holding one static binary.
+scratch_image() { # name binary image
+	mkdir -p "$work/$1"
+	cp "$2" "$work/$1/$1"
+	cat >"$work/$1/Dockerfile" <<DOCKERFILE
 FROM scratch
-COPY prometheus /bin/prometheus
-COPY prometheus.yml /etc/prometheus/prometheus.yml
-ENTRYPOINT ["/bin/prometheus"]
+COPY $1 /bin/$1
+ENTRYPOINT ["/bin/$1"]
 DOCKERFILE
-docker build --quiet --label "$label" -t "$image_prom" "$work/prom" >/dev/null 2>"$work/build-prom.log" || {
-	cat "$work/build-prom.log" >&2
-	fail "docker build of the receiver image"
+	docker build --quiet --label "$label" -t "$3" "$work/$1" >/dev/null 2>"$work/build-$1.log" || {
+		cat "$work/build-$1.log" >&2
+		fail "docker build of the $1 image"
+	}
 }
-docker run -d --name "${id}-receiver" --label "$label" --network "$net" --network-alias receiver \
+image_prom="${id}:prometheus"
+image_consul="${id}:consul"
+scratch_image prometheus "$prom_bin" "$image_prom"
+scratch_image consul "$consul_bin" "$image_consul"
+
+docker run -d --name "${id}-consul" --label "$label" --network "$net" --network-alias consul \
+	-p 127.0.0.1::8500 --tmpfs /tmp "$image_consul" \
+	agent -dev -client=0.0.0.0 -log-level=warn >/dev/null
+cport="$(docker port "${id}-consul" 8500/tcp | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -n1)"
+deadline=$((SECONDS + ready_timeout))
+until [[ "$(curl -fs "http://127.0.0.1:${cport}/v1/status/leader" 2>/dev/null)" == *:* ]]; do
+	((SECONDS < deadline)) || fail "consul has no leader within ${ready_timeout}s"
+	sleep 0.5
+done
+docker run -d --name "${id}-farm" --label "$label" --network "$net" --network-alias farm \
+	"$image_farm" --listen-host=0.0.0.0 --base-port="$farm_base_port" --targets="$farm_targets" --series=5 \
+	--consul.address=consul:8500 --consul.advertise-host=farm >/dev/null
+# passing prints how many instances of a Consul service pass their checks.
+passing() { # service
+	curl -fsS "http://127.0.0.1:${cport}/v1/health/service/$1?passing=true" 2>/dev/null |
+		python3 -c 'import json, sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0
+}
+deadline=$((SECONDS + ready_timeout))
+until [[ "$(passing farm)" -eq "$farm_targets" ]]; do
+	((SECONDS < deadline)) || fail "consul lists $(passing farm) passing farm targets, want $farm_targets"
+	sleep 0.5
+done
+log "consul in a container: ${farm_targets} farm targets registered and passing"
+
+printf 'global: {}\n' >"$work/prometheus.yml"
+chmod 0644 "$work/prometheus.yml"
+docker create --name "${id}-receiver" --label "$label" --network "$net" --network-alias receiver \
 	-p 127.0.0.1::9090 --tmpfs /prometheus "$image_prom" \
-	--config.file=/etc/prometheus/prometheus.yml --storage.tsdb.path=/prometheus \
+	--config.file=/prometheus.yml --storage.tsdb.path=/prometheus \
 	--web.enable-remote-write-receiver >/dev/null
+docker cp "$work/prometheus.yml" "${id}-receiver:/prometheus.yml"
+docker start "${id}-receiver" >/dev/null
 rport="$(published_port "${id}-receiver")"
 deadline=$((SECONDS + ready_timeout))
 until curl -fs "http://127.0.0.1:${rport}/-/ready" >/dev/null; do
@@ -327,8 +370,18 @@ octet=$((RANDOM % 200 + 20))
 subnet="10.${octet}.$((RANDOM % 250)).0"
 docker network create --label "$label" --subnet "${subnet}/24" "$gnet" >/dev/null
 gip() { echo "${subnet%.0}.$((10 + $1))"; }
-sed 's|url: http://receiver.invalid:9090/api/v1/write|url: http://receiver:9090/api/v1/write\n    protobuf_message: io.prometheus.write.v2.Request|' \
-	"$work/cluster.yml" >"$work/fleet.yml"
+cat >"$work/fleet.yml" <<YAML
+global:
+  scrape_interval: 2s
+scrape_configs:
+  - job_name: farm
+    consul_sd_configs:
+      - server: consul:8500
+        services: [farm]
+remote_write:
+  - url: http://receiver:9090/api/v1/write
+    protobuf_message: io.prometheus.write.v2.Request
+YAML
 chmod 0644 "$work/fleet.yml"
 fleet=()
 for n in 1 2 3; do
@@ -338,7 +391,7 @@ for n in 1 2 3; do
 		"$image_shoal" --config.file=/etc/shoal/fleet.yml --storage.path=/data \
 		--cluster.node-name="fleet-${n}" --cluster.listen-address=0.0.0.0:7946 \
 		--cluster.advertise-address="$(gip "$n"):7946" \
-		--cluster.join="$(gip 1):7946" --cluster.join="$(gip 2):7946" --cluster.join="$(gip 3):7946" \
+		--consul.address=consul:8500 --consul.register=shoal --cluster.join=consul+shoal \
 		--storage.remote.flush-deadline=5s >/dev/null
 	docker network connect --ip "$(gip "$n")" "$gnet" "$c"
 	docker cp "$work/fleet.yml" "$c:/etc/shoal/fleet.yml"
@@ -371,6 +424,12 @@ wait_view() { # timeout_s container want...
 for c in "${fleet[@]}"; do
 	wait_view "$cluster_timeout" "$c" "fleet-1,fleet-2,fleet-3 agree"
 done
+deadline=$((SECONDS + ready_timeout))
+until [[ "$(passing shoal)" -eq 3 ]]; do
+	((SECONDS < deadline)) || fail "consul lists $(passing shoal) passing shoal agents, want 3"
+	sleep 0.5
+done
+log "container fleet: three agents registered in consul, joined through it, one cluster"
 # The joiners' handoff lead (5 s), then long enough for the first owners'
 # samples to reach the receiver (remote write's batch_send_deadline, 5 s):
 # samples still in flight on the cut-off side when the other side takes its

@@ -45,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.BasePort, "base-port", 0, "port of the first target, the others follow; 0 picks free ports")
 	fs.IntVar(&cfg.Unhealthy, "unhealthy", 0, "number of targets (the last ones) whose /health answers 500")
 	fs.StringVar(&consulAddr, "consul.address", "", "Consul agent HTTP address to register targets with; empty means no registration")
+	fs.StringVar(&cfg.AdvertiseHost, "consul.advertise-host", "", "host to register in Consul (service address and health check); empty means the listen host, or 127.0.0.1 when that is 0.0.0.0")
 	fs.StringVar(&cfg.Service, "consul.service", farm.DefaultService, "Consul service name of the targets")
 	fs.StringVar(&tags, "tags", "", "comma-separated Consul tags of every target")
 	fs.TextVar(&logLevel, "log.level", slog.LevelInfo, "log level: debug, info, warn or error")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 )
 
@@ -104,6 +105,11 @@ func TestLeave(t *testing.T) {
 		require.Zero(t, st.Missing, "%s: counter values lost in the handoff: %+v\n%s", inst, st, timeline(all[inst], sigterm, exited))
 	}
 	hsum := Summarize(hstats)
+	// The leaver stops its loops without end-of-run staleness markers: its
+	// targets live on at the peers, and a marker would end their series.
+	stale, err := env.Receiver.StaleMarkers(ctx, hw.Start, hw.End, labels.MustNewMatcher(labels.MatchEqual, "job", DefaultJob))
+	require.NoError(t, err)
+	require.Empty(t, stale, "staleness markers written across the handoff")
 
 	t.Logf("E2E test=leave agents=3 interval_s=%g moved_targets=%d stop_s=%.1f reconverge_s=%.1f leaver_last_sample_after_sigterm_s=%.3f max_takeover_after_exit_s=%.3f handoff_max_gap_s=%.3f handoff_gaps=%d handoff_overlaps=%d handoff_missing=%d ownership_before=%q ownership_after=%q",
 		iv.Seconds(), len(moved), exited.Sub(sigterm).Seconds(), converged.Seconds(), maxLeaverAfterSigterm.Seconds(), maxTakeover.Seconds(),

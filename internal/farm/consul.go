@@ -40,7 +40,10 @@ func (f *Farm) Register(ctx context.Context, client *api.Client) error {
 		if err != nil {
 			return err
 		}
-		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		switch ip := net.ParseIP(host); {
+		case f.cfg.AdvertiseHost != "":
+			host = f.cfg.AdvertiseHost
+		case ip != nil && ip.IsUnspecified():
 			// Listening on all interfaces: announce loopback, which works
 			// for an agent on this machine.
 			host = "127.0.0.1"

@@ -67,4 +67,19 @@ func TestRegisterWithConsul(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return len(healthByID(client, "farm-test")) == 0
 	}, 30*time.Second, 50*time.Millisecond)
+
+	// An advertised host (a container's network alias) is what Consul
+	// registers and checks.
+	g := startFarm(t, Config{Targets: 1, Service: "farm-adv", AdvertiseHost: "localhost"})
+	require.NoError(t, g.Register(t.Context(), client))
+	entries, _, err = client.Health().Service("farm-adv", "", false, nil)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	require.Equal(t, "localhost", entries[0].Service.Address)
+	require.Equal(t, g.Targets()[0].Addr, "127.0.0.1:"+strconv.Itoa(entries[0].Service.Port))
+	require.NoError(t, g.SetHealthy("target-0", false))
+	require.Eventually(t, func() bool {
+		return healthByID(client, "farm-adv")["farm-adv-0"] == api.HealthCritical
+	}, 30*time.Second, 100*time.Millisecond, "the check did not reach the target through the advertised host")
+	require.NoError(t, g.Deregister(t.Context(), client))
 }

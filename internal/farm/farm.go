@@ -52,6 +52,11 @@ type Config struct {
 	Service string
 	// Tags are the Consul tags of every registered instance.
 	Tags []string
+	// AdvertiseHost is the host registered in Consul, as the service
+	// address and in the health check's URL. Empty means ListenHost, or
+	// 127.0.0.1 when it listens on every interface; a container sets the
+	// name its peers reach it by.
+	AdvertiseHost string
 	// Logger receives one line per target and lifecycle events; nil discards.
 	Logger *slog.Logger
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+
 	"github.com/shoal-dev/shoal/internal/e2e"
 )
 
@@ -286,6 +288,16 @@ func (f *Fleet) Finish() Row {
 	for _, st := range e2e.AnalyzeAll(samples, f.healthy, tail, true) {
 		if st.Samples == 0 {
 			f.tb.Errorf("fleet: %s: %s has no sample in the last two intervals", f.Name, st.Instance)
+		}
+	}
+	stale, err := f.Env.Receiver.StaleMarkers(ctx, w.Start, w.End, labels.MustNewMatcher(labels.MatchEqual, "job", e2e.DefaultJob))
+	if err != nil {
+		f.tb.Fatalf("fleet: %s: staleness markers: %v", f.Name, err)
+	}
+	for i, s := range stale {
+		r.Stale += len(s.Points)
+		if i < 5 {
+			f.tb.Logf("fleet: %s: %d staleness marker(s) on %s, the first at %+.1fs", f.Name, len(s.Points), s, s.Points[0].T.Sub(w.Start).Seconds())
 		}
 	}
 	r.Moved, r.Moves, r.MaxDouble = f.obs.ownership()

@@ -164,6 +164,7 @@ func plannedBars(t *testing.T, r Row, _ plan) {
 		"duplicate samples":                      float64(r.Duplicates),
 		"receiver out-of-order samples":          r.RcvOutOfOrder,
 		"receiver 400 answers":                   r.RcvRejected,
+		"staleness markers":                      float64(r.Stale),
 	})
 }
 
@@ -176,6 +177,7 @@ func graceBars(t *testing.T, r Row, _ plan) {
 		"ownership moves":               float64(r.Moves),
 		"duplicate samples":             float64(r.Duplicates),
 		"receiver out-of-order samples": r.RcvOutOfOrder,
+		"staleness markers":             float64(r.Stale),
 	})
 }
 
@@ -186,14 +188,17 @@ func killBars(t *testing.T, r Row, p plan) {
 	if limit := maxDetection + 2*p.Interval; r.MaxGap > limit {
 		t.Errorf("%s: a target went %v without a sample, over detection + 2 intervals (%v)", r.Scenario, r.MaxGap, limit)
 	}
-	noneOf(t, r, map[string]float64{"duplicate samples": float64(r.Duplicates)})
+	noneOf(t, r, map[string]float64{"duplicate samples": float64(r.Duplicates), "staleness markers": float64(r.Stale)})
 }
 
 // partitionBars: both sides scrape every target (duplicates and rejections
 // of the doubled samples are expected), none goes unscraped.
 func partitionBars(t *testing.T, r Row, _ plan) {
 	t.Helper()
-	noneOf(t, r, map[string]float64{"targets with more than one missed slot": float64(r.BigGapTargets)})
+	noneOf(t, r, map[string]float64{
+		"targets with more than one missed slot": float64(r.BigGapTargets),
+		"staleness markers":                      float64(r.Stale),
+	})
 }
 
 // consulBars: Consul going away changes nothing.
@@ -203,6 +208,7 @@ func consulBars(t *testing.T, r Row, _ plan) {
 		"ownership moves":                        float64(r.Moves),
 		"targets with more than one missed slot": float64(r.BigGapTargets),
 		"duplicate samples":                      float64(r.Duplicates),
+		"staleness markers":                      float64(r.Stale),
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -230,6 +233,27 @@ func TestReceiver(t *testing.T) {
 
 	_, err = r.Query(ctx, "farm_scrapes_total[1m]", now)
 	require.ErrorContains(t, err, "want a vector or scalar")
+
+	// Staleness markers are hidden from PromQL and read raw: none in the
+	// series above, one after it is written.
+	stale, err := r.StaleMarkers(ctx, t0, now, labels.MustNewMatcher(labels.MatchEqual, "__name__", "farm_scrapes_total"))
+	require.NoError(t, err)
+	require.Empty(t, stale)
+	staleAt := t0.Add(5 * time.Second)
+	remoteWrite(t, r.RemoteWriteURL, prompb.TimeSeries{
+		Labels: []prompb.Label{
+			{Name: "__name__", Value: "farm_scrapes_total"},
+			{Name: "instance", Value: "a"},
+		},
+		Samples: []prompb.Sample{{Value: math.Float64frombits(value.StaleNaN), Timestamp: staleAt.UnixMilli()}},
+	})
+	stale, err = r.StaleMarkers(ctx, t0, now, labels.MustNewMatcher(labels.MatchEqual, "instance", "a"))
+	require.NoError(t, err)
+	require.Len(t, stale, 1)
+	require.Equal(t, want[0].Labels, stale[0].Labels)
+	require.Len(t, stale[0].Points, 1)
+	require.True(t, staleAt.Equal(stale[0].Points[0].T), "marker at %v, want %v", stale[0].Points[0].T, staleAt)
+	requireRaw()
 
 	// Down: the API is gone. Back up: the samples are replayed from the WAL.
 	r.Stop()
