@@ -431,6 +431,9 @@ func newConsulClient(addr, tokenFile string) (*api.Client, error) {
 // discovery, so that targets discovered under the new config find their
 // scrape pool and their remote-write queue ready.
 func (a *Agent) applyConfig(cfg *Config) error {
+	for _, w := range cfg.Warnings() {
+		a.logger.Warn("configuration: " + w)
+	}
 	if err := a.store.ApplyConfig(cfg.Config); err != nil {
 		return fmt.Errorf("apply remote write config: %w", err)
 	}

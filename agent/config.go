@@ -9,7 +9,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"go.yaml.in/yaml/v3"
 
@@ -59,6 +61,33 @@ func Load(data []byte, logger *slog.Logger) (*Config, error) {
 		return nil, err
 	}
 	return &Config{Config: cfg}, nil
+}
+
+// Warnings lists settings that load but undermine continuity under churn.
+// Today one: a remote_write whose batch_send_deadline is not below the
+// shortest scrape interval. A quiet queue holds samples that long, so when
+// a target changes owner (a handoff, a dead or partitioned peer) the new
+// owner's first samples can reach the receiver before the old owner's last
+// ones, which a receiver without an out-of-order window rejects.
+func (c *Config) Warnings() []string {
+	scfgs, err := c.GetScrapeConfigs()
+	if err != nil || len(scfgs) == 0 {
+		return nil
+	}
+	shortest, job := time.Duration(scfgs[0].ScrapeInterval), scfgs[0].JobName
+	for _, sc := range scfgs[1:] {
+		if iv := time.Duration(sc.ScrapeInterval); iv < shortest {
+			shortest, job = iv, sc.JobName
+		}
+	}
+	var out []string
+	for i, rw := range c.RemoteWriteConfigs {
+		if d := time.Duration(rw.QueueConfig.BatchSendDeadline); d >= shortest {
+			out = append(out, fmt.Sprintf("remote_write[%d] (%s): queue_config.batch_send_deadline %s is not below the shortest scrape_interval (%s, job %q): when a target changes owner, the new owner's samples can reach the receiver before the old owner's and a receiver without an out-of-order window rejects the old ones; set it below %s",
+				i, rw.URL.Redacted(), model.Duration(d), model.Duration(shortest), job, model.Duration(shortest)))
+		}
+	}
+	return out
 }
 
 // checkAgentMode repeats the checks config.LoadFile does with agentMode set;

@@ -151,3 +151,39 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestWarnings(t *testing.T) {
+	load := func(yaml string) *Config {
+		t.Helper()
+		cfg, err := Load([]byte(yaml), nil)
+		require.NoError(t, err)
+		return cfg
+	}
+	const jobs = `
+scrape_configs:
+  - job_name: slow
+    scrape_interval: 30s
+    static_configs: [{targets: ["a:1"]}]
+  - job_name: fast
+    scrape_interval: 2s
+    static_configs: [{targets: ["b:1"]}]
+`
+	// Prometheus' default batch_send_deadline (5 s) against a 2 s job.
+	w := load(jobs + "remote_write:\n  - url: http://user:secret@rcv:9090/api/v1/write\n").Warnings()
+	require.Len(t, w, 1)
+	for _, want := range []string{"remote_write[0]", "queue_config.batch_send_deadline 5s", "scrape_interval (2s, job \"fast\")", "below 2s"} {
+		require.Contains(t, w[0], want)
+	}
+	require.NotContains(t, w[0], "secret", "the URL's password is redacted")
+
+	// Below the shortest interval, or no remote write, or no jobs: nothing.
+	require.Empty(t, load(jobs+"remote_write:\n  - url: http://rcv:9090/api/v1/write\n    queue_config: {batch_send_deadline: 1s}\n").Warnings())
+	require.Empty(t, load(jobs).Warnings())
+	require.Empty(t, load("remote_write:\n  - url: http://rcv:9090/api/v1/write\n").Warnings())
+
+	// One warning per offending queue.
+	two := load(jobs + "remote_write:\n  - url: http://a/w\n  - url: http://b/w\n    queue_config: {batch_send_deadline: 1s}\n  - url: http://c/w\n    queue_config: {batch_send_deadline: 2s}\n").Warnings()
+	require.Len(t, two, 2)
+	require.Contains(t, two[0], "remote_write[0] (http://a/w)")
+	require.Contains(t, two[1], "remote_write[2] (http://c/w)")
+}

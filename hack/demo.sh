@@ -226,6 +226,10 @@ scrape_configs:
         target_label: target
 remote_write:
   - url: http://127.0.0.1:${receiver_port}/api/v1/write
+    # Below the scrape interval: an old owner's last samples arrive before
+    # the new owner's first (README, "Ordering at the receiver").
+    queue_config:
+      batch_send_deadline: 1s
 YAML
 cat >"$dir/receiver.yml" <<YAML
 # The receiver stores what the agents remote write (job farm) and scrapes the

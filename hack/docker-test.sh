@@ -381,6 +381,11 @@ scrape_configs:
 remote_write:
   - url: http://receiver:9090/api/v1/write
     protobuf_message: io.prometheus.write.v2.Request
+    # Below the scrape interval, as the README advises (and shoal warns
+    # otherwise): with Prometheus' 5 s a quiet queue holds the cut-off
+    # agent's samples long enough for the other side's to overtake them.
+    queue_config:
+      batch_send_deadline: 1s
 YAML
 chmod 0644 "$work/fleet.yml"
 fleet=()

@@ -62,9 +62,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if cmd == checkConfig.FullCommand() {
-		if _, err := agent.LoadFile(*checkFile, nil); err != nil {
+		cfg, err := agent.LoadFile(*checkFile, nil)
+		if err != nil {
 			_, _ = fmt.Fprintf(stderr, "FAILED: %s\n", err)
 			return exitFailure
+		}
+		for _, w := range cfg.Warnings() {
+			_, _ = fmt.Fprintf(stderr, "WARNING: %s\n", w)
 		}
 		_, _ = fmt.Fprintf(stdout, "SUCCESS: %s is valid shoal (Prometheus agent) configuration\n", *checkFile)
 		return 0

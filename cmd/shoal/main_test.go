@@ -140,6 +140,15 @@ func TestCheckConfig(t *testing.T) {
 	code, stdout, stderr := runShoal("check", "config", good)
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, "SUCCESS: "+good)
+	require.Empty(t, stderr)
+
+	// Valid but risky: a warning on stderr, still a success.
+	risky := writeFile(t, "risky.yml", goodConfig+"remote_write:\n  - url: http://rcv/api/v1/write\n    queue_config: {batch_send_deadline: 20s}\n")
+	code, stdout, stderr = runShoal("check", "config", risky)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "SUCCESS: "+risky)
+	require.Contains(t, stderr, "WARNING: remote_write[0]")
+	require.Contains(t, stderr, "batch_send_deadline 20s")
 
 	bad := writeFile(t, "bad.yml", "scrape_configs:\n  - job_name: x\n    scrape_intervall: 1s\n")
 	code, stdout, stderr = runShoal("check", "config", bad)
