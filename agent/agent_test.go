@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/shoal-dev/shoal/gossip"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -20,7 +21,7 @@ func TestReload(t *testing.T) {
 	addrs := farmAddrs(f)
 	cfgPath := writeConfig(t, staticConfig(map[string][]string{"a": addrs[:1]}))
 	opts := agentOptions(t, "reload", cfgPath)
-	opts.EnableLifecycle = true
+	opts.Web.EnableLifecycle = true
 	a := startAgent(t, opts)
 	a.waitReady()
 
@@ -143,7 +144,7 @@ func TestReadiness(t *testing.T) {
 		cfg := staticConfig(map[string][]string{"a": farmAddrs(f)}) +
 			fmt.Sprintf("remote_write:\n  - url: %s/api/v1/write\n", rw.URL)
 		opts := agentOptions(t, "stopping", writeConfig(t, cfg))
-		opts.FlushDeadline = 3 * time.Second
+		opts.Storage.FlushDeadline = 3 * time.Second
 		a := startAgent(t, opts)
 		a.waitReady()
 		require.Eventually(t, func() bool { return writes.Load() > 0 }, startTimeout, pollInterval)
@@ -180,7 +181,7 @@ func startCluster(t *testing.T, n int, cfg string, mutate func(i int, o *Options
 	var join []string
 	for i := range opts {
 		opts[i] = agentOptions(t, fmt.Sprintf("agent-%d", i), cfgPath)
-		join = append(join, opts[i].ClusterListen)
+		join = append(join, opts[i].Gossip.BindAddr)
 	}
 	agents := make([]*testAgent, n)
 	for i := range opts {
@@ -315,11 +316,11 @@ func TestAdvertisedHTTP(t *testing.T) {
 		{"0.0.0.0:9090", "192.168.7.8:7946", "", "192.168.7.8:9090"},
 	} {
 		t.Run(tc.listen+"/"+tc.cluster+"/"+tc.advertise, func(t *testing.T) {
-			a := &Agent{opts: Options{ListenAddress: tc.listen, ClusterListen: tc.cluster, ClusterAdvertise: tc.advertise}}
+			a := &Agent{opts: Options{Web: WebConfig{ListenAddress: tc.listen}, Gossip: gossip.Config{BindAddr: tc.cluster, AdvertiseAddr: tc.advertise}}}
 			require.Equal(t, tc.want, a.advertisedHTTP())
 		})
 	}
-	a := &Agent{opts: Options{ListenAddress: "0.0.0.0:9090", ClusterListen: "0.0.0.0:7946"}}
+	a := &Agent{opts: Options{Web: WebConfig{ListenAddress: "0.0.0.0:9090"}, Gossip: gossip.Config{BindAddr: "0.0.0.0:7946"}}}
 	host, _, err := splitJoinHostPort(a.advertisedHTTP())
 	require.NoError(t, err)
 	if ip, err := privateIP(); err == nil {

@@ -50,8 +50,8 @@ func (a *Agent) runRegistration(ctx context.Context) error {
 // new agent is joined as soon as it passes its check rather than at the
 // next --cluster.rejoin-interval tick (or never, with rejoining disabled).
 // Agents that started at the same time, each alone, merge this way. It
-// returns when ctx is cancelled.
-func (a *Agent) watchPeers(ctx context.Context) {
+// returns nil when ctx is cancelled.
+func (a *Agent) watchPeers(ctx context.Context) error {
 	done := make(chan struct{}, len(a.peerWatch))
 	for _, p := range a.peerWatch {
 		go func() {
@@ -65,4 +65,5 @@ func (a *Agent) watchPeers(ctx context.Context) {
 	for range a.peerWatch {
 		<-done
 	}
+	return nil
 }

@@ -34,9 +34,9 @@ func TestConsulRegistrationAndJoin(t *testing.T) {
 
 	start := func(name string) *testAgent {
 		o := agentOptions(t, name, cfgPath)
-		o.ConsulAddress = consul.Addr
-		o.ConsulRegister = "shoal"
-		o.ConsulTags = []string{"test"}
+		o.Consul.Address = consul.Addr
+		o.Registration.Service = "shoal"
+		o.Registration.Tags = []string{"test"}
 		o.Join = []string{"consul+shoal"}
 		return startAgent(t, o)
 	}
@@ -81,10 +81,10 @@ func TestConsulCrashedAgentExpires(t *testing.T) {
 	client := consul.Client()
 	cfgPath := writeConfig(t, staticConfig(map[string][]string{"a": {"127.0.0.1:1"}}))
 	o := agentOptions(t, "crashed", cfgPath)
-	o.ConsulAddress = consul.Addr
-	o.ConsulRegister = "shoal"
-	o.ConsulCheckTTL = 2 * time.Second
-	o.ConsulDeregisterAfter = time.Second // Consul raises it to 1m
+	o.Consul.Address = consul.Addr
+	o.Registration.Service = "shoal"
+	o.Registration.TTL = 2 * time.Second
+	o.Registration.DeregisterCriticalServiceAfter = time.Second // Consul raises it to 1m
 	a := newTestAgent(t, o)
 	// Run would deregister on stop; a crash does not. Register and renew
 	// once as Run does, then stop renewing.

@@ -66,30 +66,31 @@ type testAgent struct {
 // agentOptions are the defaults of startAgent: loopback ports, no rejoin
 // ticker, short handoff and flush bounds.
 func agentOptions(t testing.TB, name, configFile string) Options {
-	return Options{
-		ConfigFile:  configFile,
-		StoragePath: t.TempDir(),
-		// A fixed port: it is advertised to peers (gossip metadata) and
-		// Consul before the listener opens.
-		ListenAddress:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		ClusterName:    "shoal-test",
-		NodeName:       name,
-		ClusterListen:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		HandoffTimeout: 10 * time.Second,
-		FlushDeadline:  2 * time.Second,
-		Version:        "test",
-	}
+	o := DefaultOptions(name)
+	o.ConfigFile = configFile
+	o.Storage.Path = t.TempDir()
+	o.Storage.FlushDeadline = 2 * time.Second
+	// A fixed port: it is advertised to peers (gossip metadata) and Consul
+	// before the listener opens.
+	o.Web.ListenAddress = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	o.Gossip.ClusterName = "shoal-test"
+	o.Gossip.BindAddr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	o.Gossip.RejoinInterval = 0
+	o.Gossip.HandoffLead = 0
+	o.Stop.HandoffTimeout = 10 * time.Second
+	o.Version = "test"
+	return o
 }
 
 // newTestAgent builds an agent without running it.
 func newTestAgent(t testing.TB, opts Options) *testAgent {
 	t.Helper()
 	logs := &logBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", opts.NodeName)
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", opts.Gossip.Name)
 	a, err := New(opts, logger, prometheus.NewRegistry())
 	require.NoError(t, err)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	ta := &testAgent{Agent: a, t: t, name: opts.NodeName, logs: logs, http: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+	ta := &testAgent{Agent: a, t: t, name: opts.Gossip.Name, logs: logs, http: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
 		if t.Failed() {

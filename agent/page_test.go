@@ -241,18 +241,15 @@ func TestPageBrowser(t *testing.T) {
 
 	const node = "page-node-1"
 	webAddr := pageFreeAddr(t)
-	a, err := New(Options{
-		ConfigFile:        cfgFile,
-		StoragePath:       filepath.Join(dir, "data"),
-		ListenAddress:     webAddr,
-		NodeName:          node,
-		ClusterName:       "page-test",
-		ClusterListen:     "127.0.0.1:0",
-		ReplicationFactor: 1,
-		HandoffTimeout:    time.Second,
-		FlushDeadline:     time.Second,
-		Version:           "0.0.0-test",
-	}, nil, prometheus.NewRegistry())
+	o := DefaultOptions(node)
+	o.ConfigFile = cfgFile
+	o.Storage = StorageConfig{Path: filepath.Join(dir, "data"), FlushDeadline: time.Second}
+	o.Web.ListenAddress = webAddr
+	o.Gossip.ClusterName, o.Gossip.BindAddr = "page-test", "127.0.0.1:0"
+	o.Gossip.RejoinInterval, o.Gossip.HandoffLead = 0, 0
+	o.Stop.HandoffTimeout = time.Second
+	o.Version = "0.0.0-test"
+	a, err := New(o, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -129,13 +129,15 @@ func TestGracefulStopHandsOff(t *testing.T) {
 	// The log shows the steps in order, then the end.
 	logs := victim.logs.String()
 	last := -1
-	for _, step := range []string{"shutdown 1/5", "shutdown 2/5", "shutdown 3/5", "shutdown 4/5", "shutdown 5/5", "agent stopped"} {
+	for _, step := range []string{"stage=announce step=1/6", `stage="stop scraping" step=2/6`, "stage=flush step=3/6",
+		"stage=deregister step=4/6", "stage=leave step=5/6", "stage=http step=6/6", "agent stopped"} {
 		i := strings.Index(logs, step)
 		require.Greater(t, i, last, "%q missing or out of order", step)
 		last = i
 	}
-	require.NotContains(t, logs, "peers did not confirm the handoff")
-	require.NotContains(t, logs, "peers did not start scraping")
+	require.NotContains(t, logs, "not every peer acknowledged")
+	require.NotContains(t, logs, "peers were not scraping")
+	require.NotContains(t, logs, "stop stage did not complete")
 
 	// The peers agree on a two-member ring.
 	waitAgreement(t, peers, 2)
@@ -171,4 +173,44 @@ func mostLoaded(ct apiClusterTargets, agents []*testAgent) int {
 
 func (ct apiClusterTargets) hasOwner(name string) bool {
 	return slices.ContainsFunc(ct.Targets, func(tg apiClusterTarget) bool { return slices.Contains(tg.Owners, name) })
+}
+
+// TestSecondStopCutsTheHandoffShort stops an agent whose handoff lead is
+// long, then asks it to stop again during the handoff wait: the wait ends at
+// once and the remaining stages finish within a few seconds.
+func TestSecondStopCutsTheHandoffShort(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, 2)
+	opts := agentOptions(t, "hurried", writeConfig(t, staticConfig(map[string][]string{"farm": farmAddrs(f)})))
+	opts.Gossip.HandoffLead = time.Minute
+	opts.Stop.HandoffTimeout = time.Minute
+	ta := startAgent(t, opts)
+	ta.waitReady()
+
+	ta.Quit()
+	require.Eventually(t, func() bool { return strings.Contains(ta.logs.String(), "scraping until the handoff instant") },
+		startTimeout, pollInterval, "the agent did not reach the handoff wait")
+	cut := time.Now()
+	ta.Quit()
+	select {
+	case <-ta.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second stop request did not end the handoff wait")
+	}
+	require.NoError(t, ta.err)
+	// The bar is 3 s; -race on a loaded machine gets some slack.
+	took := time.Since(cut)
+	require.Less(t, took, 6*time.Second, "remaining stages took %v", took)
+	t.Logf("remaining stages after the second stop request: %v", took.Round(time.Millisecond))
+
+	logs := ta.logs.String()
+	require.Contains(t, logs, "another stop request: cutting this stage short")
+	require.Contains(t, logs, "stopped scraping")
+	last := strings.Index(logs, "stage=announce")
+	require.GreaterOrEqual(t, last, 0)
+	for _, step := range []string{`stage="stop scraping"`, "stage=flush", "stage=deregister", "stage=leave", "stage=http", "agent stopped"} {
+		i := strings.Index(logs[last:], step)
+		require.GreaterOrEqual(t, i, 0, "%q missing after the cut", step)
+		last += i
+	}
 }

@@ -7,12 +7,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/config"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/agent"
+
+	"github.com/shoal-dev/shoal/internal/flagext"
 )
 
 // This file holds every call into Prometheus' agent WAL and remote storage:
@@ -31,20 +34,40 @@ type Storage struct {
 	closeErr  error
 }
 
-// OpenStorage opens (or replays) the WAL in dir and starts remote write for
-// cfg's remote_write section. Remote-write metrics
-// (prometheus_remote_storage_*) and WAL metrics go to reg. flushDeadline
-// bounds how long Close flushes queues; zero means DefaultFlushDeadline.
-func OpenStorage(logger *slog.Logger, reg prometheus.Registerer, dir string, cfg *config.Config, flushDeadline time.Duration) (*Storage, error) {
-	if dir == "" {
-		return nil, errors.New("storage directory is required")
+// StorageConfig is where the WAL lives and how long remote write flushes.
+type StorageConfig struct {
+	// Path is the WAL directory.
+	Path string
+	// FlushDeadline bounds how long remote write may take to send what is
+	// queued when the agent stops.
+	FlushDeadline time.Duration
+}
+
+// RegisterFlags declares --storage.*.
+func (c *StorageConfig) RegisterFlags(app *kingpin.Application) {
+	flagext.String(app, "storage.path", "Directory of the write-ahead log that buffers samples for remote write.", &c.Path)
+	flagext.Duration(app, "storage.remote.flush-deadline", "How long to wait flushing samples to remote write on shutdown.", &c.FlushDeadline)
+}
+
+// Validate checks the settings; messages name the flag.
+func (c StorageConfig) Validate() error {
+	switch {
+	case c.Path == "":
+		return errors.New("--storage.path must not be empty")
+	case c.FlushDeadline < 0:
+		return fmt.Errorf("--storage.remote.flush-deadline must not be negative, got %s", c.FlushDeadline)
 	}
-	if flushDeadline < 0 {
-		return nil, fmt.Errorf("remote write flush deadline must not be negative, got %s", flushDeadline)
+	return nil
+}
+
+// OpenStorage opens (or replays) the WAL in c.Path and starts remote write
+// for cfg's remote_write section. Remote-write metrics
+// (prometheus_remote_storage_*) and WAL metrics go to reg.
+func OpenStorage(logger *slog.Logger, reg prometheus.Registerer, c StorageConfig, cfg *config.Config) (*Storage, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
 	}
-	if flushDeadline == 0 {
-		flushDeadline = DefaultFlushDeadline
-	}
+	dir, flushDeadline := c.Path, c.FlushDeadline
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -23,13 +23,9 @@ type webServer struct {
 	addr atomic.Pointer[string]
 }
 
-func newWebServer(a *Agent) (*webServer, error) {
-	if a.opts.ListenAddress == "" {
-		return nil, errors.New("--web.listen-address must not be empty")
-	}
-	if _, _, err := net.SplitHostPort(a.opts.ListenAddress); err != nil {
-		return nil, fmt.Errorf("--web.listen-address %q: %w", a.opts.ListenAddress, err)
-	}
+// newWebServer routes every path; Options.Validate has checked the
+// address and the web config file.
+func newWebServer(a *Agent) *webServer {
 	w := &webServer{a: a, mux: http.NewServeMux()}
 	m := w.mux
 	m.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, EnableOpenMetrics: true}))
@@ -49,7 +45,7 @@ func newWebServer(a *Agent) (*webServer, error) {
 	m.HandleFunc("GET /api/v1/cluster/moves", w.apiMoves)
 	m.HandleFunc("GET /api/v1/cluster/self", w.apiSelf)
 	m.HandleFunc("GET /{$}", w.page)
-	return w, nil
+	return w
 }
 
 // Addr returns the listening address once Run has opened it.
@@ -62,9 +58,9 @@ func (w *webServer) Addr() string {
 
 // Run listens and serves until ctx is cancelled, then shuts down gracefully.
 func (w *webServer) Run(ctx context.Context) error {
-	l, err := net.Listen("tcp", w.a.opts.ListenAddress)
+	l, err := net.Listen("tcp", w.a.opts.Web.ListenAddress)
 	if err != nil {
-		return fmt.Errorf("--web.listen-address %q: %w", w.a.opts.ListenAddress, err)
+		return fmt.Errorf("--web.listen-address %q: %w", w.a.opts.Web.ListenAddress, err)
 	}
 	addr := l.Addr().String()
 	w.addr.Store(&addr)
@@ -73,10 +69,10 @@ func (w *webServer) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          nil,
 	}
-	cfgFile := w.a.opts.WebConfigFile
+	cfgFile := w.a.opts.Web.ConfigFile
 	systemd := false
 	flags := &web.FlagConfig{
-		WebListenAddresses: &[]string{w.a.opts.ListenAddress},
+		WebListenAddresses: &[]string{w.a.opts.Web.ListenAddress},
 		WebSystemdSocket:   &systemd,
 		WebConfigFile:      &cfgFile,
 	}
@@ -113,7 +109,7 @@ func (w *webServer) ready(rw http.ResponseWriter, _ *http.Request) {
 
 func (w *webServer) lifecycle(h http.HandlerFunc) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		if !w.a.opts.EnableLifecycle {
+		if !w.a.opts.Web.EnableLifecycle {
 			http.Error(rw, "Lifecycle API is not enabled (start shoal with --web.enable-lifecycle).", http.StatusForbidden)
 			return
 		}

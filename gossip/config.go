@@ -21,8 +21,8 @@ func StaticPeers(addrs ...string) PeerProvider {
 	return func(context.Context) ([]string, error) { return addrs, nil }
 }
 
-// Config configures a Node. The zero value of every timer means its default
-// from DefaultTimers.
+// Config configures a Node. Start from DefaultConfig: New applies no
+// defaults, and a zero timer or join timeout is refused.
 type Config struct {
 	// Name is the node's unique name in the cluster (default: hostname in
 	// the caller). A second node with a name in use is refused.
@@ -39,14 +39,18 @@ type Config struct {
 	// SecretKey, if set, encrypts gossip with AES (16, 24 or 32 bytes). Nodes
 	// with another key cannot join.
 	SecretKey []byte
+	// SecretKeyFile, if set and SecretKey is not, is a file holding the key,
+	// raw or base64-encoded; New reads it.
+	SecretKeyFile string
 	// HTTPAddr is advertised in metadata so peers and operators can reach
 	// this node's API.
 	HTTPAddr string
 	// Version is advertised in metadata.
 	Version string
-	// Weight is this node's ring weight (0 = 1).
+	// Weight is this node's ring weight, in (0, ring.MaxWeight].
 	Weight float64
-	// ReplicationFactor is how many members own each key (default 1).
+	// ReplicationFactor is how many members own each key, 1 to
+	// MaxReplicationFactor.
 	ReplicationFactor int
 	// Peers supplies the addresses to join. Nil means start alone.
 	Peers PeerProvider
@@ -55,7 +59,7 @@ type Config struct {
 	JoinTimeout time.Duration
 	// RejoinInterval is how often to re-resolve Peers and join any address
 	// not currently alive in the cluster, which merges healed partitions.
-	// Negative disables rejoining.
+	// Zero disables rejoining.
 	RejoinInterval time.Duration
 	// HandoffLead is how far ahead a planned ownership change is announced:
 	// a node that becomes active owns keys from HandoffLead after it joined,
@@ -63,7 +67,7 @@ type Config struct {
 	// ahead. Every member switches each key at that instant, so the new
 	// owner must have its scrape loop running by then: the lead covers
 	// gossip propagation, the filter's rate limit and the scrape manager's
-	// reload. Zero means DefaultHandoffLead; negative means switch at once.
+	// reload. Zero switches at once.
 	HandoffLead time.Duration
 	// Resume, when after the moment the node becomes active, says that the
 	// peers hold this node's keys for it until then (it left with a restart
@@ -134,75 +138,58 @@ const (
 	maxWeight            = ring.MaxWeight
 )
 
-func (c *Config) applyDefaults() {
-	d := DefaultTimers()
-	t := &c.Timers
-	setDur := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setInt := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setDur(&t.ProbeInterval, d.ProbeInterval)
-	setDur(&t.ProbeTimeout, d.ProbeTimeout)
-	setInt(&t.SuspicionMult, d.SuspicionMult)
-	setInt(&t.SuspicionMaxTimeoutMult, d.SuspicionMaxTimeoutMult)
-	setDur(&t.GossipInterval, d.GossipInterval)
-	setInt(&t.GossipNodes, d.GossipNodes)
-	setDur(&t.GossipToTheDeadTime, d.GossipToTheDeadTime)
-	setDur(&t.PushPullInterval, d.PushPullInterval)
-	setDur(&t.TCPTimeout, d.TCPTimeout)
-	setDur(&t.DeadNodeReclaimTime, d.DeadNodeReclaimTime)
-	setDur(&c.JoinTimeout, DefaultJoinTimeout)
-	setDur(&c.RejoinInterval, DefaultRejoinInterval)
-	setDur(&c.HandoffLead, DefaultHandoffLead)
-	if c.HandoffLead < 0 {
-		c.HandoffLead = 0
-	}
-	setInt(&c.ReplicationFactor, 1)
-	if c.Peers == nil {
-		c.Peers = StaticPeers()
+// DefaultConfig returns the defaults of every setting but Name, BindAddr,
+// HTTPAddr, Version and Peers, which the caller supplies.
+func DefaultConfig() Config {
+	return Config{
+		ClusterName:       "shoal",
+		BindAddr:          "0.0.0.0:7946",
+		Weight:            1,
+		ReplicationFactor: 1,
+		JoinTimeout:       DefaultJoinTimeout,
+		RejoinInterval:    DefaultRejoinInterval,
+		HandoffLead:       DefaultHandoffLead,
+		Timers:            DefaultTimers(),
 	}
 }
 
-// validate checks c after defaults; messages name the field and the value.
-func (c *Config) validate() error {
+// Validate checks c without opening anything (it reads SecretKeyFile).
+// Messages name the flag that sets the field, quote the value and say what
+// is allowed.
+func (c *Config) Validate() error {
 	var errs []error
 	if c.Name == "" {
-		errs = append(errs, errors.New("cluster node name must not be empty"))
+		errs = append(errs, errors.New("--cluster.node-name must not be empty"))
 	}
 	if _, _, err := splitHostPort(c.BindAddr); err != nil {
-		errs = append(errs, fmt.Errorf("cluster listen address %q: %w", c.BindAddr, err))
+		errs = append(errs, fmt.Errorf("--cluster.listen-address %q: %w", c.BindAddr, err))
 	}
 	if c.AdvertiseAddr != "" {
 		if host, _, err := splitHostPort(c.AdvertiseAddr); err != nil {
-			errs = append(errs, fmt.Errorf("cluster advertise address %q: %w", c.AdvertiseAddr, err))
+			errs = append(errs, fmt.Errorf("--cluster.advertise-address %q: %w", c.AdvertiseAddr, err))
 		} else if net.ParseIP(host) == nil {
-			errs = append(errs, fmt.Errorf("cluster advertise address %q: host must be an IP address", c.AdvertiseAddr))
+			errs = append(errs, fmt.Errorf("--cluster.advertise-address %q: host must be an IP address", c.AdvertiseAddr))
 		}
 	}
-	switch len(c.SecretKey) {
-	case 0, 16, 24, 32:
-	default:
-		errs = append(errs, fmt.Errorf("cluster secret key must be 16, 24 or 32 bytes (AES-128/192/256), got %d bytes", len(c.SecretKey)))
+	if _, err := c.secretKey(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ReplicationFactor < 1 || c.ReplicationFactor > MaxReplicationFactor {
-		errs = append(errs, fmt.Errorf("cluster replication factor must be between 1 and %d, got %d", MaxReplicationFactor, c.ReplicationFactor))
+		errs = append(errs, fmt.Errorf("--cluster.replication-factor must be between 1 and %d, got %d", MaxReplicationFactor, c.ReplicationFactor))
 	}
-	if c.Weight < 0 || c.Weight > maxWeight || c.Weight != c.Weight {
-		errs = append(errs, fmt.Errorf("cluster weight must be 0 (default 1) or in (0, %d], got %v", maxWeight, c.Weight))
+	if !(c.Weight > 0 && c.Weight <= maxWeight) {
+		errs = append(errs, fmt.Errorf("--cluster.weight must be above 0 and at most %d, got %v", maxWeight, c.Weight))
 	}
-	t := c.Timers
-	if t.ProbeTimeout >= t.ProbeInterval {
-		errs = append(errs, fmt.Errorf("probe timeout (%s) must be shorter than probe interval (%s)", t.ProbeTimeout, t.ProbeInterval))
+	if c.HandoffLead < 0 {
+		errs = append(errs, fmt.Errorf("--cluster.handoff-lead must not be negative, got %s", c.HandoffLead))
 	}
-	if t.SuspicionMult < 1 || t.SuspicionMaxTimeoutMult < 1 || t.GossipNodes < 1 {
-		errs = append(errs, fmt.Errorf("suspicion multipliers and gossip nodes must be >= 1, got %d, %d, %d", t.SuspicionMult, t.SuspicionMaxTimeoutMult, t.GossipNodes))
+	if c.RejoinInterval < 0 {
+		errs = append(errs, fmt.Errorf("--cluster.rejoin-interval must not be negative (0 disables), got %s", c.RejoinInterval))
 	}
+	if c.JoinTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("join timeout must be positive, got %s", c.JoinTimeout))
+	}
+	errs = append(errs, c.Timers.validate()...)
 	if len(c.Version) > 64 {
 		errs = append(errs, fmt.Errorf("version must be at most 64 bytes, got %d", len(c.Version)))
 	}
@@ -210,6 +197,34 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("http address must be at most 256 bytes, got %d", len(c.HTTPAddr)))
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks the timers; every one must be set (DefaultTimers).
+func (t Timers) validate() []error {
+	var errs []error
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--cluster.probe-interval", t.ProbeInterval},
+		{"--cluster.probe-timeout", t.ProbeTimeout},
+		{"--cluster.gossip-interval", t.GossipInterval},
+		{"--cluster.pushpull-interval", t.PushPullInterval},
+		{"gossip to the dead time", t.GossipToTheDeadTime},
+		{"tcp timeout", t.TCPTimeout},
+		{"dead node reclaim time", t.DeadNodeReclaimTime},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.flag, d.v))
+		}
+	}
+	if t.ProbeTimeout >= t.ProbeInterval {
+		errs = append(errs, fmt.Errorf("--cluster.probe-timeout (%s) must be shorter than --cluster.probe-interval (%s)", t.ProbeTimeout, t.ProbeInterval))
+	}
+	if t.SuspicionMult < 1 || t.SuspicionMaxTimeoutMult < 1 || t.GossipNodes < 1 {
+		errs = append(errs, fmt.Errorf("suspicion multipliers and gossip nodes must be >= 1, got %d, %d, %d", t.SuspicionMult, t.SuspicionMaxTimeoutMult, t.GossipNodes))
+	}
+	return errs
 }
 
 func splitHostPort(addr string) (string, int, error) {

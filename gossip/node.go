@@ -94,9 +94,16 @@ type Node struct {
 // New validates cfg and returns a Node. It starts nothing. logger may be nil;
 // reg may be nil, in which case metrics are not exported.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, error) {
-	cfg.applyDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	key, err := cfg.secretKey()
+	if err != nil {
+		return nil, err
+	}
+	cfg.SecretKey = key
+	if cfg.Peers == nil {
+		cfg.Peers = StaticPeers()
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

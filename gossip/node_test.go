@@ -44,18 +44,17 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func startNode(t testing.TB, name string, join []string, mutate func(*Config)) *testNode {
 	t.Helper()
-	cfg := Config{
-		Name:        name,
-		ClusterName: "test",
-		BindAddr:    "127.0.0.1:0",
-		HTTPAddr:    "127.0.0.1:9090",
-		Version:     "test",
-		Peers:       StaticPeers(join...),
-		JoinTimeout: 5 * time.Second,
-		// Switch owners as soon as the news arrives; the tests of fenced
-		// changes set a lead.
-		HandoffLead: -1,
-	}
+	cfg := DefaultConfig()
+	cfg.Name = name
+	cfg.ClusterName = "test"
+	cfg.BindAddr = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:9090"
+	cfg.Version = "test"
+	cfg.Peers = StaticPeers(join...)
+	cfg.JoinTimeout = 5 * time.Second
+	// Switch owners as soon as the news arrives; the tests of fenced
+	// changes set a lead.
+	cfg.HandoffLead = 0
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -283,7 +282,9 @@ func TestRejoinMergesSeparateClusters(t *testing.T) {
 
 func TestMetricsExported(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	n, err := New(Config{Name: "m", BindAddr: "127.0.0.1:0", HandoffLead: -1}, nil, reg)
+	cfg := DefaultConfig()
+	cfg.Name, cfg.BindAddr, cfg.HandoffLead = "m", "127.0.0.1:0", 0
+	n, err := New(cfg, nil, reg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -307,18 +308,23 @@ func TestConfigValidation(t *testing.T) {
 		mutate func(*Config)
 		err    string
 	}{
-		{"no name", func(c *Config) { c.Name = "" }, "cluster node name must not be empty"},
-		{"bad bind", func(c *Config) { c.BindAddr = "nope" }, `cluster listen address "nope"`},
+		{"no name", func(c *Config) { c.Name = "" }, "--cluster.node-name must not be empty"},
+		{"bad bind", func(c *Config) { c.BindAddr = "nope" }, `--cluster.listen-address "nope"`},
 		{"bad port", func(c *Config) { c.BindAddr = "0.0.0.0:99999" }, `port must be a number between 0 and 65535, got "99999"`},
 		{"advertise hostname", func(c *Config) { c.AdvertiseAddr = "host:7946" }, "host must be an IP address"},
 		{"key size", func(c *Config) { c.SecretKey = []byte("short") }, "got 5 bytes"},
-		{"rf", func(c *Config) { c.ReplicationFactor = 7 }, "cluster replication factor must be between 1 and 5, got 7"},
-		{"weight", func(c *Config) { c.Weight = -2 }, "got -2"},
-		{"probe", func(c *Config) { c.Timers.ProbeTimeout = 2 * time.Second }, "must be shorter than probe interval"},
+		{"rf", func(c *Config) { c.ReplicationFactor = 7 }, "--cluster.replication-factor must be between 1 and 5, got 7"},
+		{"weight", func(c *Config) { c.Weight = -2 }, "--cluster.weight must be above 0 and at most 100, got -2"},
+		{"zero weight", func(c *Config) { c.Weight = 0 }, "--cluster.weight must be above 0"},
+		{"negative lead", func(c *Config) { c.HandoffLead = -time.Second }, "--cluster.handoff-lead must not be negative, got -1s"},
+		{"zero timer", func(c *Config) { c.Timers.GossipInterval = 0 }, "--cluster.gossip-interval must be positive, got 0s"},
+		{"key file", func(c *Config) { c.SecretKeyFile = "/nonexistent/key" }, "--cluster.secret-key-file: open /nonexistent/key"},
+		{"probe", func(c *Config) { c.Timers.ProbeTimeout = 2 * time.Second }, "must be shorter than --cluster.probe-interval"},
 		{"ok", func(*Config) {}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := Config{Name: "n", BindAddr: "127.0.0.1:0"}
+			c := DefaultConfig()
+			c.Name, c.BindAddr = "n", "127.0.0.1:0"
 			tc.mutate(&c)
 			_, err := New(c, nil, nil)
 			if tc.err == "" {

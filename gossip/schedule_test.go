@@ -91,7 +91,7 @@ func TestScheduleEmptySpan(t *testing.T) {
 // key has exactly one owner just before and just after the instant.
 func TestFencedJoinSwitchesAtOneInstant(t *testing.T) {
 	lead := func(c *Config) { c.HandoffLead = 2 * time.Second }
-	nodes := startCluster(t, 3, func(c *Config) { c.HandoffLead = -1 })
+	nodes := startCluster(t, 3, func(c *Config) { c.HandoffLead = 0 })
 	joined := time.Now()
 	extra := startNode(t, "node-03", []string{nodes[0].Addr()}, lead)
 	all := append(nodes, extra)

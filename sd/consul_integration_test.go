@@ -46,9 +46,11 @@ func runRegistration(t *testing.T, client *api.Client, id, gossip string) (*Regi
 // renewals, as a crash would.
 func runRegistrationStoppable(t *testing.T, client *api.Client, id, gossip string) (*Registration, *atomic.Bool, func()) {
 	t.Helper()
+	cfg := DefaultRegistrationConfig()
+	cfg.Service, cfg.TTL = "shoal-it", 1500*time.Millisecond
 	r, err := NewRegistration(client, RegistrationOptions{
-		Service: "shoal-it", ID: id, Address: "127.0.0.1", Port: 8080,
-		GossipAddr: gossip, Version: "test", TTL: 1500 * time.Millisecond,
+		RegistrationConfig: cfg, ID: id, Address: "127.0.0.1", Port: 8080,
+		GossipAddr: gossip, Version: "test",
 	}, nil)
 	require.NoError(t, err)
 	require.NoError(t, r.Register(t.Context()))

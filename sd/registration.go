@@ -23,10 +23,10 @@ const (
 	MetaVersion = "version"
 )
 
-// RegistrationOptions describes the agent's own Consul service.
+// RegistrationOptions describes the agent's own Consul service: the
+// flags' RegistrationConfig and what the agent derives from its addresses.
 type RegistrationOptions struct {
-	// Service is the service name all agents share. Required.
-	Service string
+	RegistrationConfig
 	// ID is the service ID, the agent's node name. Required.
 	ID string
 	// Address and Port locate the agent's HTTP endpoint. Port is required.
@@ -37,12 +37,6 @@ type RegistrationOptions struct {
 	GossipAddr string
 	// Version is stored under Meta version.
 	Version string
-	Tags    []string
-	// TTL of the health check; zero means DefaultTTL.
-	TTL time.Duration
-	// DeregisterCriticalServiceAfter; zero means
-	// DefaultDeregisterCriticalServiceAfter.
-	DeregisterCriticalServiceAfter time.Duration
 }
 
 // Registration keeps the agent registered in Consul with a TTL check that
@@ -65,19 +59,12 @@ func NewRegistration(client *api.Client, opts RegistrationOptions, logger *slog.
 		return nil, errors.New("consul service id is required")
 	case opts.Port <= 0 || opts.Port > 65535:
 		return nil, fmt.Errorf("consul service port must be between 1 and 65535, got %d", opts.Port)
-	case opts.TTL < 0:
-		return nil, fmt.Errorf("consul check ttl must not be negative, got %s", opts.TTL)
-	case opts.DeregisterCriticalServiceAfter < 0:
-		return nil, fmt.Errorf("consul deregister critical service after must not be negative, got %s", opts.DeregisterCriticalServiceAfter)
+	}
+	if err := opts.RegistrationConfig.Validate(); err != nil {
+		return nil, err
 	}
 	if _, _, err := net.SplitHostPort(opts.GossipAddr); err != nil {
 		return nil, fmt.Errorf("gossip address must be host:port, got %q: %w", opts.GossipAddr, err)
-	}
-	if opts.TTL == 0 {
-		opts.TTL = DefaultTTL
-	}
-	if opts.DeregisterCriticalServiceAfter == 0 {
-		opts.DeregisterCriticalServiceAfter = DefaultDeregisterCriticalServiceAfter
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -14,7 +14,9 @@ import (
 )
 
 func TestNewRegistrationValidation(t *testing.T) {
-	valid := RegistrationOptions{Service: "shoal", ID: "n1", Port: 8080, GossipAddr: "127.0.0.1:7946"}
+	cfg := DefaultRegistrationConfig()
+	cfg.Service = "shoal"
+	valid := RegistrationOptions{RegistrationConfig: cfg, ID: "n1", Port: 8080, GossipAddr: "127.0.0.1:7946"}
 	tests := []struct {
 		name    string
 		mutate  func(*RegistrationOptions)
@@ -24,7 +26,9 @@ func TestNewRegistrationValidation(t *testing.T) {
 		{"no id", func(o *RegistrationOptions) { o.ID = "" }, "consul service id is required"},
 		{"bad port", func(o *RegistrationOptions) { o.Port = 70000 }, "consul service port must be between 1 and 65535, got 70000"},
 		{"bad gossip addr", func(o *RegistrationOptions) { o.GossipAddr = "nohost" }, `gossip address must be host:port, got "nohost"`},
-		{"negative ttl", func(o *RegistrationOptions) { o.TTL = -time.Second }, "consul check ttl must not be negative, got -1s"},
+		{"negative ttl", func(o *RegistrationOptions) { o.TTL = -time.Second }, "--consul.check-ttl must be at least 1s, got -1s"},
+		{"tiny ttl", func(o *RegistrationOptions) { o.TTL = 2 * time.Nanosecond }, "--consul.check-ttl must be at least 1s, got 2ns"},
+		{"no deregister", func(o *RegistrationOptions) { o.DeregisterCriticalServiceAfter = 0 }, "--consul.deregister-critical-after must be positive, got 0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,9 +81,11 @@ func (a *agentAPI) seen() []string {
 
 func TestRegistrationRegistersAgainWhenLost(t *testing.T) {
 	fake := &agentAPI{}
+	cfg := DefaultRegistrationConfig()
+	cfg.Service, cfg.Tags, cfg.TTL = "shoal", []string{"a"}, time.Hour
 	r, err := NewRegistration(fakeConsul(t, fake.ServeHTTP), RegistrationOptions{
-		Service: "shoal", ID: "n1", Address: "10.0.0.1", Port: 8080,
-		GossipAddr: "10.0.0.1:7946", Version: "v1", Tags: []string{"a"}, TTL: time.Hour,
+		RegistrationConfig: cfg, ID: "n1", Address: "10.0.0.1", Port: 8080,
+		GossipAddr: "10.0.0.1:7946", Version: "v1",
 	}, nil)
 	require.NoError(t, err)
 
@@ -101,7 +107,9 @@ func TestRegistrationRegistersAgainWhenLost(t *testing.T) {
 
 func TestRegistrationErrorsNameTheService(t *testing.T) {
 	client := fakeConsul(t, func(w http.ResponseWriter, _ *http.Request) { fail(w) })
-	r, err := NewRegistration(client, RegistrationOptions{Service: "shoal", ID: "n1", Port: 8080, GossipAddr: "h:1"}, nil)
+	cfg := DefaultRegistrationConfig()
+	cfg.Service = "shoal"
+	r, err := NewRegistration(client, RegistrationOptions{RegistrationConfig: cfg, ID: "n1", Port: 8080, GossipAddr: "h:1"}, nil)
 	require.NoError(t, err)
 	require.ErrorContains(t, r.Register(context.Background()), `register service "shoal" as "n1"`)
 	require.ErrorContains(t, r.Deregister(context.Background()), `deregister service "n1"`)

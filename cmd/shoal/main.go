@@ -42,9 +42,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	terminated := false
 	app.Terminate(func(int) { terminated = true })
 
-	var o agent.Options
 	hostname, _ := os.Hostname()
-	flags := newFlags(app, &o, hostname)
+	o := agent.DefaultOptions(hostname)
+	flags := newFlags(app, &o)
 
 	checkCmd := app.Command("check", "Check resources for validity.")
 	checkConfig := checkCmd.Command("config", "Check that a configuration file is valid (exit 0) or print the error (exit 1).")
@@ -88,29 +88,37 @@ func run(args []string, stdout, stderr io.Writer) int {
 	a, err := agent.New(o, logger, reg)
 	if err != nil {
 		_, _ = fmt.Fprintf(stderr, "shoal: error: %s\n", err)
-		return exitUsage
+		if agent.IsUsageError(err) {
+			return exitUsage
+		}
+		return exitFailure
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// Every SIGINT or SIGTERM is a stop request: the first starts the stop
+	// sequence, each later one cuts its current stage short. SIGHUP reloads.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		for {
 			select {
-			case <-hup:
-				if err := a.Reload(); err != nil {
+			case s := <-sigs:
+				if s != syscall.SIGHUP {
+					logger.Info("received signal", "signal", s)
+					a.Quit()
+				} else if err := a.Reload(); err != nil {
 					logger.Error("SIGHUP reload failed", "err", err)
 				}
-			case <-ctx.Done():
+			case <-done:
 				return
 			}
 		}
 	}()
 
-	logger.Info("starting shoal", "version", version, "node", o.NodeName, "config", o.ConfigFile)
-	if err := a.Run(ctx); err != nil {
+	logger.Info("starting shoal", "version", version, "node", o.Gossip.Name, "config", o.ConfigFile)
+	if err := a.Run(context.Background()); err != nil {
 		logger.Error("shoal stopped", "err", err)
 		return exitFailure
 	}

@@ -39,7 +39,8 @@ func runShoal(args ...string) (int, string, string) {
 
 func TestEveryFlagHasAnEnvTwin(t *testing.T) {
 	app := kingpin.New("shoal", "")
-	newFlags(app, &agent.Options{}, "host")
+	o := agent.DefaultOptions("host")
+	newFlags(app, &o)
 	flags := app.Model().Flags
 	require.NotEmpty(t, flags)
 	seen := map[string]string{}
@@ -103,6 +104,10 @@ func TestBadFlagValues(t *testing.T) {
 		{"register without consul", []string{"--consul.register=shoal"}, "needs --consul.address"},
 		{"missing config", []string{"--config.file=" + filepath.Join(t.TempDir(), "nope.yml")}, "read config file"},
 		{"web address", []string{"--web.listen-address=nohost"}, "--web.listen-address"},
+		{"web config", []string{"--web.config.file=" + filepath.Join(t.TempDir(), "web.yml")}, "--web.config.file"},
+		{"consul ttl too short", []string{"--consul.check-ttl=2ns", "--consul.register=shoal", "--consul.address=127.0.0.1:1"}, "--consul.check-ttl must be at least 1s, got 2ns"},
+		{"weight zero", []string{"--cluster.weight=0"}, "--cluster.weight must be above 0"},
+		{"key file", []string{"--cluster.secret-key-file=" + filepath.Join(t.TempDir(), "key")}, "--cluster.secret-key-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := slices.Clone(tc.args)
@@ -117,6 +122,19 @@ func TestBadFlagValues(t *testing.T) {
 			require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
 		})
 	}
+}
+
+// TestBadFlagsOpenNothing checks that an invalid flag is refused before the
+// WAL directory is created or a port opened.
+func TestBadFlagsOpenNothing(t *testing.T) {
+	cfg := writeFile(t, "shoal.yml", goodConfig)
+	data := filepath.Join(t.TempDir(), "data")
+	code, _, stderr := runShoal("--config.file="+cfg, "--storage.path="+data,
+		"--web.listen-address=127.0.0.1:0", "--cluster.listen-address=127.0.0.1:0",
+		"--web.config.file="+writeFile(t, "web.yml", "tls_server_config: {cert_file: nope}\n"))
+	require.Equal(t, exitUsage, code, stderr)
+	require.Contains(t, stderr, "--web.config.file")
+	require.NoDirExists(t, data, "the WAL must not be opened before the flags are checked")
 }
 
 func TestVersionAndHelp(t *testing.T) {

@@ -1,0 +1,67 @@
+package gossip
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/shoal-dev/shoal/internal/flagext"
+)
+
+// RegisterFlags declares the --cluster.* flags that set c, with c's current
+// values (DefaultConfig) as their defaults.
+func (c *Config) RegisterFlags(app *kingpin.Application) {
+	t := &c.Timers
+	flagext.String(app, "cluster.name", "Cluster name: agents only gossip with agents of the same name.", &c.ClusterName)
+	flagext.String(app, "cluster.node-name", "Unique name of this agent in the cluster. Keep it across restarts.", &c.Name)
+	flagext.String(app, "cluster.listen-address", "Address to listen on for gossip (TCP and UDP).", &c.BindAddr)
+	flagext.String(app, "cluster.advertise-address", "Address peers use to reach this agent's gossip port (IP:port); default derived from the listen address.", &c.AdvertiseAddr)
+	flagext.String(app, "cluster.secret-key-file", "File holding a 16, 24 or 32-byte key (raw or base64, e.g. `openssl rand -base64 32`) that encrypts gossip; agents with another key cannot join.", &c.SecretKeyFile)
+	flagext.Int(app, "cluster.replication-factor", fmt.Sprintf("How many agents scrape each target (1-%d). Use with a deduplicating backend.", MaxReplicationFactor), &c.ReplicationFactor)
+	flagext.Duration(app, "cluster.rejoin-interval", "How often to re-resolve --cluster.join and join peers that are not members, which merges a healed partition. 0 disables.", &c.RejoinInterval)
+	flagext.Float(app, "cluster.weight", fmt.Sprintf("Share of targets relative to other agents (e.g. 2 on an agent twice as large), above 0 and at most %d.", maxWeight), &c.Weight)
+	flagext.Duration(app, "cluster.probe-interval", "Gossip failure-detection probe interval.", &t.ProbeInterval)
+	flagext.Duration(app, "cluster.probe-timeout", "Gossip probe timeout (must be below the probe interval).", &t.ProbeTimeout)
+	flagext.Duration(app, "cluster.gossip-interval", "Interval between gossip rounds.", &t.GossipInterval)
+	flagext.Duration(app, "cluster.pushpull-interval", "Interval between full state syncs with a random peer.", &t.PushPullInterval)
+	flagext.Duration(app, "cluster.handoff-lead", "How far ahead ownership changes (an agent joining or leaving) are announced; every agent switches each target at that instant, so the new owner must be scraping by then. Must exceed gossip propagation plus a second or two. 0 switches when the news arrives.", &c.HandoffLead)
+}
+
+// secretKey returns the key: SecretKey, or the key read from SecretKeyFile.
+func (c *Config) secretKey() ([]byte, error) {
+	if len(c.SecretKey) > 0 || c.SecretKeyFile == "" {
+		switch len(c.SecretKey) {
+		case 0, 16, 24, 32:
+			return c.SecretKey, nil
+		}
+		return nil, fmt.Errorf("cluster secret key must be 16, 24 or 32 bytes (AES-128/192/256), got %d bytes", len(c.SecretKey))
+	}
+	b, err := os.ReadFile(c.SecretKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster.secret-key-file: %w", err)
+	}
+	key, err := decodeKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("--cluster.secret-key-file %s: %w", c.SecretKeyFile, err)
+	}
+	return key, nil
+}
+
+// decodeKey accepts the gossip encryption key as base64 (as `openssl rand
+// -base64 32` prints it, and as memberlist tools use) or as raw bytes.
+func decodeKey(s string) ([]byte, error) {
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		switch len(b) {
+		case 16, 24, 32:
+			return b, nil
+		}
+	}
+	switch len(s) {
+	case 16, 24, 32:
+		return []byte(s), nil
+	}
+	return nil, fmt.Errorf("key must be 16, 24 or 32 bytes, raw or base64-encoded (e.g. `openssl rand -base64 32`), got %d characters", len(s))
+}
