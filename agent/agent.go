@@ -359,4 +359,3 @@ func (a *Agent) membershipChanged(peers []gossip.Peer, r *ring.Ring) {
 	a.moves.membership(peers, r, a.scraper.Filter().Targets(), a.opts.Gossip.ReplicationFactor)
 	a.scraper.Filter().Notify()
 }
-

@@ -105,7 +105,9 @@ func (a *Agent) stopStages(failed bool, web, node, disc, scrape, reg, peers *act
 		announce, deadline = a.announceRestart, a.opts.Stop.HandoffTimeout
 	}
 	if failed {
-		announce = func(context.Context) error { return errors.New("skipped after a failure: peers take over when they notice this agent is gone") }
+		announce = func(context.Context) error {
+			return errors.New("skipped after a failure: peers take over when they notice this agent is gone")
+		}
 	}
 	return []stage{
 		{"announce", deadline, announce},

@@ -100,7 +100,7 @@ remote_write:
 	require.NoError(t, err)
 
 	reg := prometheus.NewRegistry()
-	s, err := OpenStorage(nil, reg, StorageConfig{Path: t.TempDir(), FlushDeadline: 5*time.Second}, cfg.Config)
+	s, err := OpenStorage(nil, reg, StorageConfig{Path: t.TempDir(), FlushDeadline: 5 * time.Second}, cfg.Config)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, s.Close()) }()
 
