@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // issuedPorts remembers every port handed out in this test binary, so that two
@@ -26,14 +25,16 @@ const maxPortAttempts = 200
 // DNS and Serf ports need both) and that no other caller in this test binary
 // has been given. The port is released before it returns, so another process
 // can still take it; that race is accepted for tests.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	return freePorts(tb, 1)[0]
+func FreePort() (int, error) {
+	p, err := FreePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return p[0], nil
 }
 
-// freePorts returns n distinct free ports; see FreePort.
-func freePorts(tb testing.TB, n int) []int {
-	tb.Helper()
+// FreePorts returns n distinct free ports; see FreePort.
+func FreePorts(n int) ([]int, error) {
 	issuedPorts.Lock()
 	defer issuedPorts.Unlock()
 
@@ -48,9 +49,9 @@ func freePorts(tb testing.TB, n int) []int {
 	}()
 	for attempt := 0; len(ports) < n; attempt++ {
 		if attempt >= maxPortAttempts {
-			tb.Fatalf("testenv: no free loopback port after %d attempts", maxPortAttempts)
+			return nil, fmt.Errorf("no free loopback port after %d attempts", maxPortAttempts)
 		}
-		l, err := net.Listen("tcp", loopback(candidatePort()))
+		l, err := net.Listen("tcp", Loopback(candidatePort()))
 		if err != nil {
 			continue // taken: try another candidate
 		}
@@ -67,7 +68,7 @@ func freePorts(tb testing.TB, n int) []int {
 		issuedPorts.m[port] = true
 		ports = append(ports, port)
 	}
-	return ports
+	return ports, nil
 }
 
 // Ports are drawn below the kernel's ephemeral range: a port from that range
@@ -103,7 +104,7 @@ func ephemeralLow() int {
 	return lo
 }
 
-// loopback returns "127.0.0.1:port".
-func loopback(port int) string {
+// Loopback returns "127.0.0.1:port".
+func Loopback(port int) string {
 	return net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
 }
