@@ -22,6 +22,7 @@ type Group struct {
 	seq    int
 	stops []func() error
 	procs []*Process
+	notes []func() string
 }
 
 // NewGroup returns a Group whose directories are made under dir, which
@@ -78,6 +79,14 @@ func (g *Group) NewProcess(name, bin, logPath string) *Process {
 	return p
 }
 
+// Note registers describe, whose text LogTails adds after the logs: what
+// else a failure should show, such as Consul's failing checks.
+func (g *Group) Note(describe func() string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.notes = append(g.notes, describe)
+}
+
 // Close runs the registered stops, last first, and returns their errors.
 // A second Close does nothing.
 func (g *Group) Close() error {
@@ -96,11 +105,14 @@ func (g *Group) Close() error {
 // line, for a failed test or command.
 func (g *Group) LogTails() string {
 	g.mu.Lock()
-	procs := slices.Clone(g.procs)
+	procs, notes := slices.Clone(g.procs), slices.Clone(g.notes)
 	g.mu.Unlock()
 	var b strings.Builder
 	for _, p := range procs {
 		fmt.Fprintf(&b, "testenv: %s log (%s), last %d KiB:\n%s\n", p.Name(), p.LogPath(), logTailBytes>>10, p.LogTail())
+	}
+	for _, n := range notes {
+		b.WriteString(n())
 	}
 	return b.String()
 }
