@@ -98,7 +98,7 @@ func NewAgent(g *testenv.Group, opts AgentOptions) (*Agent, error) {
 	}
 	for _, p := range []*int{&opts.WebPort, &opts.GossipPort} {
 		if *p == 0 {
-			if *p, err = testenv.FreePort(); err != nil {
+			if *p, err = testenv.Port(); err != nil {
 				return nil, err
 			}
 		}

@@ -51,13 +51,11 @@ func StartEnv(ctx context.Context, g *testenv.Group, opts EnvOptions) (*Env, err
 	}
 	e := &Env{Group: g}
 	var err error
-	if e.Consul, err = testenv.StartConsul(ctx, g, testenv.ConsulOptions{}); err != nil {
+	if e.Consul, err = testenv.RunConsul(ctx, g, testenv.ConsulOptions{}); err != nil {
 		return nil, err
 	}
-	if e.ConsulClient, err = e.Consul.Client(); err != nil {
-		return nil, err
-	}
-	if e.Receiver, err = testenv.StartReceiver(ctx, g, opts.Receiver); err != nil {
+	e.ConsulClient = e.Consul.Client()
+	if e.Receiver, err = testenv.RunReceiver(ctx, g, opts.Receiver); err != nil {
 		return nil, err
 	}
 	if e.Farm, err = StartFarm(ctx, g, e.ConsulClient, farm.Config{Targets: opts.Targets, Unhealthy: opts.Unhealthy}); err != nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 )
 
@@ -23,9 +22,9 @@ func (e *Env) StopConsul() error {
 }
 
 // StartConsul releases Consul's ports and starts it again.
-func (e *Env) StartConsul(ctx context.Context) error {
+func (e *Env) StartConsul() error {
 	release(&e.holdConsul)
-	return e.Consul.Start(ctx)
+	return e.Consul.Start()
 }
 
 // StopReceiver stops the receiver and holds its port until StartReceiver.
@@ -39,9 +38,9 @@ func (e *Env) StopReceiver() error {
 }
 
 // StartReceiver releases the receiver's port and starts it again.
-func (e *Env) StartReceiver(ctx context.Context) error {
+func (e *Env) StartReceiver() error {
 	release(&e.holdReceiver)
-	return e.Receiver.Start(ctx)
+	return e.Receiver.Start()
 }
 
 func (e *Env) hold(ports []int) (func(), error) {

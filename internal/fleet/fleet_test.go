@@ -142,7 +142,7 @@ func receiverDown(t *testing.T, f *Fleet, p plan) {
 	f.Step("restart "+victim.Name+" while the receiver is down", func() { f.Restart(victim) })
 	f.Sleep(time.Until(down.Add(p.Outage)))
 	f.Mark("receiver up")
-	require.NoError(t, f.Env.StartReceiver(t.Context()))
+	require.NoError(t, f.Env.StartReceiver())
 	f.Settle(p.Settle)
 }
 
@@ -151,7 +151,7 @@ func consulDown(t *testing.T, f *Fleet, p plan) {
 	f.Mark("consul down")
 	require.NoError(t, f.Env.StopConsul())
 	f.Sleep(p.Outage)
-	f.Step("start consul again", func() { require.NoError(t, f.Env.StartConsul(t.Context())) })
+	f.Step("start consul again", func() { require.NoError(t, f.Env.StartConsul()) })
 	f.Settle(2 * p.Settle)
 }
 

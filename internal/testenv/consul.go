@@ -36,10 +36,10 @@ type Consul struct {
 	// WAN, server RPC, gRPC).
 	Ports []int
 
-	g    *Group
-	proc *Process
-	node string
-	args []string
+	client *api.Client
+	proc   *Process
+	node   string
+	args   []string
 }
 
 // ConsulOptions configures StartConsul; the zero value picks free ports.
@@ -53,10 +53,10 @@ type ConsulOptions struct {
 	UI bool
 }
 
-// StartConsul starts `consul agent -dev` on loopback ports and waits until
+// RunConsul starts `consul agent -dev` on loopback ports and waits until
 // its HTTP API answers, a leader is elected and the agent's node is in the
 // catalog. Closing g stops it.
-func StartConsul(ctx context.Context, g *Group, opts ConsulOptions) (*Consul, error) {
+func RunConsul(ctx context.Context, g *Group, opts ConsulOptions) (*Consul, error) {
 	bin, err := ConsulBinary.Find()
 	if err != nil {
 		return nil, err
@@ -101,7 +101,6 @@ func StartConsul(ctx context.Context, g *Group, opts ConsulOptions) (*Consul, er
 		DataDir: dataDir,
 		LogPath: filepath.Join(dir, "consul.log"),
 		Ports:   p,
-		g:       g,
 		node:    opts.NodeName,
 		args: []string{
 			"agent", "-dev",
@@ -117,14 +116,22 @@ func StartConsul(ctx context.Context, g *Group, opts ConsulOptions) (*Consul, er
 	if opts.UI {
 		c.args = append(c.args, "-ui")
 	}
+	cl, err := c.newClient()
+	if err != nil {
+		return nil, err
+	}
+	c.client = cl.Client
+	g.OnClose(func() error { cl.closeIdle(); return nil })
 	c.proc = g.NewProcess("consul", bin, c.LogPath)
 	g.OnClose(c.Stop)
-	return c, c.Start(ctx)
+	return c, c.start(ctx)
 }
 
 // Start starts the agent again after Stop, on the same ports and data
-// directory, and waits until it is ready as StartConsul does.
-func (c *Consul) Start(ctx context.Context) error {
+// directory, and waits until it is ready as RunConsul does.
+func (c *Consul) Start() error { return c.start(context.Background()) }
+
+func (c *Consul) start(ctx context.Context) error {
 	if err := c.proc.Start(c.args); err != nil {
 		return err
 	}
@@ -167,14 +174,7 @@ func (c *Consul) Stop() error {
 
 // Client returns a Consul API client for the agent. Its idle connections are
 // closed when the group closes, so it leaks no goroutines into goleak's view.
-func (c *Consul) Client() (*api.Client, error) {
-	cl, err := c.newClient()
-	if err != nil {
-		return nil, err
-	}
-	c.g.OnClose(func() error { cl.closeIdle(); return nil })
-	return cl.Client, nil
-}
+func (c *Consul) Client() *api.Client { return c.client }
 
 // consulClient is an API client together with its transport, which the api
 // package does not hand back.

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // Group owns what the harness starts: the directories it makes under one
@@ -18,8 +17,8 @@ import (
 type Group struct {
 	dir string
 
-	mu     sync.Mutex
-	seq    int
+	mu    sync.Mutex
+	seq   int
 	stops []func() error
 	procs []*Process
 	notes []func() string
@@ -28,23 +27,6 @@ type Group struct {
 // NewGroup returns a Group whose directories are made under dir, which
 // must exist.
 func NewGroup(dir string) *Group { return &Group{dir: dir} }
-
-// ForTest returns a Group for tb: its directories are under tb.TempDir()
-// and tb.Cleanup closes it, failing the test when a stop fails. When the
-// test has failed, the tails of every process' log are logged first.
-func ForTest(tb testing.TB) *Group {
-	tb.Helper()
-	g := NewGroup(tb.TempDir())
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Log(g.LogTails())
-		}
-		if err := g.Close(); err != nil {
-			tb.Errorf("testenv: %v", err)
-		}
-	})
-	return g
-}
 
 // Dir makes a new directory for name under the group's root.
 func (g *Group) Dir(name string) (string, error) {

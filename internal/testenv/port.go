@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // issuedPorts remembers every port handed out in this test binary, so that two
@@ -21,11 +22,22 @@ var issuedPorts = struct {
 // UDP and not yet issued; a handful of attempts is plenty on a loopback.
 const maxPortAttempts = 200
 
-// FreePort returns a loopback port that was free for both TCP and UDP (Consul's
+// FreePort, for tests, returns a loopback port that was free for both TCP and UDP (Consul's
 // DNS and Serf ports need both) and that no other caller in this test binary
 // has been given. The port is released before it returns, so another process
-// can still take it; that race is accepted for tests.
-func FreePort() (int, error) {
+// can still take it; that race is accepted for tests. It fails tb when there
+// is none. Code that returns errors calls FreePorts.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	p, err := FreePorts(1)
+	if err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
+	return p[0]
+}
+
+// Port returns one port as FreePort does, or an error.
+func Port() (int, error) {
 	p, err := FreePorts(1)
 	if err != nil {
 		return 0, err

@@ -14,7 +14,7 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 )
 
-// ReceiverOptions configures StartReceiver. The zero value is the default
+// ReceiverOptions configures RunReceiver. The zero value is the default
 // setup: out-of-order samples are rejected, as they are by a stock
 // Prometheus, and nothing is scraped.
 type ReceiverOptions struct {
@@ -49,9 +49,9 @@ type Receiver struct {
 	transport *http.Transport
 }
 
-// StartReceiver starts Prometheus as a remote-write receiver on a loopback
+// RunReceiver starts Prometheus as a remote-write receiver on a loopback
 // port and waits until /-/ready answers 200. Closing g stops it.
-func StartReceiver(ctx context.Context, g *Group, opts ReceiverOptions) (*Receiver, error) {
+func RunReceiver(ctx context.Context, g *Group, opts ReceiverOptions) (*Receiver, error) {
 	bin, err := PrometheusBinary.Find()
 	if err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func StartReceiver(ctx context.Context, g *Group, opts ReceiverOptions) (*Receiv
 	}
 	port := opts.Port
 	if port == 0 {
-		if port, err = FreePort(); err != nil {
+		if port, err = Port(); err != nil {
 			return nil, err
 		}
 	}
@@ -97,12 +97,14 @@ func StartReceiver(ctx context.Context, g *Group, opts ReceiverOptions) (*Receiv
 	}, opts.ExtraArgs...)
 	r.proc = g.NewProcess("prometheus", bin, r.LogPath)
 	g.OnClose(r.Stop)
-	return r, r.Start(ctx)
+	return r, r.start(ctx)
 }
 
 // Start starts the server again after Stop, on the same port and data
 // directory, and waits until it is ready.
-func (r *Receiver) Start(ctx context.Context) error {
+func (r *Receiver) Start() error { return r.start(context.Background()) }
+
+func (r *Receiver) start(ctx context.Context) error {
 	if err := r.proc.Start(r.args); err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 func TestFreePort(t *testing.T) {
 	seen := map[int]bool{}
 	for range 20 {
-		p, err := FreePort()
+		p, err := Port()
 		require.NoError(t, err)
 		require.False(t, seen[p], "port %d handed out twice", p)
 		seen[p] = true
@@ -98,10 +98,9 @@ func TestProcessPidNotRunning(t *testing.T) {
 func TestConsul(t *testing.T) {
 	t.Parallel()
 	SkipWithout(t, ConsulBinary)
-	c, err := StartConsul(t.Context(), ForTest(t), ConsulOptions{})
+	c, err := RunConsul(t.Context(), ForTest(t), ConsulOptions{})
 	require.NoError(t, err)
-	client, err := c.Client()
-	require.NoError(t, err)
+	client := c.Client()
 
 	leader, err := client.Status().Leader()
 	require.NoError(t, err)
@@ -128,7 +127,7 @@ func TestConsul(t *testing.T) {
 
 	// Back on the same address; the agent restores its services from its
 	// data directory and syncs them into the new catalog.
-	require.NoError(t, c.Start(t.Context()))
+	require.NoError(t, c.Start())
 	waitForService()
 }
 
@@ -136,7 +135,7 @@ func TestReceiver(t *testing.T) {
 	t.Parallel()
 	SkipWithout(t, PrometheusBinary)
 	ctx := t.Context()
-	r, err := StartReceiver(ctx, ForTest(t), ReceiverOptions{})
+	r, err := RunReceiver(ctx, ForTest(t), ReceiverOptions{})
 	require.NoError(t, err)
 	now := time.Now()
 
@@ -236,7 +235,7 @@ func TestReceiver(t *testing.T) {
 	require.NoError(t, r.Stop())
 	_, err = r.Query(ctx, "up", now)
 	require.Error(t, err)
-	require.NoError(t, r.Start(ctx))
+	require.NoError(t, r.Start())
 	requireRaw()
 }
 
