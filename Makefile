@@ -54,11 +54,13 @@ bench-ring:
 	$(GO) test -run '^$$' -bench 'Owner|Recompute' ./gossip/ring/
 	$(GO) test -run '^$$' -bench 'Convergence|NoFalseDeath' -benchtime 1x -timeout 20m ./gossip/
 
-# demo runs a demo fleet on loopback from local binaries (hack/demo.sh):
+# demo runs a demo fleet on loopback from local binaries (cmd/shoal-demo):
 # Consul, a target farm, a Prometheus receiver and three agents, until Ctrl-C.
 # DEMO_DURATION=30 make demo stops after 30 s and fails unless it worked.
-demo:
-	hack/demo.sh
+demo: deps
+	$(GO) build -o $(BIN)/shoal ./cmd/shoal
+	$(GO) build -o $(BIN)/shoal-demo ./cmd/shoal-demo
+	$(BIN)/shoal-demo -shoal $(BIN)/shoal
 
 # docker builds the Dockerfile's runtime stages from host-built binaries (no
 # registry needed) and checks readiness and clustering of the containers
