@@ -64,10 +64,10 @@ demo: deps
 
 # docker builds the Dockerfile's runtime stages from host-built binaries (no
 # registry needed) and checks readiness and clustering of the containers
-# (hack/docker-test.sh, about a minute). For a release image with the golang
+# (internal/dockertest, a Go test that drives the docker CLI; about two minutes). For a release image with the golang
 # builder stage: docker build -t shoal . && docker build --target farm -t shoal-farm .
 docker:
-	hack/docker-test.sh
+	$(GO) test -count=1 -v -timeout 15m -run TestDockerImage ./internal/dockertest/
 
 # fleet runs the fleet-continuity scenarios (internal/fleet) in their long
 # version: 60 targets at a 5 s interval, scale out and in, rolling restart
