@@ -64,8 +64,8 @@ demo: deps
 
 # docker builds the Dockerfile's runtime stages from host-built binaries (no
 # registry needed) and checks readiness and clustering of the containers
-# (internal/dockertest, a Go test that drives the docker CLI; about two minutes). For a release image with the golang
-# builder stage: docker build -t shoal . && docker build --target farm -t shoal-farm .
+# (internal/dockertest, a Go test that drives the docker CLI; about two
+# minutes). For a release image with the golang builder stage: docker build -t shoal . && docker build --target farm -t shoal-farm .
 docker:
 	$(GO) test -count=1 -v -timeout 15m -run TestDockerImage ./internal/dockertest/
 

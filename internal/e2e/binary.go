@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -50,6 +52,15 @@ func SkipUnlessIntegration(tb testing.TB) {
 	if _, err := Binary(); err != nil {
 		tb.Fatalf("e2e: %v", err)
 	}
+}
+
+// VerifyTestMain runs a package's tests under goleak and removes the
+// binary Binary built once they are over; call it from TestMain.
+func VerifyTestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		RemoveBinary()
+		os.Exit(code)
+	}))
 }
 
 // RemoveBinary deletes the binary Binary built, if any. Call it once the
