@@ -54,18 +54,20 @@ bench-ring:
 	$(GO) test -run '^$$' -bench 'Owner|Recompute' ./gossip/ring/
 	$(GO) test -run '^$$' -bench 'Convergence|NoFalseDeath' -benchtime 1x -timeout 20m ./gossip/
 
-# demo runs a demo fleet on loopback from local binaries (hack/demo.sh):
+# demo runs a demo fleet on loopback from local binaries (cmd/shoal-demo):
 # Consul, a target farm, a Prometheus receiver and three agents, until Ctrl-C.
 # DEMO_DURATION=30 make demo stops after 30 s and fails unless it worked.
-demo:
-	hack/demo.sh
+demo: deps
+	$(GO) build -o $(BIN)/shoal ./cmd/shoal
+	$(GO) build -o $(BIN)/shoal-demo ./cmd/shoal-demo
+	$(BIN)/shoal-demo -shoal $(BIN)/shoal
 
 # docker builds the Dockerfile's runtime stages from host-built binaries (no
 # registry needed) and checks readiness and clustering of the containers
-# (hack/docker-test.sh, about a minute). For a release image with the golang
-# builder stage: docker build -t shoal . && docker build --target farm -t shoal-farm .
+# (internal/dockertest, a Go test that drives the docker CLI; about two
+# minutes). For a release image with the golang builder stage: docker build -t shoal . && docker build --target farm -t shoal-farm .
 docker:
-	hack/docker-test.sh
+	$(GO) test -count=1 -v -timeout 15m -run TestDockerImage ./internal/dockertest/
 
 # fleet runs the fleet-continuity scenarios (internal/fleet) in their long
 # version: 60 targets at a 5 s interval, scale out and in, rolling restart

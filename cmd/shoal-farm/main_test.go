@@ -41,6 +41,7 @@ func TestBadArguments(t *testing.T) {
 // TestRunWithConsul runs the command in-process: it prints its targets,
 // registers them, and on SIGINT deregisters and exits 0.
 func TestRunWithConsul(t *testing.T) {
+	testenv.SkipWithout(t, testenv.ConsulBinary)
 	c := testenv.StartConsul(t)
 	client := c.Client()
 

@@ -96,8 +96,8 @@ func (c Config) Validate() error {
 // farm, shared by every run.
 type Bench struct {
 	cfg Config
-	dir string // processes' directories and logs
-	st  *testenv.Standalone
+	dir string         // processes' directories and logs
+	g   *testenv.Group // every process of the benchmark
 
 	consul  *testenv.Consul
 	cc      *api.Client
@@ -124,9 +124,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	b := &Bench{cfg: cfg, dir: dir, st: testenv.NewStandalone(dir, cfg.Stderr)}
+	b := &Bench{cfg: cfg, dir: dir, g: testenv.NewGroup(dir)}
 	defer func() {
-		err = errors.Join(err, b.st.Close())
+		err = errors.Join(err, b.g.Close())
 		if err == nil {
 			_ = os.RemoveAll(dir)
 		} else {
@@ -169,13 +169,6 @@ func (b *Bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.cfg.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-// freePort returns a free loopback port (testenv.FreePort).
-func (b *Bench) freePort() (int, error) {
-	var p int
-	err := b.st.Run(func() { p = testenv.FreePort(b.st) })
-	return p, err
-}
-
 // startEnv starts Consul, the receiver and the farm, and registers the
 // single runs' targets.
 func (b *Bench) startEnv(ctx context.Context) error {
@@ -183,11 +176,12 @@ func (b *Bench) startEnv(ctx context.Context) error {
 		return err
 	}
 	b.logf("starting consul and the receiver")
-	if err := b.st.Run(func() {
-		b.consul = testenv.StartConsul(b.st)
-		b.cc = b.consul.Client()
-		b.rcv = testenv.StartReceiver(b.st, testenv.ReceiverOptions{})
-	}); err != nil {
+	var err error
+	if b.consul, err = testenv.RunConsul(ctx, b.g, testenv.ConsulOptions{}); err != nil {
+		return err
+	}
+	b.cc = b.consul.Client()
+	if b.rcv, err = testenv.RunReceiver(ctx, b.g, testenv.ReceiverOptions{}); err != nil {
 		return err
 	}
 	n := b.cfg.Targets
@@ -204,23 +198,46 @@ func (b *Bench) startEnv(ctx context.Context) error {
 		return err
 	}
 	b.farm = f
-	b.st.Cleanup(func() { _ = f.Close() })
+	b.g.OnClose(f.Close)
 	for _, t := range f.Targets() {
 		b.targets = append(b.targets, Instance{ID: t.ID, Addr: t.Addr})
 	}
 	return RegisterInstances(ctx, b.cc, nodeSingle, serviceSingle, b.targets[:b.cfg.Targets])
 }
 
-// scrapeConfig is the configuration of a run labelled label.
-func (b *Bench) scrapeConfig(label string, interval time.Duration, services ...string) ScrapeConfig {
-	return ScrapeConfig{
-		Interval:       interval,
-		ConsulAddr:     b.consul.Addr,
-		Services:       services,
-		RemoteWriteURL: b.rcv.RemoteWriteURL,
-		ExternalLabels: map[string]string{RunLabel: label},
+// Prometheus' own defaults, which every run keeps.
+const (
+	promSDRefresh         = 30 * time.Second
+	promBatchSendDeadline = 5 * time.Second
+)
+
+// scrapeConfig is the configuration of a run labelled label: one job that
+// discovers targets in Consul and keeps the passing ones, as in the demo
+// and the end-to-end tests, with Prometheus' defaults for discovery and
+// remote write. The scrape timeout is the interval: Prometheus refuses a
+// longer one and the default (10 s) is longer than the default interval of
+// the benchmark. shoal and Prometheus read the same file; vmagent gets it
+// without remote_write and external_labels, which it takes as flags.
+func (b *Bench) scrapeConfig(label string, interval time.Duration, services ...string) testenv.PromConfig {
+	return testenv.PromConfig{
+		ScrapeInterval:    interval,
+		ScrapeTimeout:     interval,
+		Job:               Job,
+		ConsulAddr:        b.consul.Addr,
+		Services:          services,
+		SDRefresh:         promSDRefresh,
+		RemoteWriteURL:    b.rcv.RemoteWriteURL,
+		BatchSendDeadline: promBatchSendDeadline,
+		ExternalLabels:    map[string]string{RunLabel: label},
 	}
 }
+
+// Job is the job name of the one scrape config every run uses.
+const Job = "farm"
+
+// RunLabel is the external label that keeps each run's samples apart at
+// the receiver; its value is "<run>-<repetition>".
+const RunLabel = "run"
 
 // repeat runs the repeated runs Count times, interleaved, printing each
 // result's raw line as it comes.
@@ -255,12 +272,12 @@ func (b *Bench) runOnce(ctx context.Context, run string, rep int) (Result, error
 	r := Result{Run: run, Rep: rep, Label: label, Agents: 1, Targets: b.cfg.Targets, Interval: b.cfg.Interval}
 	cfg := b.scrapeConfig(label, b.cfg.Interval, serviceSingle)
 	var (
-		p   *process
+		p   *subject
 		err error
 	)
 	switch run {
 	case RunShoal:
-		p, err = b.newShoal(b.cfg.ShoalBin, label, cfg, shoalOptions{cluster: "bench-" + label})
+		p, err = b.newShoal(b.cfg.ShoalBin, label, cfg, "")
 	case RunPrometheus:
 		p, err = b.newPrometheusAgent(label, cfg)
 	case RunVMAgent:
@@ -277,6 +294,6 @@ func (b *Bench) runOnce(ctx context.Context, run string, rep int) (Result, error
 	if err := p.start(ctx); err != nil {
 		return r, err
 	}
-	err = b.measure(ctx, &r, []*process{p})
+	err = b.measure(ctx, &r, []*subject{p})
 	return r, err
 }

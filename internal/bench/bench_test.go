@@ -75,9 +75,11 @@ func TestNonOwnedResultLine(t *testing.T) {
 // only in their command lines.
 func TestRun(t *testing.T) {
 	// Skip for a missing binary before building shoal.
-	prom := testenv.FindBinary(t, "prometheus", testenv.EnvPrometheusBin)
-	testenv.FindBinary(t, "consul", testenv.EnvConsulBin)
-	shoal := e2e.Binary(t)
+	e2e.SkipUnlessIntegration(t)
+	prom, err := testenv.PrometheusBinary.Find()
+	require.NoError(t, err)
+	shoal, err := e2e.Binary()
+	require.NoError(t, err)
 	goBin, _ := exec.LookPath("go")
 	root, err := testenv.RepoRoot()
 	require.NoError(t, err)

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/e2e"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // convergeTimeout bounds how long a new cluster may take until every agent
@@ -22,7 +25,7 @@ var placeholder = Instance{ID: placeholderID, Addr: "127.0.0.2:9"}
 
 // cluster is a running set of shoal agents.
 type cluster struct {
-	agents []*process
+	agents []*subject
 	// pprof are the agents' pprof addresses, when built with the overlay.
 	pprof []string
 }
@@ -39,52 +42,39 @@ func (c *cluster) stop() error {
 }
 
 // startCluster starts n shoal agents named <name>-<i> in their own
-// cluster, each joining the first, and waits until they agree. With
+// cluster with e2e's cluster helper, and waits until they agree. With
 // withPprof, bin must be built with the pprof overlay.
-func (b *Bench) startCluster(ctx context.Context, bin, name string, n int, cfg ScrapeConfig, withPprof bool) (*cluster, error) {
+func (b *Bench) startCluster(ctx context.Context, bin, name string, n int, cfg testenv.PromConfig, withPprof bool) (*cluster, error) {
 	c := &cluster{}
-	var join []string
-	for i := range n {
-		o := shoalOptions{cluster: "bench-" + name, join: join}
-		if withPprof {
-			port, err := b.freePort()
+	if withPprof {
+		for range n {
+			port, err := testenv.Port()
 			if err != nil {
 				return c, err
 			}
-			o.pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
-			c.pprof = append(c.pprof, o.pprofAddr)
-		}
-		a, err := b.newShoal(bin, fmt.Sprintf("%s-%d", name, i), cfg, o)
-		if err != nil {
-			return c, err
-		}
-		c.agents = append(c.agents, a)
-		if err := a.start(ctx); err != nil {
-			return c, err
-		}
-		if i == 0 {
-			join = []string{a.gossip}
+			c.pprof = append(c.pprof, testenv.Loopback(port))
 		}
 	}
-	err := waitFor(ctx, convergeTimeout, fmt.Sprintf("%d agents of %s to agree", n, name), c.agents,
+	base := shoalOptions(bin, name, cfg, "")
+	agents, err := e2e.StartCluster(ctx, b.g, n, base, func(i int, o *e2e.AgentOptions) {
+		if withPprof {
+			o.ExtraArgs = append(o.ExtraArgs, pprofFlag+"="+c.pprof[i])
+		}
+	})
+	for _, a := range agents {
+		c.agents = append(c.agents, agentSubject(a))
+	}
+	if err != nil {
+		return c, err
+	}
+	err = waitFor(ctx, convergeTimeout, fmt.Sprintf("%d agents of %s to agree", n, name), c.agents,
 		func(ctx context.Context) (bool, error) {
 			for _, a := range c.agents {
-				var m struct {
-					Agree   bool `json:"agree"`
-					Members []struct {
-						State string `json:"state"`
-					} `json:"members"`
-				}
-				if err := a.getAPI(ctx, "/api/v1/cluster/members", &m); err != nil {
+				m, err := a.api.Members(ctx)
+				if err != nil {
 					return false, err
 				}
-				active := 0
-				for _, mem := range m.Members {
-					if mem.State == "active" {
-						active++
-					}
-				}
-				if !m.Agree || active != n {
+				if active := len(m.Active()); !m.Agree || active != n {
 					return false, fmt.Errorf("%s sees %d active members (agree=%v), want %d", a.name, active, m.Agree, n)
 				}
 			}

@@ -41,7 +41,7 @@ type memReading struct {
 
 // readMemory takes heapReadings readings of an agent and returns their
 // medians. pprofAddr may be empty.
-func readMemory(ctx context.Context, p *process, pprofAddr string) (memReading, error) {
+func readMemory(ctx context.Context, p *subject, pprofAddr string) (memReading, error) {
 	var heap, inuse, rss []float64
 	for i := range heapReadings {
 		if i > 0 {
@@ -64,7 +64,7 @@ func readMemory(ctx context.Context, p *process, pprofAddr string) (memReading, 
 			heap = append(heap, m["go_memstats_heap_inuse_bytes"])
 		}
 		inuse = append(inuse, m["go_memstats_heap_inuse_bytes"])
-		pm, err := ReadMemory(p.proc.Pid())
+		pm, err := ReadMemory(p.Pid())
 		if err != nil {
 			return memReading{}, err
 		}
@@ -115,16 +115,11 @@ func waitTargets(ctx context.Context, c *cluster, discovered, owned int) error {
 }
 
 // ownedInstances lists the targets an agent scrapes.
-func ownedInstances(ctx context.Context, a *process) ([]Instance, error) {
-	var out struct {
-		ActiveTargets []struct {
-			Labels map[string]string `json:"labels"`
-		} `json:"activeTargets"`
-	}
-	if err := a.getAPI(ctx, "/api/v1/targets?state=active", &out); err != nil {
+func ownedInstances(ctx context.Context, a *subject) ([]Instance, error) {
+	ts, err := a.api.ActiveTargets(ctx)
+	if err != nil {
 		return nil, err
 	}
-	ts := out.ActiveTargets
 	ins := make([]Instance, 0, len(ts))
 	for _, t := range ts {
 		ins = append(ins, Instance{ID: t.Labels["target"], Addr: t.Labels["instance"]})

@@ -2,15 +2,13 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/e2e"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -34,216 +32,120 @@ var (
 	vmagentBytesMetrics = []string{"vmagent_remotewrite_bytes_sent_total"}
 )
 
-// process is one process under test: a shoal agent, a Prometheus agent or
-// a vmagent, on loopback ports, in its own directory.
-type process struct {
+// subject is what a run measures: the harness' process (a shoal agent's is
+// its e2e.Agent's), where its HTTP server is and which of its counters
+// count remote-write bytes.
+type subject struct {
+	*testenv.Process
 	name string
 	// url is the base URL of its HTTP server.
-	url string
-	// gossip is a shoal agent's gossip address.
-	gossip string
-	// readyPath answers 200 once the process is ready.
-	readyPath    string
+	url          string
 	bytesMetrics []string
-	dir          string
-	logPath      string
-	args         []string
-	proc         *testenv.Process
-	hc           *http.Client
-}
-
-// newProcess prepares a process: a directory and a web port.
-func (b *Bench) newProcess(name, bin string) (*process, error) {
-	dir := filepath.Join(b.dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	port, err := b.freePort()
-	if err != nil {
-		return nil, err
-	}
-	p := &process{
-		name:    name,
-		url:     "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		dir:     dir,
-		logPath: filepath.Join(dir, "log"),
-		hc:      &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: requestTimeout},
-	}
-	p.proc = testenv.NewProcess(name, bin, p.logPath)
-	return p, nil
-}
-
-func (p *process) writeConfig(cfg ScrapeConfig) (string, error) {
-	path := filepath.Join(p.dir, "prometheus.yml")
-	return path, os.WriteFile(path, []byte(cfg.Render()), 0o644)
-}
-
-// shoalOptions are the flags that differ between shoal agents.
-type shoalOptions struct {
-	cluster string
-	join    []string
-	// pprofAddr, for a binary built with the pprof overlay, is where it
-	// serves /debug/pprof.
-	pprofAddr string
+	// api reads a shoal agent's API; nil for the others.
+	api *e2e.Client
+	hc  *http.Client
+	// start starts the process and waits until it is ready.
+	start func(ctx context.Context) error
 }
 
 // newShoal prepares a shoal agent with its own cluster name.
-func (b *Bench) newShoal(bin, name string, cfg ScrapeConfig, o shoalOptions) (*process, error) {
-	p, err := b.newProcess(name, bin)
+func (b *Bench) newShoal(bin, name string, cfg testenv.PromConfig, pprofAddr string) (*subject, error) {
+	a, err := e2e.NewAgent(b.g, shoalOptions(bin, name, cfg, pprofAddr))
 	if err != nil {
 		return nil, err
 	}
-	gport, err := b.freePort()
+	return agentSubject(a), nil
+}
+
+// shoalOptions are a benchmarked agent's options: its own cluster, quiet
+// logs, the run's external label only and, for a binary built with the
+// pprof overlay, where it serves /debug/pprof.
+func shoalOptions(bin, name string, cfg testenv.PromConfig, pprofAddr string) e2e.AgentOptions {
+	o := e2e.AgentOptions{
+		Name: name, Bin: bin, Config: cfg, LogLevel: "warn", NoAgentLabel: true,
+		ExtraArgs: []string{"--cluster.name=bench-" + name},
+	}
+	if pprofAddr != "" {
+		o.ExtraArgs = append(o.ExtraArgs, pprofFlag+"="+pprofAddr)
+	}
+	return o
+}
+
+func agentSubject(a *e2e.Agent) *subject {
+	return &subject{
+		Process: a.Process, name: a.Name, url: a.URL, bytesMetrics: promBytesMetrics, api: a.Client,
+		hc: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: requestTimeout}, start: a.Start,
+	}
+}
+
+// newExternal prepares a Prometheus agent or a vmagent: args get the
+// listen address appended by listenArg, and readiness is readyPath.
+func (b *Bench) newExternal(name, bin string, cfg testenv.PromConfig, readyPath string, bytesMetrics []string, args func(dir, cfgPath, listen string) []string) (*subject, error) {
+	dir, err := b.g.Dir(name)
 	if err != nil {
 		return nil, err
 	}
-	p.gossip = net.JoinHostPort("127.0.0.1", strconv.Itoa(gport))
-	path, err := p.writeConfig(cfg)
+	port, err := testenv.Port()
 	if err != nil {
 		return nil, err
 	}
-	p.readyPath, p.bytesMetrics = "/-/ready", promBytesMetrics
-	p.args = []string{
-		"--config.file=" + path,
-		"--storage.path=" + filepath.Join(p.dir, "data"),
-		"--web.listen-address=" + p.url[len("http://"):],
-		"--cluster.name=" + o.cluster,
-		"--cluster.node-name=" + name,
-		"--cluster.listen-address=" + p.gossip,
-		"--log.level=warn",
+	listen := testenv.Loopback(port)
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.Render()), 0o644); err != nil {
+		return nil, err
 	}
-	for _, j := range o.join {
-		p.args = append(p.args, "--cluster.join="+j)
+	p := &subject{
+		Process: b.g.NewProcess(name, bin, filepath.Join(dir, "log")),
+		name:    name, url: "http://" + listen, bytesMetrics: bytesMetrics,
+		hc: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: requestTimeout},
 	}
-	if o.pprofAddr != "" {
-		p.args = append(p.args, pprofFlag+"="+o.pprofAddr)
+	argv := args(dir, cfgPath, listen)
+	p.start = func(ctx context.Context) error {
+		if err := p.Process.Start(argv); err != nil {
+			return err
+		}
+		return p.WaitReady(ctx, readyTimeout, pollInterval, func(ctx context.Context) error {
+			return testenv.HTTPReady(ctx, p.hc, p.url+readyPath)
+		})
 	}
 	return p, nil
 }
 
 // newPrometheusAgent prepares `prometheus --agent`.
-func (b *Bench) newPrometheusAgent(name string, cfg ScrapeConfig) (*process, error) {
-	p, err := b.newProcess(name, b.cfg.PrometheusBin)
-	if err != nil {
-		return nil, err
-	}
-	path, err := p.writeConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	p.readyPath, p.bytesMetrics = "/-/ready", promBytesMetrics
-	p.args = []string{
-		"--agent",
-		"--config.file=" + path,
-		"--storage.agent.path=" + filepath.Join(p.dir, "data"),
-		"--web.listen-address=" + p.url[len("http://"):],
-		"--log.level=warn",
-	}
-	return p, nil
+func (b *Bench) newPrometheusAgent(name string, cfg testenv.PromConfig) (*subject, error) {
+	return b.newExternal(name, b.cfg.PrometheusBin, cfg, "/-/ready", promBytesMetrics, func(dir, cfgPath, listen string) []string {
+		return []string{
+			"--agent",
+			"--config.file=" + cfgPath,
+			"--storage.agent.path=" + filepath.Join(dir, "data"),
+			"--web.listen-address=" + listen,
+			"--log.level=warn",
+		}
+	})
 }
 
 // newVMAgent prepares vmagent. Its file has no remote_write and no
 // external labels: it takes both as flags.
-func (b *Bench) newVMAgent(name string, cfg ScrapeConfig) (*process, error) {
-	p, err := b.newProcess(name, b.cfg.VMAgentBin)
-	if err != nil {
-		return nil, err
-	}
+func (b *Bench) newVMAgent(name string, cfg testenv.PromConfig) (*subject, error) {
 	labels := cfg.ExternalLabels
 	cfg.ExternalLabels, cfg.RemoteWriteURL = nil, ""
-	path, err := p.writeConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	p.readyPath, p.bytesMetrics = "/health", vmagentBytesMetrics
-	p.args = []string{
-		"-promscrape.config=" + path,
-		"-remoteWrite.url=" + b.rcv.RemoteWriteURL,
-		"-remoteWrite.tmpDataPath=" + filepath.Join(p.dir, "data"),
-		"-httpListenAddr=" + p.url[len("http://"):],
-		"-loggerLevel=WARN",
-	}
-	for k, v := range labels {
-		p.args = append(p.args, "-remoteWrite.label="+k+"="+v)
-	}
-	return p, nil
-}
-
-// start starts the process and waits until its readiness endpoint answers.
-func (p *process) start(ctx context.Context) error {
-	if err := p.proc.Start(p.args); err != nil {
-		return err
-	}
-	return p.waitReady(ctx)
-}
-
-// waitReady polls the readiness endpoint until it answers 200.
-func (p *process) waitReady(ctx context.Context) error {
-	exited := p.proc.Exited()
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	var last error
-	for {
-		if last = p.get(ctx, p.readyPath, nil); last == nil {
-			return nil
+	return b.newExternal(name, b.cfg.VMAgentBin, cfg, "/health", vmagentBytesMetrics, func(dir, cfgPath, listen string) []string {
+		args := []string{
+			"-promscrape.config=" + cfgPath,
+			"-remoteWrite.url=" + b.rcv.RemoteWriteURL,
+			"-remoteWrite.tmpDataPath=" + filepath.Join(dir, "data"),
+			"-httpListenAddr=" + listen,
+			"-loggerLevel=WARN",
 		}
-		select {
-		case <-exited:
-			return fmt.Errorf("%s exited before it was ready (last check: %w); log tail:\n%s", p.name, last, p.proc.LogTail())
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (last check: %w)", p.name, ctx.Err(), last)
-		case <-tick.C:
+		for k, v := range labels {
+			args = append(args, "-remoteWrite.label="+k+"="+v)
 		}
-	}
-}
-
-// get GETs path and decodes a JSON answer into out, unless out is nil.
-func (p *process) get(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := p.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", path, err)
-	}
-	return nil
-}
-
-// getAPI GETs a JSON API path of shoal or Prometheus and decodes the data
-// of its {"status": "success", "data": ...} envelope into out.
-func (p *process) getAPI(ctx context.Context, path string, out any) error {
-	var env struct {
-		Status string          `json:"status"`
-		Data   json.RawMessage `json:"data"`
-		Error  string          `json:"error"`
-	}
-	if err := p.get(ctx, path, &env); err != nil {
-		return err
-	}
-	if env.Status != "success" {
-		return fmt.Errorf("GET %s: status %q: %s", path, env.Status, env.Error)
-	}
-	if err := json.Unmarshal(env.Data, out); err != nil {
-		return fmt.Errorf("GET %s: decode data: %w", path, err)
-	}
-	return nil
+		return args
+	})
 }
 
 // metrics sums the named metrics of the process' /metrics.
-func (p *process) metrics(ctx context.Context, names ...string) (map[string]float64, error) {
+func (p *subject) metrics(ctx context.Context, names ...string) (map[string]float64, error) {
 	cs := make([]testenv.Counter, len(names))
 	for i, n := range names {
 		cs[i] = testenv.Counter{Name: n}
@@ -260,7 +162,7 @@ func (p *process) metrics(ctx context.Context, names ...string) (map[string]floa
 }
 
 // bytesSent reads the remote-write byte counters.
-func (p *process) bytesSent(ctx context.Context) (float64, error) {
+func (p *subject) bytesSent(ctx context.Context) (float64, error) {
 	m, err := p.metrics(ctx, p.bytesMetrics...)
 	if err != nil {
 		return 0, err
@@ -277,14 +179,14 @@ func (p *process) bytesSent(ctx context.Context) (float64, error) {
 
 // stop sends SIGTERM and waits, then SIGKILL; a process that needed the
 // SIGKILL is logged, not an error: nothing is measured any more.
-func (p *process) stop() error {
+func (p *subject) stop() error {
 	defer p.hc.CloseIdleConnections()
-	clean, err := p.proc.Stop(stopGrace)
+	clean, err := p.Stop(stopGrace)
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", p.name, err)
 	}
 	if !clean {
-		p.proc.AppendLog("=== bench: killed after " + stopGrace.String())
+		p.AppendLog("=== bench: killed after " + stopGrace.String())
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/shoal-dev/shoal/internal/testenv"
 	"io"
 	"net/http"
 	"os"
@@ -154,12 +155,12 @@ func (b *Bench) runProfile(ctx context.Context) error {
 		return err
 	}
 	const label = "profile"
-	port, err := b.freePort()
+	port, err := testenv.Port()
 	if err != nil {
 		return err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := b.newShoal(bin, label, b.scrapeConfig(label, b.cfg.Interval, serviceSingle), shoalOptions{cluster: "bench-" + label, pprofAddr: addr})
+	addr := testenv.Loopback(port)
+	p, err := b.newShoal(bin, label, b.scrapeConfig(label, b.cfg.Interval, serviceSingle), addr)
 	if err != nil {
 		return err
 	}
@@ -167,7 +168,7 @@ func (b *Bench) runProfile(ctx context.Context) error {
 	if err := p.start(ctx); err != nil {
 		return err
 	}
-	if err := b.waitDelivering(ctx, label, b.cfg.Targets, []*process{p}); err != nil {
+	if err := b.waitDelivering(ctx, label, b.cfg.Targets, []*subject{p}); err != nil {
 		return err
 	}
 	if err := sleep(ctx, warmupIntervals*b.cfg.Interval); err != nil {

@@ -59,7 +59,7 @@ func (b *Bench) queryScalar(ctx context.Context, q string, at time.Time) (float6
 
 // waitFor polls cond every pollInterval until it returns true, the
 // processes exit, or timeout passes; what describes the wait in errors.
-func waitFor(ctx context.Context, timeout time.Duration, what string, procs []*process, cond func(context.Context) (bool, error)) error {
+func waitFor(ctx context.Context, timeout time.Duration, what string, procs []*subject, cond func(context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(pollInterval)
@@ -74,10 +74,10 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, procs []*p
 			last = err
 		}
 		for _, p := range procs {
-			if ex := p.proc.Exited(); ex != nil {
+			if ex := p.Exited(); ex != nil {
 				select {
 				case <-ex:
-					return fmt.Errorf("%s exited while waiting for %s; log tail:\n%s", p.name, what, p.proc.LogTail())
+					return fmt.Errorf("%s exited while waiting for %s; log tail:\n%s", p.name, what, p.LogTail())
 				default:
 				}
 			}
@@ -95,7 +95,7 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, procs []*p
 
 // waitDelivering waits until the receiver has an up == 1 sample of the
 // run from every one of its targets.
-func (b *Bench) waitDelivering(ctx context.Context, label string, targets int, procs []*process) error {
+func (b *Bench) waitDelivering(ctx context.Context, label string, targets int, procs []*subject) error {
 	q := fmt.Sprintf(`count(up{%s=%q} == 1)`, RunLabel, label)
 	return waitFor(ctx, deliverTimeout, fmt.Sprintf("%d targets of %s at the receiver", targets, label), procs,
 		func(ctx context.Context) (bool, error) {
@@ -106,7 +106,7 @@ func (b *Bench) waitDelivering(ctx context.Context, label string, targets int, p
 
 // waitDrained waits until every target of the run has a sample scraped at
 // or after end at the receiver, then drainMargin.
-func (b *Bench) waitDrained(ctx context.Context, label string, targets int, end time.Time, procs []*process) error {
+func (b *Bench) waitDrained(ctx context.Context, label string, targets int, end time.Time, procs []*subject) error {
 	q := fmt.Sprintf(`count(timestamp(farm_scrapes_total{%s=%q}) >= %.3f)`, RunLabel, label, float64(end.UnixMilli())/1e3)
 	err := waitFor(ctx, drainTimeout, fmt.Sprintf("the window's samples of %s at the receiver", label), procs,
 		func(ctx context.Context) (bool, error) {
@@ -127,11 +127,11 @@ type snapshot struct {
 	hwm   float64
 }
 
-func readSnapshot(ctx context.Context, procs []*process) (snapshot, error) {
+func readSnapshot(ctx context.Context, procs []*subject) (snapshot, error) {
 	s := snapshot{at: time.Now()}
 	var errs []error
 	for _, p := range procs {
-		pid := p.proc.Pid()
+		pid := p.Pid()
 		c, err := ReadCPU(pid)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
@@ -166,11 +166,11 @@ type rssSampler struct {
 	err      error
 }
 
-func startRSS(procs []*process) *rssSampler {
+func startRSS(procs []*subject) *rssSampler {
 	s := &rssSampler{stopCh: make(chan struct{}), done: make(chan struct{})}
 	pids := make([]int, len(procs))
 	for i, p := range procs {
-		pids[i] = p.proc.Pid()
+		pids[i] = p.Pid()
 	}
 	go func() {
 		defer close(s.done)
@@ -208,7 +208,7 @@ func (s *rssSampler) stop() (float64, error) {
 // every target's samples arrive, lets warmupIntervals pass, measures the
 // window of cfg.Duration, waits until the window's samples have arrived and
 // counts them.
-func (b *Bench) measure(ctx context.Context, r *Result, procs []*process) error {
+func (b *Bench) measure(ctx context.Context, r *Result, procs []*subject) error {
 	if err := b.waitDelivering(ctx, r.Label, r.Targets, procs); err != nil {
 		return err
 	}

@@ -3,136 +3,200 @@
 package dockertest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/shoal-dev/shoal/internal/e2e"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 const (
-	// envRequireIntegration set to "1" (as CI does) fails the test instead
-	// of skipping it when there is no Docker engine.
-	envRequireIntegration = "SHOAL_REQUIRE_INTEGRATION"
-	// scriptTimeout bounds the whole script; it takes about a minute with a
-	// warm Go build cache.
-	scriptTimeout = 5 * time.Minute
-	// cleanupGrace is how long the script gets after SIGTERM to remove its
-	// containers, network and images.
-	cleanupGrace = time.Minute
+	// readyTimeout bounds how long a container may take to answer.
+	readyTimeout = 60 * time.Second
+	// clusterTimeout bounds how long three agents may take to converge.
+	clusterTimeout = 60 * time.Second
+	farmTargets    = 6
+	farmBasePort   = 10000
+	// interval is the scrape interval of the containers' configurations.
+	interval = 2 * time.Second
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// TestDockerImage checks the container images built from the real
+// Dockerfile, without a registry: nothing is pulled.
+//
+//  1. builds shoal and shoal-farm on the host and the Dockerfile's runtime
+//     stages with the builder stage replaced by those binaries (every other
+//     line of the Dockerfile is used as it is), and checks the images'
+//     metadata (non-root user, ports, entrypoint, volume, version);
+//  2. on a private network: one agent with the image's defaults gets ready;
+//     three agents joining with --cluster.join=dns+shoal:7946 (a network
+//     alias) form one cluster that agrees and shares the farm's targets,
+//     each scraped by one agent; a stopped agent exits 0;
+//  3. a container fleet as operators run it with Consul (Consul and a strict
+//     remote-write 2.0 receiver in images FROM scratch around
+//     .cache/bin/consul and .cache/bin/prometheus): one agent is
+//     disconnected from the gossip network (a 2 | 1 partition in which both
+//     sides still reach Consul, targets and receiver) and reconnected; at the
+//     receiver no target may miss more than one scrape (e2e.Analyze), and
+//     the merge time is reported.
+//
+// Everything it creates carries one label and is removed at the end.
 func TestDockerImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("dockertest: skipped in -short mode")
 	}
 	requireDocker(t)
-	root := repoRoot(t)
+	root, err := testenv.RepoRoot()
+	require.NoError(t, err)
+	d := newDocker(t)
+	ctx := t.Context()
 
-	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
-	defer cancel()
-	if d, ok := t.Deadline(); ok && time.Until(d) < scriptTimeout+cleanupGrace {
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-cleanupGrace))
-		defer cancel()
+	version := "docker-test-" + gitDescribe(root)
+	require.NoError(t, d.buildImages(ctx, root, version))
+	d.checkMetadata(t, version)
+
+	net := d.id
+	_, err = d.run(ctx, "network", "create", "--label", d.label, net)
+	require.NoError(t, err)
+
+	t.Run("default", func(t *testing.T) {
+		c := d.id + "-default"
+		_, err := d.run(ctx, "run", "-d", "--name", c, "--label", d.label, "--network", net, "-p", "127.0.0.1::9090", d.image("shoal"))
+		require.NoError(t, err)
+		t0 := time.Now()
+		require.NoError(t, d.waitReady(ctx, c))
+		t.Logf("default agent ready after %v (image defaults: /etc/shoal/shoal.yml, /data)", time.Since(t0).Round(time.Second))
+		_, err = d.run(ctx, "rm", "-f", "-v", c)
+		require.NoError(t, err)
+	})
+	t.Run("dns cluster", func(t *testing.T) { d.dnsCluster(t, net) })
+	t.Run("consul fleet partition", func(t *testing.T) { d.fleetPartition(t, root, net) })
+}
+
+// dnsCluster runs the farm and three agents that join through a network
+// alias and scrape it with static_configs, remote writing nowhere.
+func (d *docker) dnsCluster(t *testing.T, net string) {
+	ctx := t.Context()
+	_, err := d.run(ctx, "run", "-d", "--name", d.id+"-farm", "--label", d.label, "--network", net, "--network-alias", "farm",
+		d.image("farm"), "--listen-host=0.0.0.0", fmt.Sprintf("--base-port=%d", farmBasePort), fmt.Sprintf("--targets=%d", farmTargets), "--series=5")
+	require.NoError(t, err)
+	var targets []string
+	for i := range farmTargets {
+		targets = append(targets, fmt.Sprintf("%q", fmt.Sprintf("farm:%d", farmBasePort+i)))
 	}
-
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "hack", "docker-test.sh"))
-	cmd.Dir = root
-	out := &lineLogger{t: t}
-	cmd.Stdout, cmd.Stderr = out, out
-	// SIGTERM, not SIGKILL, on timeout: the script's trap removes what it
-	// created. If the test binary dies, the kernel sends SIGTERM too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = cleanupGrace
-
-	start := time.Now()
-	err := cmd.Run()
-	out.flush()
-	if err != nil {
-		t.Fatalf("hack/docker-test.sh after %s: %v", time.Since(start).Round(time.Second), err)
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: %s
+scrape_configs:
+  - job_name: farm
+    static_configs:
+      - targets: [%s]
+remote_write:
+  # Nothing listens there: the agents must be ready regardless.
+  - url: http://receiver.invalid:9090/api/v1/write
+`, testenv.PromDuration(interval), strings.Join(targets, ", "))
+	var agents []string
+	for n := 1; n <= 3; n++ {
+		c := fmt.Sprintf("%s-shoal-%d", d.id, n)
+		require.NoError(t, d.createWithConfig(ctx, c, "/etc/shoal/cluster.yml", cfg, nil, "--hostname", fmt.Sprintf("shoal-%d", n),
+			"--network", net, "--network-alias", "shoal", "-p", "127.0.0.1::9090", d.image("shoal"),
+			"--config.file=/etc/shoal/cluster.yml", "--storage.path=/data", "--cluster.join=dns+shoal:7946",
+			"--cluster.rejoin-interval=2s", "--cluster.handoff-timeout=10s", "--storage.remote.flush-deadline=5s"))
+		agents = append(agents, c)
 	}
-	t.Logf("hack/docker-test.sh passed in %s", time.Since(start).Round(time.Second))
+	clients := d.readyClients(t, agents)
+	t0 := time.Now()
+	for _, c := range clients {
+		require.NoError(t, e2e.Poll(ctx, clusterTimeout, 500*time.Millisecond, func(ctx context.Context) error {
+			m, err := c.Members(ctx)
+			if err != nil {
+				return err
+			}
+			if len(m.Active()) != 3 || !m.Agree || m.Owned() != farmTargets {
+				return fmt.Errorf("active=%v agree=%v owned=%d", m.Active(), m.Agree, m.Owned())
+			}
+			return nil
+		}), "no single cluster of 3 sharing %d targets", farmTargets)
+	}
+	t.Logf("one cluster of 3 after %v", time.Since(t0).Round(time.Second))
+	// Every agent scrapes its share: /api/v1/targets lists only owned
+	// targets, once the scrape pools have caught up with the ring.
+	require.NoError(t, e2e.Poll(ctx, clusterTimeout, 500*time.Millisecond, func(ctx context.Context) error {
+		up := 0
+		for _, c := range clients {
+			ts, err := c.ActiveTargets(ctx)
+			if err != nil {
+				return err
+			}
+			for _, tg := range ts {
+				if tg.Health == "up" {
+					up++
+				}
+			}
+		}
+		if up != farmTargets {
+			return fmt.Errorf("agents scrape %d healthy targets in all, want %d", up, farmTargets)
+		}
+		return nil
+	}))
+	// A stopped agent hands its targets over and exits 0 on SIGTERM as PID
+	// 1, within its handoff timeout plus its flush deadline.
+	t0 = time.Now()
+	_, err = d.run(ctx, "stop", "-t", "30", agents[2])
+	require.NoError(t, err)
+	code, err := d.run(ctx, "inspect", "-f", "{{.State.ExitCode}}", agents[2])
+	require.NoError(t, err)
+	require.Equal(t, "0", code, "%s exit code on SIGTERM", agents[2])
+	t.Logf("agent 3 stopped cleanly (exit 0) in %v", time.Since(t0).Round(time.Second))
+	_, err = d.run(ctx, append([]string{"rm", "-f", "-v", d.id + "-farm"}, agents...)...)
+	require.NoError(t, err)
 }
 
 // requireDocker skips the test when no Docker engine answers, or fails it
 // under SHOAL_REQUIRE_INTEGRATION=1.
 func requireDocker(t *testing.T) {
 	t.Helper()
-	err := dockerInfo()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput()
 	if err == nil {
 		return
 	}
-	msg := fmt.Sprintf("dockertest: no Docker engine: %v", err)
-	if os.Getenv(envRequireIntegration) == "1" {
-		t.Fatal(msg + "; failing because " + envRequireIntegration + "=1")
+	msg := fmt.Sprintf("dockertest: no Docker engine: docker info: %v: %s", err, strings.TrimSpace(string(out)))
+	if os.Getenv(testenv.EnvRequireIntegration) == "1" {
+		t.Fatal(msg + "; failing because " + testenv.EnvRequireIntegration + "=1")
 	}
 	t.Skip(msg)
 }
 
-func dockerInfo() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput()
+func gitDescribe(root string) string {
+	out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output()
 	if err != nil {
-		return fmt.Errorf("docker info: %w: %s", err, bytes.TrimSpace(out))
+		return "unknown"
 	}
-	return nil
+	return strings.TrimSpace(string(out))
 }
 
-// repoRoot is the nearest directory above the working directory holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
+// hostBinary returns a component's binary for the fleet images, or "".
+func hostBinary(root string, b testenv.Binary) string {
+	if p := os.Getenv(b.Env); p != "" {
+		return p
 	}
-	return root
-}
-
-// lineLogger passes the script's output to t.Log line by line, so that
-// `go test -v` shows progress. exec copies stdout and stderr from separate
-// goroutines, hence the mutex.
-type lineLogger struct {
-	t   *testing.T
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (l *lineLogger) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		l.t.Log(strings.TrimRight(string(l.buf[:i]), "\r"))
-		l.buf = l.buf[i+1:]
+	p := filepath.Join(root, ".cache", "bin", b.Name)
+	if _, err := os.Stat(p); err != nil {
+		return ""
 	}
-}
-
-// flush logs a last line without a newline; call it after the command ended.
-func (l *lineLogger) flush() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.buf) > 0 {
-		l.t.Log(string(l.buf))
-		l.buf = nil
-	}
+	return p
 }

@@ -3,13 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/testenv"
@@ -24,8 +20,6 @@ const (
 	// timeout (15 s by default), a remote-write flush and leaving gossip,
 	// with headroom.
 	stopGrace = 60 * time.Second
-	// requestTimeout bounds each request to an agent's HTTP API.
-	requestTimeout = 5 * time.Second
 	// pollInterval is how often readiness is checked.
 	pollInterval = 100 * time.Millisecond
 )
@@ -33,10 +27,12 @@ const (
 // nodeSeq numbers agents whose options name none.
 var nodeSeq atomic.Int64
 
-// AgentOptions configures StartAgent.
+// AgentOptions configures NewAgent.
 type AgentOptions struct {
 	// Name is --cluster.node-name; "agent-<n>" if empty.
 	Name string
+	// Bin is the shoal binary; Binary() if empty.
+	Bin string
 	// Join are the --cluster.join values, usually peers' GossipAddr. They
 	// are read at every Start, so they can be changed between Stop and Start.
 	Join []string
@@ -50,6 +46,8 @@ type AgentOptions struct {
 	ConsulRegister string
 	// HandoffTimeout is --cluster.handoff-timeout; shoal's default if zero.
 	HandoffTimeout time.Duration
+	// LogLevel is --log.level; "info" if empty.
+	LogLevel string
 	// WebPort and GossipPort are the loopback ports; free ones if zero.
 	WebPort, GossipPort int
 	// ExtraArgs are appended to the command line.
@@ -62,10 +60,13 @@ type AgentOptions struct {
 	NoAgentLabel bool
 }
 
-// Agent is a shoal process on loopback ports. Its address fields never
-// change, so a restarted agent keeps its identity. Call its methods from the
-// test goroutine, except the API methods (api.go), which are safe anywhere.
+// Agent is a shoal process on loopback ports: a testenv.Process with the
+// agent's flags and configuration, and a Client for its HTTP API. Its
+// address fields never change, so a restarted agent keeps its identity.
 type Agent struct {
+	*testenv.Process
+	*Client
+
 	// Name is the cluster node name.
 	Name string
 	// URL is the base URL of the web server, e.g. "http://127.0.0.1:41234".
@@ -76,84 +77,75 @@ type Agent struct {
 	DataDir string
 	// ConfigPath is the Prometheus configuration file.
 	ConfigPath string
-	// LogPath is the file the agent logs to; it is printed when the test fails.
+	// LogPath is the file the agent logs to.
 	LogPath string
 	// Opts are the options the next Start uses.
 	Opts AgentOptions
-
-	tb        testing.TB
-	proc      *testenv.Process
-	client    *http.Client
-	transport *http.Transport
-}
-
-// StartAgent starts a shoal agent and waits until /-/ready answers 200.
-// t.Cleanup kills it if it still runs. It skips under -short.
-func StartAgent(tb testing.TB, opts AgentOptions) *Agent {
-	tb.Helper()
-	a := NewAgent(tb, opts)
-	a.Start()
-	return a
 }
 
 // NewAgent prepares an agent, allocating its ports and directories, without
 // starting it; StartCluster uses it to know every gossip address up front.
-func NewAgent(tb testing.TB, opts AgentOptions) *Agent {
-	tb.Helper()
-	bin := Binary(tb)
+// Closing g kills it if it still runs.
+func NewAgent(g *testenv.Group, opts AgentOptions) (*Agent, error) {
+	var err error
+	if opts.Bin == "" {
+		if opts.Bin, err = Binary(); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Name == "" {
 		opts.Name = fmt.Sprintf("agent-%d", nodeSeq.Add(1))
 	}
-	if opts.WebPort == 0 {
-		opts.WebPort = testenv.FreePort(tb)
+	for _, p := range []*int{&opts.WebPort, &opts.GossipPort} {
+		if *p == 0 {
+			if *p, err = testenv.Port(); err != nil {
+				return nil, err
+			}
+		}
 	}
-	if opts.GossipPort == 0 {
-		opts.GossipPort = testenv.FreePort(tb)
+	dir, err := g.Dir(opts.Name)
+	if err != nil {
+		return nil, err
 	}
-	dir := tb.TempDir()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
 	a := &Agent{
 		Name:       opts.Name,
-		URL:        "http://" + loopback(opts.WebPort),
-		GossipAddr: loopback(opts.GossipPort),
+		URL:        "http://" + testenv.Loopback(opts.WebPort),
+		GossipAddr: testenv.Loopback(opts.GossipPort),
 		DataDir:    filepath.Join(dir, "data"),
 		ConfigPath: filepath.Join(dir, "prometheus.yml"),
 		LogPath:    filepath.Join(dir, "shoal.log"),
 		Opts:       opts,
-		tb:         tb,
-		transport:  tr,
-		client:     &http.Client{Transport: tr, Timeout: requestTimeout},
 	}
-	a.proc = testenv.NewProcess("shoal "+opts.Name, bin, a.LogPath)
-	// Cleanups run last-in first-out: kill, then print the log, then close
-	// idle connections.
-	tb.Cleanup(tr.CloseIdleConnections)
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("e2e: agent %s log (%s), tail:\n%s", a.Name, a.LogPath, a.proc.LogTail())
-		}
-	})
-	tb.Cleanup(func() {
-		// The test is over: nothing is measured any more, so SIGKILL.
-		if err := a.proc.Kill(); err != nil {
-			tb.Errorf("e2e: %v", err)
-		}
-	})
-	return a
+	a.Client = NewClient(a.Name, a.URL)
+	g.OnClose(func() error { a.CloseIdleConnections(); return nil })
+	// The group kills the process at Close: nothing is measured any more.
+	a.Process = g.NewProcess("shoal "+opts.Name, opts.Bin, a.LogPath)
+	return a, nil
 }
 
-func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+// StartAgent prepares and starts an agent; see NewAgent and Start.
+func StartAgent(ctx context.Context, g *testenv.Group, opts AgentOptions) (*Agent, error) {
+	a, err := NewAgent(g, opts)
+	if err != nil {
+		return nil, err
+	}
+	return a, a.Start(ctx)
+}
 
 // args renders the command line from Opts.
 func (a *Agent) args() []string {
 	o := a.Opts
+	level := o.LogLevel
+	if level == "" {
+		level = "info"
+	}
 	args := []string{
 		"--config.file=" + a.ConfigPath,
 		"--storage.path=" + a.DataDir,
-		"--web.listen-address=" + loopback(o.WebPort),
+		"--web.listen-address=" + testenv.Loopback(o.WebPort),
 		"--cluster.node-name=" + a.Name,
 		"--cluster.listen-address=" + a.GossipAddr,
-		"--log.level=info",
+		"--log.level=" + level,
 	}
 	for _, j := range o.Join {
 		args = append(args, "--cluster.join="+j)
@@ -171,10 +163,9 @@ func (a *Agent) args() []string {
 }
 
 // Start writes the configuration, starts the process and waits until it is
-// ready. It fails the test if it is already running, exits or is not ready
+// ready. It fails if the agent is already running, exits or is not ready
 // within a generous timeout.
-func (a *Agent) Start() {
-	a.tb.Helper()
+func (a *Agent) Start(ctx context.Context) error {
 	cfg := a.Opts.Config
 	labels := map[string]string{}
 	if !a.Opts.NoAgentLabel {
@@ -185,83 +176,61 @@ func (a *Agent) Start() {
 	}
 	cfg.ExternalLabels = labels
 	if err := os.WriteFile(a.ConfigPath, []byte(cfg.Render()), 0o644); err != nil {
-		a.tb.Fatalf("e2e: write config of %s: %v", a.Name, err)
+		return fmt.Errorf("write config of %s: %w", a.Name, err)
 	}
-	if err := a.proc.Start(a.args()); err != nil {
-		a.tb.Fatalf("e2e: %v", err)
+	if err := a.Process.Start(a.args()); err != nil {
+		return err
 	}
-	a.WaitReady()
+	return a.WaitReady(ctx)
 }
 
-// WaitReady waits until /-/ready answers 200. It fails the test when the
-// process exits first or readyTimeout passes.
-func (a *Agent) WaitReady() {
-	a.tb.Helper()
-	exited := a.proc.Exited()
-	deadline := time.Now().Add(readyTimeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		err := a.ready(context.Background())
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			a.tb.Fatalf("e2e: agent %s not ready after %v: %v", a.Name, readyTimeout, err)
-		}
-		select {
-		case <-exited:
-			a.tb.Fatalf("e2e: agent %s exited before it was ready (last check: %v)", a.Name, err)
-		case <-tick.C:
-		}
-	}
+// WaitReady waits until /-/ready answers 200. It fails when the process
+// exits first or readyTimeout passes.
+func (a *Agent) WaitReady(ctx context.Context) error {
+	return a.Process.WaitReady(ctx, readyTimeout, pollInterval, a.Ready)
 }
-
-// Running reports whether the process was started and not yet stopped or
-// killed by the harness.
-func (a *Agent) Running() bool { return a.proc.Running() }
 
 // Stop sends SIGTERM and waits for the agent to hand its targets over, flush
-// and exit. It fails the test (without stopping it) when the agent needs
-// SIGKILL after a generous grace period or exits with a non-zero status.
-// Stopping a stopped agent does nothing.
-func (a *Agent) Stop() {
-	a.tb.Helper()
-	if !a.proc.Running() {
-		return
+// and exit. It fails when the agent needs SIGKILL after a generous grace
+// period or exits with a non-zero status. Stopping a stopped agent does
+// nothing.
+func (a *Agent) Stop() error {
+	if !a.Running() {
+		return nil
 	}
-	clean, err := a.proc.Stop(stopGrace)
+	defer a.CloseIdleConnections()
+	clean, err := a.Process.Stop(stopGrace)
 	if err != nil {
-		a.tb.Fatalf("e2e: stop %s: %v", a.Name, err)
+		return fmt.Errorf("stop %s: %w", a.Name, err)
 	}
 	if !clean {
-		a.tb.Errorf("e2e: agent %s did not exit within %v of SIGTERM and was killed", a.Name, stopGrace)
-		return
+		return fmt.Errorf("agent %s did not exit within %v of SIGTERM and was killed", a.Name, stopGrace)
 	}
-	if st := a.proc.LastExit(); st != nil && st.ExitCode() != 0 {
-		a.tb.Errorf("e2e: agent %s exited with %v after SIGTERM, want status 0", a.Name, st)
+	if st := a.LastExit(); st != nil && st.ExitCode() != 0 {
+		return fmt.Errorf("agent %s exited with %v after SIGTERM, want status 0", a.Name, st)
 	}
-	a.transport.CloseIdleConnections()
+	return nil
 }
 
 // Kill sends SIGKILL, as a crash would: the agent neither hands over its
 // targets nor flushes remote write. Killing a stopped agent does nothing.
-func (a *Agent) Kill() {
-	a.tb.Helper()
-	if err := a.proc.Kill(); err != nil {
-		a.tb.Fatalf("e2e: kill %s: %v", a.Name, err)
+func (a *Agent) Kill() error {
+	defer a.CloseIdleConnections()
+	if err := a.Process.Kill(); err != nil {
+		return fmt.Errorf("kill %s: %w", a.Name, err)
 	}
-	a.transport.CloseIdleConnections()
+	return nil
 }
 
 // Restart stops the agent as Stop does and starts it again with the same
 // name, ports and data directory, and the current Opts.
-func (a *Agent) Restart() {
-	a.tb.Helper()
-	a.Stop()
-	a.Start()
+func (a *Agent) Restart(ctx context.Context) error {
+	if err := a.Stop(); err != nil {
+		return err
+	}
+	return a.Start(ctx)
 }
 
 // ExitStatus returns the status of the last process Stop or Kill ended, or
 // nil if none has ended.
-func (a *Agent) ExitStatus() *os.ProcessState { return a.proc.LastExit() }
+func (a *Agent) ExitStatus() *os.ProcessState { return a.LastExit() }

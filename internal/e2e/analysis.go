@@ -7,7 +7,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"testing"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/testenv"
@@ -239,32 +238,26 @@ const IngestTimeout = 90 * time.Second
 // WaitIngested waits until every instance in want has a sample of selector
 // later than after at the receiver. Remote write sends each series in order,
 // so from then on the series' samples up to after are all there (or lost).
-// It fails the test, listing the instances still behind, after
-// IngestTimeout, and returns how long it waited.
-func WaitIngested(tb testing.TB, r *testenv.Receiver, selector string, want []string, after time.Time) time.Duration {
-	tb.Helper()
+// It returns how long it waited, or, after IngestTimeout, an error listing
+// the instances still behind.
+func WaitIngested(ctx context.Context, r *testenv.Receiver, selector string, want []string, after time.Time) (time.Duration, error) {
 	began := time.Now()
-	deadline := began.Add(IngestTimeout)
-	for {
-		now := time.Now()
+	err := Poll(ctx, IngestTimeout, 500*time.Millisecond, func(ctx context.Context) error {
+		got, err := Collect(ctx, r, selector, after, time.Now())
+		if err != nil {
+			return err
+		}
 		var behind []string
-		got, err := Collect(tb.Context(), r, selector, after, now)
 		for _, inst := range want {
 			if len(got[inst]) == 0 {
 				behind = append(behind, inst)
 			}
 		}
-		if err == nil && len(behind) == 0 {
-			return time.Since(began)
+		if len(behind) > 0 {
+			return fmt.Errorf("%d of %d targets have no %s sample after %s at the receiver: %v",
+				len(behind), len(want), selector, after.Format(time.RFC3339Nano), behind)
 		}
-		if now.After(deadline) {
-			tb.Fatalf("e2e: %d of %d targets have no %s sample after %s at the receiver within %v (err: %v): %v",
-				len(behind), len(want), selector, after.Format(time.RFC3339Nano), IngestTimeout, err, behind)
-		}
-		select {
-		case <-tb.Context().Done():
-			tb.Fatalf("e2e: %v", tb.Context().Err())
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+		return nil
+	})
+	return time.Since(began), err
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -32,20 +34,33 @@ var build struct {
 
 // Binary returns the path of a shoal binary built from this repository's
 // cmd/shoal, building it on the first call; later calls reuse it. Call
-// RemoveBinary from TestMain after the tests. It skips under -short.
-func Binary(tb testing.TB) string {
-	tb.Helper()
-	if testing.Short() {
-		tb.Skip("e2e: skipped in -short mode")
-	}
+// RemoveBinary once done, e.g. from TestMain after the tests.
+func Binary() (string, error) {
 	if p := os.Getenv(EnvShoalBin); p != "" {
-		return p
+		return p, nil
 	}
 	build.once.Do(func() { build.dir, build.path, build.err = buildShoal() })
-	if build.err != nil {
-		tb.Fatalf("e2e: %v", build.err)
+	return build.path, build.err
+}
+
+// SkipUnlessIntegration skips tb under -short or when Consul or Prometheus
+// is missing (see testenv.SkipWithout), and builds the shoal binary, failing
+// tb if that fails. Call it first in a test that runs agents.
+func SkipUnlessIntegration(tb testing.TB) {
+	tb.Helper()
+	testenv.SkipWithout(tb, testenv.ConsulBinary, testenv.PrometheusBinary)
+	if _, err := Binary(); err != nil {
+		tb.Fatalf("e2e: %v", err)
 	}
-	return build.path
+}
+
+// VerifyTestMain runs a package's tests under goleak and removes the
+// binary Binary built once they are over; call it from TestMain.
+func VerifyTestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		RemoveBinary()
+		os.Exit(code)
+	}))
 }
 
 // RemoveBinary deletes the binary Binary built, if any. Call it once the

@@ -22,10 +22,12 @@ func runShoal(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), cliTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, Binary(t), args...)
+	bin, err := Binary()
+	require.NoError(t, err)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	err = cmd.Run()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -41,11 +43,14 @@ func runShoal(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // with one FAILED message that names the offending field; a good file exits
 // 0. Bad flags make `shoal` exit 2 and name the flag.
 func TestCheckConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: builds shoal, skipped in -short mode")
+	}
 	t.Parallel()
 	dir := t.TempDir()
 	good := PromConfig{
 		ConsulAddr:     "127.0.0.1:8500",
-		Service:        "farm",
+		Services:       []string{"farm"},
 		RemoteWriteURL: "http://127.0.0.1:9090/api/v1/write",
 	}.Render()
 	require.Contains(t, good, "scrape_interval: 2s\n")

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -134,23 +133,36 @@ func (o Ownership) String() string {
 }
 
 // WaitConverged waits until Converged holds and returns the ownership. It
-// fails the test with the last reason after ConvergeTimeout.
-func WaitConverged(tb testing.TB, agents []*Agent, want []string) Ownership {
-	tb.Helper()
-	ctx := tb.Context()
-	deadline := time.Now().Add(ConvergeTimeout)
+// returns the last reason after ConvergeTimeout.
+func WaitConverged(ctx context.Context, agents []*Agent, want []string) (Ownership, error) {
+	var own Ownership
+	err := Poll(ctx, ConvergeTimeout, 250*time.Millisecond, func(ctx context.Context) error {
+		var err error
+		own, err = Converged(ctx, agents, want)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster did not converge: %w", err)
+	}
+	return own, nil
+}
+
+// Poll calls check every interval until it returns nil, and returns nil;
+// once timeout has passed or ctx ends, it returns check's last error.
+func Poll(ctx context.Context, timeout, interval time.Duration, check func(context.Context) error) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		own, err := Converged(ctx, agents, want)
+		err := check(ctx)
 		if err == nil {
-			return own
+			return nil
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("e2e: cluster did not converge within %v: %v", ConvergeTimeout, err)
+			return fmt.Errorf("after %v: %w", timeout, err)
 		}
 		select {
 		case <-ctx.Done():
-			tb.Fatalf("e2e: %v", ctx.Err())
-		case <-time.After(250 * time.Millisecond):
+			return fmt.Errorf("%w (last check: %w)", ctx.Err(), err)
+		case <-time.After(interval):
 		}
 	}
 }

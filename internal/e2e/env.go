@@ -1,13 +1,14 @@
 package e2e
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"slices"
-	"testing"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-dev/shoal/internal/farm"
 	"github.com/shoal-dev/shoal/internal/testenv"
@@ -34,38 +35,60 @@ type Env struct {
 	ConsulClient *api.Client
 	Receiver     *testenv.Receiver
 	Farm         *farm.Farm
+	// Group owns everything the environment and its agents start.
+	Group *testenv.Group
 
 	holdConsul, holdReceiver func() // see StopConsul, StopReceiver
 }
 
 // StartEnv starts Consul, the receiver and the farm, registers the targets
-// and waits until Consul lists them all with their initial health.
-// t.Cleanup stops everything. It skips under -short or when a binary is
-// missing (see testenv).
-func StartEnv(tb testing.TB, opts EnvOptions) *Env {
-	tb.Helper()
-	Binary(tb) // skip or fail before starting anything else
-	e := &Env{Consul: testenv.StartConsul(tb)}
+// and waits until Consul lists them all with their initial health. Closing g
+// stops everything; when it is a test's, a failure also logs the farm's
+// checks that Consul does not see passing.
+func StartEnv(ctx context.Context, g *testenv.Group, opts EnvOptions) (*Env, error) {
+	if _, err := Binary(); err != nil { // fail before starting anything else
+		return nil, err
+	}
+	e := &Env{Group: g}
+	var err error
+	if e.Consul, err = testenv.RunConsul(ctx, g, testenv.ConsulOptions{}); err != nil {
+		return nil, err
+	}
 	e.ConsulClient = e.Consul.Client()
-	e.Receiver = testenv.StartReceiver(tb, opts.Receiver)
+	if e.Receiver, err = testenv.RunReceiver(ctx, g, opts.Receiver); err != nil {
+		return nil, err
+	}
+	if e.Farm, err = StartFarm(ctx, g, e.ConsulClient, farm.Config{Targets: opts.Targets, Unhealthy: opts.Unhealthy}); err != nil {
+		return nil, err
+	}
+	g.Note(func() string { return consulChecks(e.ConsulClient, farm.DefaultService) })
+	return e, nil
+}
 
-	f, err := farm.Start(tb.Context(), farm.Config{Targets: opts.Targets, Unhealthy: opts.Unhealthy})
-	require.NoError(tb, err, "start farm")
-	tb.Cleanup(func() { require.NoError(tb, f.Close()) })
-	e.Farm = f
-	require.NoError(tb, f.Register(tb.Context(), e.ConsulClient), "register farm targets in consul")
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			e.logConsulChecks(tb)
+// StartFarm starts the farm, registers its targets in Consul and waits
+// until Consul lists the healthy ones passing. Closing g stops it.
+func StartFarm(ctx context.Context, g *testenv.Group, cc *api.Client, cfg farm.Config) (*farm.Farm, error) {
+	f, err := farm.Start(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start farm: %w", err)
+	}
+	g.OnClose(f.Close)
+	if err := f.Register(ctx, cc); err != nil {
+		return nil, fmt.Errorf("register farm targets in consul: %w", err)
+	}
+	service := cmp.Or(cfg.Service, farm.DefaultService)
+	want := cfg.Targets - cfg.Unhealthy
+	err = Poll(ctx, consulSyncTimeout, 100*time.Millisecond, func(context.Context) error {
+		entries, _, err := cc.Health().Service(service, "", true, nil)
+		if err != nil {
+			return err
 		}
+		if len(entries) != want {
+			return fmt.Errorf("consul lists %d passing %s targets, want %d", len(entries), service, want)
+		}
+		return nil
 	})
-
-	want := opts.Targets - opts.Unhealthy
-	require.Eventually(tb, func() bool {
-		entries, _, err := e.ConsulClient.Health().Service(farm.DefaultService, "", true, nil)
-		return err == nil && len(entries) == want
-	}, consulSyncTimeout, 100*time.Millisecond, "consul never listed %d passing farm targets", want)
-	return e
+	return f, err
 }
 
 // PromConfig returns an agent configuration scraping the farm's service and
@@ -73,7 +96,7 @@ func StartEnv(tb testing.TB, opts EnvOptions) *Env {
 func (e *Env) PromConfig() PromConfig {
 	return PromConfig{
 		ConsulAddr:     e.Consul.Addr,
-		Service:        farm.DefaultService,
+		Services:       []string{farm.DefaultService},
 		RemoteWriteURL: e.Receiver.RemoteWriteURL,
 	}
 }
@@ -91,23 +114,37 @@ func (e *Env) Instances(healthy bool) []string {
 	return out
 }
 
-// StartCluster starts n agents with the environment's configuration, one
-// after another, each joining the ones started before it. Once all are
-// ready, every agent's Opts.Join lists all the others, so a restarted agent
-// rejoins whichever are up. Names are "<prefix>-<i>"; modify sets further
-// options per agent (it may be nil).
-func (e *Env) StartCluster(tb testing.TB, n int, prefix string, modify func(i int, o *AgentOptions)) []*Agent {
-	tb.Helper()
-	agents := make([]*Agent, n)
-	for i := range agents {
-		o := AgentOptions{Name: fmt.Sprintf("%s-%d", prefix, i), Config: e.PromConfig()}
-		for _, prev := range agents[:i] {
+// StartCluster starts n agents with the environment's configuration; see
+// the package function StartCluster.
+func (e *Env) StartCluster(ctx context.Context, n int, prefix string, modify func(i int, o *AgentOptions)) ([]*Agent, error) {
+	return StartCluster(ctx, e.Group, n, AgentOptions{Name: prefix, Config: e.PromConfig()}, modify)
+}
+
+// StartCluster starts n agents with the options base, one after another,
+// each joining the ones started before it and ready before the next starts.
+// Once all are ready, every agent's Opts.Join lists all the others, so a
+// restarted agent rejoins whichever are up. Names are "<base.Name>-<i>";
+// modify sets further options per agent (it may be nil).
+func StartCluster(ctx context.Context, g *testenv.Group, n int, base AgentOptions, modify func(i int, o *AgentOptions)) ([]*Agent, error) {
+	agents := make([]*Agent, 0, n)
+	for i := range n {
+		o := base
+		o.Name = fmt.Sprintf("%s-%d", base.Name, i)
+		o.Join = slices.Clone(base.Join)
+		o.ExtraArgs = slices.Clone(base.ExtraArgs)
+		for _, prev := range agents {
 			o.Join = append(o.Join, prev.GossipAddr)
 		}
 		if modify != nil {
 			modify(i, &o)
 		}
-		agents[i] = StartAgent(tb, o)
+		a, err := StartAgent(ctx, g, o)
+		if a != nil {
+			agents = append(agents, a)
+		}
+		if err != nil {
+			return agents, err
+		}
 	}
 	for _, a := range agents {
 		a.Opts.Join = a.Opts.Join[:0]
@@ -117,22 +154,23 @@ func (e *Env) StartCluster(tb testing.TB, n int, prefix string, modify func(i in
 			}
 		}
 	}
-	return agents
+	return agents, nil
 }
 
-// logConsulChecks logs the farm checks Consul does not see passing, with
-// their output, for a failed test.
-func (e *Env) logConsulChecks(tb testing.TB) {
-	entries, _, err := e.ConsulClient.Health().Service(farm.DefaultService, "", false, nil)
+// consulChecks describes the checks of service Consul does not see
+// passing, with their output, for a failure.
+func consulChecks(cc *api.Client, service string) string {
+	entries, _, err := cc.Health().Service(service, "", false, nil)
 	if err != nil {
-		tb.Logf("e2e: consul health of %s: %v", farm.DefaultService, err)
-		return
+		return fmt.Sprintf("e2e: consul health of %s: %v\n", service, err)
 	}
+	var b strings.Builder
 	for _, en := range entries {
 		for _, c := range en.Checks {
 			if c.Status != "passing" {
-				tb.Logf("e2e: consul check %s of %s:%d is %s: %s", c.CheckID, en.Service.Address, en.Service.Port, c.Status, c.Output)
+				fmt.Fprintf(&b, "e2e: consul check %s of %s:%d is %s: %s\n", c.CheckID, en.Service.Address, en.Service.Port, c.Status, c.Output)
 			}
 		}
 	}
+	return b.String()
 }

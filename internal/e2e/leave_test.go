@@ -30,10 +30,12 @@ const reloadSlack = 5 * time.Second
 //     flushes remote write before it exits.
 func TestLeave(t *testing.T) {
 	t.Parallel()
-	env := StartEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
+	env := startEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
 	healthy := env.Instances(true)
-	agents := env.StartCluster(t, 3, "leave", nil)
-	own := WaitConverged(t, agents, healthy)
+	agents, err := env.StartCluster(t.Context(), 3, "leave", nil)
+	require.NoError(t, err)
+	own, err := WaitConverged(t.Context(), agents, healthy)
+	require.NoError(t, err)
 	iv := env.PromConfig().Interval()
 	ctx := t.Context()
 
@@ -48,10 +50,11 @@ func TestLeave(t *testing.T) {
 	require.NotEmpty(t, moved, "ownership %s", own)
 	sleepUntil(convergedAt.Add(3 * iv))
 	sigterm := time.Now()
-	victim.Stop()
+	require.NoError(t, victim.Stop())
 	exited := time.Now()
 	rest := others(agents, victim.Name)
-	own2 := WaitConverged(t, rest, healthy)
+	own2, err := WaitConverged(t.Context(), rest, healthy)
+	require.NoError(t, err)
 	converged := time.Since(exited)
 	for inst, by := range own {
 		if !slices.Contains(moved, inst) {
@@ -65,7 +68,8 @@ func TestLeave(t *testing.T) {
 	after, err := Converged(ctx, rest, healthy)
 	require.NoError(t, err, "the cluster changed during the window")
 	require.Equal(t, own2, after, "ownership changed during the window")
-	WaitIngested(t, env.Receiver, counterSelector, healthy, w.End)
+	_, err = WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, w.End)
+	require.NoError(t, err)
 
 	// After convergence: exactly one scrape per interval.
 	counter, err := Collect(ctx, env.Receiver, counterSelector, w.Start, w.End)

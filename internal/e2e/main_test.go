@@ -1,15 +1,5 @@
 package e2e
 
-import (
-	"os"
-	"testing"
+import "testing"
 
-	"go.uber.org/goleak"
-)
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		RemoveBinary()
-		os.Exit(code)
-	}))
-}
+func TestMain(m *testing.M) { VerifyTestMain(m) }

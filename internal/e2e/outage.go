@@ -1,75 +1,55 @@
 package e2e
 
 import (
-	"net"
-	"net/url"
-	"os"
-	"regexp"
-	"strconv"
-	"testing"
+	"fmt"
 )
 
 // The ports of a stopped component are free for anyone, and the kernel hands
-// free ports in its ephemeral range (where testenv.FreePort finds them) to
-// outgoing connections: under load, a restart on the same port then fails
-// with "address already in use". StopConsul and StopReceiver hold the ports
-// while the component is down, so that it can come back; connections to
-// them are refused meanwhile, as when nothing listens.
-
-// consulPorts matches the ports testenv passes to Consul in -hcl, which the
-// first line of its log repeats.
-var consulPorts = regexp.MustCompile(`(?m)^\s*(?:http|dns|serf_lan|serf_wan|server|grpc) = (\d+)$`)
+// free ports in its ephemeral range to outgoing connections: under load, a
+// restart on the same port then fails with "address already in use".
+// StopConsul and StopReceiver hold the ports while the component is down,
+// so that it can come back; connections to them are refused meanwhile, as
+// when nothing listens.
 
 // StopConsul stops Consul and holds its ports until StartConsul.
-func (e *Env) StopConsul(tb testing.TB) {
-	tb.Helper()
-	e.Consul.Stop()
-	var ports []int
-	if log, err := os.ReadFile(e.Consul.LogPath); err == nil {
-		for _, m := range consulPorts.FindAllSubmatch(log, 6) {
-			p, _ := strconv.Atoi(string(m[1]))
-			ports = append(ports, p)
-		}
+func (e *Env) StopConsul() error {
+	if err := e.Consul.Stop(); err != nil {
+		return err
 	}
-	if len(ports) == 0 { // the log format changed: hold what is known
-		ports = append(ports, portOf(tb, e.Consul.Addr), portOf(tb, e.Consul.DNSAddr))
-	}
-	e.holdConsul = e.hold(tb, ports)
+	var err error
+	e.holdConsul, err = e.hold(e.Consul.Ports)
+	return err
 }
 
 // StartConsul releases Consul's ports and starts it again.
-func (e *Env) StartConsul(tb testing.TB) {
-	tb.Helper()
+func (e *Env) StartConsul() error {
 	release(&e.holdConsul)
-	e.Consul.Start()
+	return e.Consul.Start()
 }
 
 // StopReceiver stops the receiver and holds its port until StartReceiver.
-func (e *Env) StopReceiver(tb testing.TB) {
-	tb.Helper()
-	e.Receiver.Stop()
-	u, err := url.Parse(e.Receiver.URL)
-	if err != nil {
-		tb.Fatalf("e2e: receiver url: %v", err)
+func (e *Env) StopReceiver() error {
+	if err := e.Receiver.Stop(); err != nil {
+		return err
 	}
-	e.holdReceiver = e.hold(tb, []int{portOf(tb, u.Host)})
+	var err error
+	e.holdReceiver, err = e.hold([]int{e.Receiver.Port})
+	return err
 }
 
 // StartReceiver releases the receiver's port and starts it again.
-func (e *Env) StartReceiver(tb testing.TB) {
-	tb.Helper()
+func (e *Env) StartReceiver() error {
 	release(&e.holdReceiver)
-	e.Receiver.Start()
+	return e.Receiver.Start()
 }
 
-func (e *Env) hold(tb testing.TB, ports []int) func() {
-	tb.Helper()
+func (e *Env) hold(ports []int) (func(), error) {
 	rel, err := reservePorts(ports)
 	if err != nil {
-		tb.Fatalf("e2e: hold ports %v: %v", ports, err)
+		return nil, fmt.Errorf("hold ports %v: %w", ports, err)
 	}
-	tb.Cleanup(rel) // rel closes once, whoever calls it first
-	return rel
+	e.Group.OnClose(func() error { rel(); return nil }) // rel closes once, whoever calls it first
+	return rel, nil
 }
 
 func release(f *func()) {
@@ -77,17 +57,4 @@ func release(f *func()) {
 		(*f)()
 		*f = nil
 	}
-}
-
-func portOf(tb testing.TB, hostPort string) int {
-	tb.Helper()
-	_, p, err := net.SplitHostPort(hostPort)
-	if err != nil {
-		tb.Fatalf("e2e: %v", err)
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		tb.Fatalf("e2e: port of %q: %v", hostPort, err)
-	}
-	return n
 }

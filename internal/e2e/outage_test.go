@@ -22,24 +22,28 @@ const outage = 30 * time.Second
 // backlog took to arrive.
 func TestReceiverOutage(t *testing.T) {
 	t.Parallel()
-	env := StartEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
+	env := startEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
 	healthy := env.Instances(true)
-	agents := env.StartCluster(t, 2, "rw", nil)
-	own := WaitConverged(t, agents, healthy)
+	agents, err := env.StartCluster(t.Context(), 2, "rw", nil)
+	require.NoError(t, err)
+	own, err := WaitConverged(t.Context(), agents, healthy)
+	require.NoError(t, err)
 	iv := env.PromConfig().Interval()
 	convergedAt := time.Now()
 	sleepUntil(convergedAt.Add(3 * iv))
 
 	down := time.Now()
-	env.StopReceiver(t)
+	require.NoError(t, env.StopReceiver())
 	sleepUntil(down.Add(outage))
-	env.StartReceiver(t)
+	require.NoError(t, env.StartReceiver())
 	up := time.Now()
-	catchUp := WaitIngested(t, env.Receiver, counterSelector, healthy, up)
+	catchUp, err := WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, up)
+	require.NoError(t, err)
 
 	w := Window{Start: down.Add(-3 * iv), End: up.Add(3 * iv), Interval: iv}
 	sleepUntil(w.End)
-	WaitIngested(t, env.Receiver, counterSelector, healthy, w.End)
+	_, err = WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, w.End)
+	require.NoError(t, err)
 	after, err := Converged(t.Context(), agents, healthy)
 	require.NoError(t, err, "the cluster changed during the outage")
 	require.Equal(t, own, after, "ownership changed during the outage")
@@ -69,14 +73,16 @@ func TestReceiverOutage(t *testing.T) {
 func TestConsulOutage(t *testing.T) {
 	t.Parallel()
 	const service = "shoal-e2e"
-	env := StartEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
+	env := startEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
 	healthy := env.Instances(true)
-	agents := env.StartCluster(t, 3, "consul", func(_ int, o *AgentOptions) {
+	agents, err := env.StartCluster(t.Context(), 3, "consul", func(_ int, o *AgentOptions) {
 		o.ConsulAddress = env.Consul.Addr
 		o.ConsulRegister = service
 		o.Join = append(o.Join, "consul+"+service)
 	})
-	own := WaitConverged(t, agents, healthy)
+	require.NoError(t, err)
+	own, err := WaitConverged(t.Context(), agents, healthy)
+	require.NoError(t, err)
 	ctx := t.Context()
 	ct, err := agents[0].ClusterTargets(ctx)
 	require.NoError(t, err)
@@ -106,15 +112,16 @@ func TestConsulOutage(t *testing.T) {
 	}
 
 	down := time.Now()
-	env.StopConsul(t)
+	require.NoError(t, env.StopConsul())
 	observe("down", down.Add(outage))
-	env.StartConsul(t)
+	require.NoError(t, env.StartConsul())
 	up := time.Now()
 	observe("after", up.Add(measuredIntervals*iv))
 	end := time.Now()
 	require.Empty(t, changes, "ownership changed during or after the consul outage (%d polls)", polls)
 
-	WaitIngested(t, env.Receiver, counterSelector, healthy, end)
+	_, err = WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, end)
+	require.NoError(t, err)
 	w := Window{Start: down.Add(-3 * iv), End: end, Interval: iv}
 	counter, err := Collect(ctx, env.Receiver, counterSelector, w.Start, w.End)
 	require.NoError(t, err)

@@ -37,11 +37,13 @@ func sleepUntil(t time.Time) { time.Sleep(time.Until(t)) }
 func TestSteadyState(t *testing.T) {
 	t.Parallel()
 	begin := time.Now()
-	env := StartEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
+	env := startEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
 	healthy, unhealthy := env.Instances(true), env.Instances(false)
 	require.Len(t, healthy, 25)
-	agents := env.StartCluster(t, 3, "steady", nil)
-	own := WaitConverged(t, agents, healthy)
+	agents, err := env.StartCluster(t.Context(), 3, "steady", nil)
+	require.NoError(t, err)
+	own, err := WaitConverged(t.Context(), agents, healthy)
+	require.NoError(t, err)
 	converged := time.Since(begin)
 	iv := env.PromConfig().Interval()
 
@@ -52,7 +54,8 @@ func TestSteadyState(t *testing.T) {
 	after, err := Converged(t.Context(), agents, healthy)
 	require.NoError(t, err, "the cluster changed during the window")
 	require.Equal(t, own, after, "ownership changed during the window")
-	ingest := WaitIngested(t, env.Receiver, counterSelector, healthy, w.End)
+	ingest, err := WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, w.End)
+	require.NoError(t, err)
 
 	ctx := t.Context()
 	up, err := Collect(ctx, env.Receiver, upSelector, w.Start, w.End)

@@ -27,6 +27,7 @@ func healthByID(client *api.Client, service string) map[string]string {
 }
 
 func TestRegisterWithConsul(t *testing.T) {
+	testenv.SkipWithout(t, testenv.ConsulBinary)
 	c := testenv.StartConsul(t)
 	client := c.Client()
 	f := startFarm(t, Config{Targets: 3, Unhealthy: 1, Service: "farm-test", Tags: []string{"a", "b"}})

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-dev/shoal/internal/e2e"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // Options size a scenario.
@@ -99,16 +101,20 @@ type StepResult struct {
 // measured window starts then.
 func Start(tb testing.TB, name string, opts Options) *Fleet {
 	tb.Helper()
-	env := e2e.StartEnv(tb, e2e.EnvOptions{Targets: opts.Targets})
+	e2e.SkipUnlessIntegration(tb)
+	env, err := e2e.StartEnv(tb.Context(), testenv.ForTest(tb), e2e.EnvOptions{Targets: opts.Targets})
+	require.NoError(tb, err)
 	f := &Fleet{Name: name, Env: env, Opts: opts, tb: tb, healthy: env.Instances(true), obs: newObserver(env.Receiver.URL)}
-	f.Agents = env.StartCluster(tb, opts.Agents, "fleet", func(_ int, o *e2e.AgentOptions) { f.configure(o) })
+	f.Agents, err = env.StartCluster(tb.Context(), opts.Agents, "fleet", func(_ int, o *e2e.AgentOptions) { f.configure(o) })
+	require.NoError(tb, err)
 	f.seq = opts.Agents
 	f.all = slices.Clone(f.Agents)
 	for _, a := range f.Agents {
 		f.obs.add(a)
 	}
 	tb.Cleanup(f.obs.stop)
-	e2e.WaitConverged(tb, f.Agents, f.healthy)
+	_, err = e2e.WaitConverged(tb.Context(), f.Agents, f.healthy)
+	require.NoError(tb, err)
 	f.obs.start()
 	f.Settle(1)
 	f.begin = time.Now()
@@ -207,10 +213,11 @@ func (f *Fleet) Add() *e2e.Agent {
 		o.Join = append(o.Join, a.GossipAddr)
 	}
 	f.configure(&o)
-	a := e2e.NewAgent(f.tb, o)
+	a, err := e2e.NewAgent(f.Env.Group, o)
+	require.NoError(f.tb, err)
 	f.all = append(f.all, a)
 	f.obs.add(a)
-	a.Start()
+	require.NoError(f.tb, a.Start(f.tb.Context()))
 	f.Agents = append(f.Agents, a)
 	return a
 }
@@ -220,14 +227,26 @@ func (f *Fleet) Add() *e2e.Agent {
 func (f *Fleet) Remove(a *e2e.Agent) {
 	f.tb.Helper()
 	f.Agents = slices.DeleteFunc(f.Agents, func(b *e2e.Agent) bool { return b == a })
-	a.Stop()
+	if err := a.Stop(); err != nil {
+		f.tb.Errorf("fleet: %s: %v", f.Name, err)
+	}
+}
+
+// Restart stops a as Remove does and starts it again with the same name,
+// ports and data directory; call it inside Step.
+func (f *Fleet) Restart(a *e2e.Agent) {
+	f.tb.Helper()
+	if err := a.Stop(); err != nil {
+		f.tb.Errorf("fleet: %s: %v", f.Name, err)
+	}
+	require.NoError(f.tb, a.Start(f.tb.Context()))
 }
 
 // Kill kills a (SIGKILL) and drops it from Agents; call it inside Step.
 func (f *Fleet) Kill(a *e2e.Agent) {
 	f.tb.Helper()
 	f.Agents = slices.DeleteFunc(f.Agents, func(b *e2e.Agent) bool { return b == a })
-	a.Kill()
+	require.NoError(f.tb, a.Kill())
 }
 
 // Rejoin starts a removed or killed agent again with its name and data
@@ -238,7 +257,7 @@ func (f *Fleet) Rejoin(a *e2e.Agent) {
 	for _, b := range f.Agents {
 		a.Opts.Join = append(a.Opts.Join, b.GossipAddr)
 	}
-	a.Start()
+	require.NoError(f.tb, a.Start(f.tb.Context()))
 	f.Agents = append(f.Agents, a)
 }
 
@@ -251,7 +270,8 @@ func (f *Fleet) Finish() Row {
 	f.Settle(3)
 	end := time.Now()
 	ctx := f.tb.Context()
-	e2e.WaitIngested(f.tb, f.Env.Receiver, counterSelector, f.healthy, end)
+	_, err := e2e.WaitIngested(ctx, f.Env.Receiver, counterSelector, f.healthy, end)
+	require.NoError(f.tb, err)
 	f.obs.stop()
 	for _, a := range f.all {
 		if log, err := os.ReadFile(a.LogPath); err == nil {

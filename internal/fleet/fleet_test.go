@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 var long = flag.Bool("fleet.long", false, "run the long fleet scenarios (5 s interval, 2 min outages; about 20 minutes)")
@@ -91,7 +93,7 @@ func scaleOutIn(_ *testing.T, f *Fleet, p plan) {
 // with the same name, ports and data directory).
 func rollingRestart(_ *testing.T, f *Fleet, p plan) {
 	for _, a := range slices.Clone(f.Agents) {
-		f.Step("restart "+a.Name, a.Restart)
+		f.Step("restart "+a.Name, func() { f.Restart(a) })
 		f.Settle(p.Settle)
 	}
 }
@@ -135,21 +137,21 @@ func receiverDown(t *testing.T, f *Fleet, p plan) {
 	victim := f.Agents[1]
 	down := time.Now()
 	f.Mark("receiver down")
-	f.Env.StopReceiver(t)
+	require.NoError(t, f.Env.StopReceiver())
 	f.Sleep(p.Outage / 6)
-	f.Step("restart "+victim.Name+" while the receiver is down", victim.Restart)
+	f.Step("restart "+victim.Name+" while the receiver is down", func() { f.Restart(victim) })
 	f.Sleep(time.Until(down.Add(p.Outage)))
 	f.Mark("receiver up")
-	f.Env.StartReceiver(t)
+	require.NoError(t, f.Env.StartReceiver())
 	f.Settle(p.Settle)
 }
 
 // consulDown stops Consul for the outage.
 func consulDown(t *testing.T, f *Fleet, p plan) {
 	f.Mark("consul down")
-	f.Env.StopConsul(t)
+	require.NoError(t, f.Env.StopConsul())
 	f.Sleep(p.Outage)
-	f.Step("start consul again", func() { f.Env.StartConsul(t) })
+	f.Step("start consul again", func() { require.NoError(t, f.Env.StartConsul()) })
 	f.Settle(2 * p.Settle)
 }
 

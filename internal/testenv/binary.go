@@ -20,54 +20,71 @@ const (
 	EnvRequireIntegration = "SHOAL_REQUIRE_INTEGRATION"
 )
 
+// Binary is a component's executable: its name in <repo>/.cache/bin and
+// $PATH, and the environment variable that overrides the search.
+type Binary struct {
+	Name, Env string
+}
+
+// The components' binaries.
+var (
+	ConsulBinary     = Binary{Name: "consul", Env: EnvConsulBin}
+	PrometheusBinary = Binary{Name: "prometheus", Env: EnvPrometheusBin}
+)
+
+// ErrNoBinary is wrapped by Find's error when the binary is not there.
+var ErrNoBinary = errors.New("binary not found")
+
 // cacheBinDir is where hack/build-deps.sh puts the binaries, relative to the
 // repository root.
 var cacheBinDir = filepath.Join(".cache", "bin")
 
-// FindBinary returns the path of a component's binary ("consul" with
-// EnvConsulBin, "prometheus" with EnvPrometheusBin) as StartConsul and
-// StartReceiver find it, for tests that run it themselves; it skips or
-// fails the test as they do.
-func FindBinary(tb testing.TB, name, envVar string) string {
-	tb.Helper()
-	return findBinary(tb, name, envVar)
-}
-
-// findBinary returns the path of the named component's binary, or skips (or
-// fails, see EnvRequireIntegration) the test when there is none. It also
-// skips under -short, since everything that needs a binary is slow. Outside
-// a test binary (a Standalone) there is no -short.
-func findBinary(tb testing.TB, name, envVar string) string {
-	tb.Helper()
-	if testing.Testing() && testing.Short() {
-		tb.Skipf("testenv: %s integration test skipped in -short mode", name)
-	}
-	if p := os.Getenv(envVar); p != "" {
-		// An explicit setting that points nowhere is a mistake, not a reason to skip.
+// Find returns the path of the binary: $Env if set, else
+// <repo>/.cache/bin/Name, else Name in $PATH. Its error wraps ErrNoBinary
+// when there is none; an $Env that points nowhere is a plain error.
+func (b Binary) Find() (string, error) {
+	if p := os.Getenv(b.Env); p != "" {
 		if err := checkExecutable(p); err != nil {
-			tb.Fatalf("testenv: $%s=%q: %v", envVar, p, err)
+			return "", fmt.Errorf("$%s=%q: %w", b.Env, p, err)
 		}
-		return p
+		return p, nil
 	}
 	var looked []string
 	if root, err := RepoRoot(); err == nil {
-		p := filepath.Join(root, cacheBinDir, name)
+		p := filepath.Join(root, cacheBinDir, b.Name)
 		if checkExecutable(p) == nil {
-			return p
+			return p, nil
 		}
 		looked = append(looked, p)
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
+	if p, err := exec.LookPath(b.Name); err == nil {
+		return p, nil
 	}
-	msg := fmt.Sprintf("testenv: %s binary not found (looked at $%s, %v and $PATH); "+
-		"build it with `hack/build-deps.sh %s` (or `make deps`) or set $%s",
-		name, envVar, looked, name, envVar)
-	if os.Getenv(EnvRequireIntegration) == "1" {
-		tb.Fatal(msg + "; failing because " + EnvRequireIntegration + "=1")
+	return "", fmt.Errorf("%s %w (looked at $%s, %v and $PATH); build it with `hack/build-deps.sh %s` (or `make deps`) or set $%s",
+		b.Name, ErrNoBinary, b.Env, looked, b.Name, b.Env)
+}
+
+// SkipWithout skips tb under -short, and when one of the binaries is
+// missing, since everything that needs one is slow; with
+// SHOAL_REQUIRE_INTEGRATION=1 a missing binary fails the test instead. Call
+// it from the test goroutine before starting anything.
+func SkipWithout(tb testing.TB, bins ...Binary) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("testenv: integration test skipped in -short mode")
 	}
-	tb.Skip(msg)
-	return ""
+	for _, b := range bins {
+		_, err := b.Find()
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrNoBinary) && os.Getenv(EnvRequireIntegration) != "1":
+			tb.Skipf("testenv: %v", err)
+		case errors.Is(err, ErrNoBinary):
+			tb.Fatalf("testenv: %v; failing because %s=1", err, EnvRequireIntegration)
+		default:
+			tb.Fatalf("testenv: %v", err)
+		}
+	}
 }
 
 func checkExecutable(p string) error {

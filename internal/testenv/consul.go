@@ -1,12 +1,12 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -30,27 +30,57 @@ type Consul struct {
 	DNSAddr string
 	// DataDir is the agent's data directory, kept across Stop and Start.
 	DataDir string
-	// LogPath is the file the agent logs to; it is printed when the test fails.
+	// LogPath is the file the agent logs to.
 	LogPath string
+	// Ports are every port the agent listens on (HTTP, DNS, Serf LAN and
+	// WAN, server RPC, gRPC).
+	Ports []int
 
-	tb   testing.TB
-	proc *process
+	client *api.Client
+	proc   *Process
+	node   string
+	args   []string
 }
 
-// StartConsul starts `consul agent -dev` on free loopback ports and waits
-// until its HTTP API answers, a leader is elected and the agent's node is in
-// the catalog. t.Cleanup stops it. It skips the test under -short or when the
-// binary is missing; see the package documentation.
-func StartConsul(tb testing.TB) *Consul {
-	tb.Helper()
-	bin := findBinary(tb, "consul", EnvConsulBin)
+// ConsulOptions configures StartConsul; the zero value picks free ports.
+type ConsulOptions struct {
+	// Ports, when not nil, are the HTTP, DNS, Serf LAN, Serf WAN, server and
+	// gRPC ports, in this order.
+	Ports []int
+	// NodeName is the agent's node name; "shoal-testenv" if empty.
+	NodeName string
+	// UI serves Consul's web UI on the HTTP port.
+	UI bool
+}
 
-	dir := tb.TempDir()
+// RunConsul starts `consul agent -dev` on loopback ports and waits until
+// its HTTP API answers, a leader is elected and the agent's node is in the
+// catalog. Closing g stops it.
+func RunConsul(ctx context.Context, g *Group, opts ConsulOptions) (*Consul, error) {
+	bin, err := ConsulBinary.Find()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := g.Dir("consul")
+	if err != nil {
+		return nil, err
+	}
 	dataDir := filepath.Join(dir, "data")
 	if err := os.Mkdir(dataDir, 0o755); err != nil {
-		tb.Fatalf("testenv: create consul data dir: %v", err)
+		return nil, fmt.Errorf("create consul data dir: %w", err)
 	}
-	p := freePorts(tb, 6)
+	p := opts.Ports
+	if p == nil {
+		if p, err = FreePorts(6); err != nil {
+			return nil, err
+		}
+	}
+	if len(p) != 6 {
+		return nil, fmt.Errorf("consul needs 6 ports, got %d", len(p))
+	}
+	if opts.NodeName == "" {
+		opts.NodeName = consulNodeName
+	}
 	httpPort, dnsPort, serfLAN, serfWAN, serverPort, grpcPort := p[0], p[1], p[2], p[3], p[4], p[5]
 	// Every port is set so that parallel agents never fall back to a default
 	// and collide. HTTPS and gRPC-TLS stay off.
@@ -66,39 +96,53 @@ func StartConsul(tb testing.TB) *Consul {
 }`, httpPort, dnsPort, serfLAN, serfWAN, serverPort, grpcPort)
 
 	c := &Consul{
-		Addr:    loopback(httpPort),
-		DNSAddr: loopback(dnsPort),
+		Addr:    Loopback(httpPort),
+		DNSAddr: Loopback(dnsPort),
 		DataDir: dataDir,
 		LogPath: filepath.Join(dir, "consul.log"),
-		tb:      tb,
+		Ports:   p,
+		node:    opts.NodeName,
+		args: []string{
+			"agent", "-dev",
+			"-node=" + opts.NodeName,
+			"-bind=127.0.0.1",
+			"-client=127.0.0.1",
+			"-advertise=127.0.0.1",
+			"-data-dir=" + dataDir,
+			"-log-level=info",
+			"-hcl=" + ports,
+		},
 	}
-	c.proc = newProcess(tb, "consul", bin, c.LogPath,
-		"agent", "-dev",
-		"-node="+consulNodeName,
-		"-bind=127.0.0.1",
-		"-client=127.0.0.1",
-		"-advertise=127.0.0.1",
-		"-data-dir="+dataDir,
-		"-log-level=info",
-		"-hcl="+ports,
-	)
-	c.Start()
-	return c
+	if opts.UI {
+		c.args = append(c.args, "-ui")
+	}
+	cl, err := c.newClient()
+	if err != nil {
+		return nil, err
+	}
+	c.client = cl.Client
+	g.OnClose(func() error { cl.closeIdle(); return nil })
+	c.proc = g.NewProcess("consul", bin, c.LogPath)
+	g.OnClose(c.Stop)
+	return c, c.start(ctx)
 }
 
 // Start starts the agent again after Stop, on the same ports and data
-// directory, and waits until it is ready as StartConsul does. Call it from
-// the test goroutine.
-func (c *Consul) Start() {
-	c.tb.Helper()
-	if err := c.proc.start(); err != nil {
-		c.tb.Fatalf("testenv: %v", err)
+// directory, and waits until it is ready as RunConsul does.
+func (c *Consul) Start() error { return c.start(context.Background()) }
+
+func (c *Consul) start(ctx context.Context) error {
+	if err := c.proc.Start(c.args); err != nil {
+		return err
 	}
-	client := c.newClient()
+	client, err := c.newClient()
+	if err != nil {
+		return err
+	}
 	defer client.closeIdle()
 	// An agent that accepts connections but never answers must not hang the test.
 	client.transport.ResponseHeaderTimeout = readyRequestTimeout
-	c.proc.waitReady(c.tb, startTimeout, func() error {
+	return c.proc.WaitReady(ctx, startTimeout, pollInterval, func(context.Context) error {
 		leader, err := client.Status().Leader()
 		if err != nil {
 			return fmt.Errorf("query leader: %w", err)
@@ -106,7 +150,7 @@ func (c *Consul) Start() {
 		if leader == "" {
 			return errors.New("no leader elected yet")
 		}
-		node, _, err := client.Catalog().Node(consulNodeName, nil)
+		node, _, err := client.Catalog().Node(c.node, nil)
 		if err != nil {
 			return fmt.Errorf("query catalog node: %w", err)
 		}
@@ -118,24 +162,19 @@ func (c *Consul) Start() {
 }
 
 // Stop stops the agent (SIGTERM, then SIGKILL after a grace period) to
-// simulate Consul being down. The ports stay reserved for Start, although
+// simulate Consul being down. The ports stay known for Start, although
 // nothing stops another process from taking them meanwhile. Stopping a
 // stopped agent does nothing.
-func (c *Consul) Stop() {
-	c.tb.Helper()
-	if err := c.proc.stop(); err != nil {
-		c.tb.Fatalf("testenv: stop consul: %v", err)
+func (c *Consul) Stop() error {
+	if err := c.proc.StopGracefully(); err != nil {
+		return fmt.Errorf("stop consul: %w", err)
 	}
+	return nil
 }
 
 // Client returns a Consul API client for the agent. Its idle connections are
-// closed by t.Cleanup, so it leaks no goroutines into goleak's view.
-func (c *Consul) Client() *api.Client {
-	c.tb.Helper()
-	cl := c.newClient()
-	c.tb.Cleanup(cl.closeIdle)
-	return cl.Client
-}
+// closed when the group closes, so it leaks no goroutines into goleak's view.
+func (c *Consul) Client() *api.Client { return c.client }
 
 // consulClient is an API client together with its transport, which the api
 // package does not hand back.
@@ -146,8 +185,7 @@ type consulClient struct {
 
 func (c *consulClient) closeIdle() { c.transport.CloseIdleConnections() }
 
-func (c *Consul) newClient() *consulClient {
-	c.tb.Helper()
+func (c *Consul) newClient() (*consulClient, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = c.Addr
 	cfg.Scheme = "http"
@@ -156,7 +194,7 @@ func (c *Consul) newClient() *consulClient {
 	tr := cfg.Transport
 	cl, err := api.NewClient(cfg)
 	if err != nil {
-		c.tb.Fatalf("testenv: create consul client: %v", err)
+		return nil, fmt.Errorf("create consul client: %w", err)
 	}
-	return &consulClient{Client: cl, transport: tr}
+	return &consulClient{Client: cl, transport: tr}, nil
 }

@@ -22,18 +22,31 @@ var issuedPorts = struct {
 // UDP and not yet issued; a handful of attempts is plenty on a loopback.
 const maxPortAttempts = 200
 
-// FreePort returns a loopback port that was free for both TCP and UDP (Consul's
+// FreePort, for tests, returns a loopback port that was free for both TCP and UDP (Consul's
 // DNS and Serf ports need both) and that no other caller in this test binary
 // has been given. The port is released before it returns, so another process
-// can still take it; that race is accepted for tests.
+// can still take it; that race is accepted for tests. It fails tb when there
+// is none. Code that returns errors calls FreePorts.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	return freePorts(tb, 1)[0]
+	p, err := FreePorts(1)
+	if err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
+	return p[0]
 }
 
-// freePorts returns n distinct free ports; see FreePort.
-func freePorts(tb testing.TB, n int) []int {
-	tb.Helper()
+// Port returns one port as FreePort does, or an error.
+func Port() (int, error) {
+	p, err := FreePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return p[0], nil
+}
+
+// FreePorts returns n distinct free ports; see FreePort.
+func FreePorts(n int) ([]int, error) {
 	issuedPorts.Lock()
 	defer issuedPorts.Unlock()
 
@@ -48,9 +61,9 @@ func freePorts(tb testing.TB, n int) []int {
 	}()
 	for attempt := 0; len(ports) < n; attempt++ {
 		if attempt >= maxPortAttempts {
-			tb.Fatalf("testenv: no free loopback port after %d attempts", maxPortAttempts)
+			return nil, fmt.Errorf("no free loopback port after %d attempts", maxPortAttempts)
 		}
-		l, err := net.Listen("tcp", loopback(candidatePort()))
+		l, err := net.Listen("tcp", Loopback(candidatePort()))
 		if err != nil {
 			continue // taken: try another candidate
 		}
@@ -67,7 +80,7 @@ func freePorts(tb testing.TB, n int) []int {
 		issuedPorts.m[port] = true
 		ports = append(ports, port)
 	}
-	return ports
+	return ports, nil
 }
 
 // Ports are drawn below the kernel's ephemeral range: a port from that range
@@ -103,7 +116,7 @@ func ephemeralLow() int {
 	return lo
 }
 
-// loopback returns "127.0.0.1:port".
-func loopback(port int) string {
+// Loopback returns "127.0.0.1:port".
+func Loopback(port int) string {
 	return net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
 }

@@ -1,7 +1,8 @@
 package testenv
 
 import (
-	"testing"
+	"context"
+	"fmt"
 	"time"
 )
 
@@ -21,66 +22,34 @@ const (
 	startTimeout = 60 * time.Second
 )
 
-// process is a component (Consul, the receiver) that is started again with
-// the same arguments after a Stop.
-type process struct {
-	*Process
-	args []string
-}
-
-// newProcess describes a process and registers cleanups that stop it and,
-// if the test failed, print the tail of its log. Call it after t.TempDir so
-// that the process is gone before its directory is removed.
-func newProcess(tb testing.TB, name, bin, logPath string, args ...string) *process {
-	tb.Helper()
-	p := &process{Process: NewProcess(name, bin, logPath), args: args}
-	// Cleanups run last-in first-out: stop first, then print the full log.
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("testenv: %s log (%s), last %d KiB:\n%s", name, logPath, logTailBytes>>10, p.LogTail())
-		}
-	})
-	tb.Cleanup(func() {
-		if err := p.stop(); err != nil {
-			tb.Errorf("testenv: stop %s: %v", name, err)
-		}
-	})
-	return p
-}
-
-// start runs the process with its arguments. It returns once the process has
-// been started, not once it is ready.
-func (p *process) start() error { return p.Start(p.args) }
-
-// stop sends SIGTERM, waits up to stopGrace, then SIGKILL. A component that
-// needs the SIGKILL is not a test failure (a loaded machine can be slow); the
-// log says so.
-func (p *process) stop() error {
-	_, err := p.Stop(stopGrace)
-	return err
-}
-
-// waitReady polls ready every pollInterval until it returns nil. It fails the
-// test when the process exits first or timeout passes, quoting ready's last
-// error.
-func (p *process) waitReady(tb testing.TB, timeout time.Duration, ready func() error) {
-	tb.Helper()
+// WaitReady polls ready every interval until it returns nil. It returns an
+// error when the process exits first, ctx ends or timeout passes, quoting
+// ready's last error.
+func (p *Process) WaitReady(ctx context.Context, timeout, interval time.Duration, ready func(context.Context) error) error {
 	exited := p.Exited()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollInterval)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		err := ready()
+		err := ready(ctx)
 		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("testenv: %s not ready after %v: %v", p.name, timeout, err)
+			return nil
 		}
 		select {
 		case <-exited:
-			tb.Fatalf("testenv: %s exited before it was ready (last check: %v)", p.name, err)
+			return fmt.Errorf("%s exited before it was ready (last check: %w)", p.name, err)
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready within %v: %w", p.name, timeout, err)
 		case <-tick.C:
 		}
 	}
+}
+
+// StopGracefully stops the process (see Stop) with the components' grace
+// period; a component that needs the SIGKILL is not an error (a loaded
+// machine can be slow), the log says so.
+func (p *Process) StopGracefully() error {
+	_, err := p.Stop(stopGrace)
+	return err
 }

@@ -21,7 +21,7 @@ func NewProcess(name, bin, logPath string) *Process {
 	return &Process{name: name, bin: bin, logPath: logPath}
 }
 
-// Process is a child process in its own process group, with stdout and
+// Process is the harness' one process type: a child process in its own process group, with stdout and
 // stderr appended to a log file. It can be stopped and started again with
 // new arguments, killed (SIGKILL, as a crash) and asked for its last exit
 // status. Its methods are safe for concurrent use. Integration tests use it
@@ -164,6 +164,12 @@ func (p *Process) reap() {
 	p.AppendLog(fmt.Sprintf("=== %s: %s exited: %v", time.Now().Format(time.RFC3339Nano), p.name, p.state))
 	p.cmd, p.done = nil, nil
 }
+
+// Name returns the name the process was described with.
+func (p *Process) Name() string { return p.name }
+
+// LogPath returns the file the process logs to.
+func (p *Process) LogPath() string { return p.logPath }
 
 // LastExit returns the status of the last process that stop or kill reaped,
 // or nil.

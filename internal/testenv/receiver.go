@@ -3,31 +3,34 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 )
 
-// ReceiverOptions configures StartReceiver. The zero value is the default
-// setup: out-of-order samples are rejected, as they are by a stock Prometheus.
+// ReceiverOptions configures RunReceiver. The zero value is the default
+// setup: out-of-order samples are rejected, as they are by a stock
+// Prometheus, and nothing is scraped.
 type ReceiverOptions struct {
-	// OutOfOrderTimeWindow is storage.tsdb.out_of_order_time_window. Zero
-	// rejects every out-of-order sample, which is what tests that count
-	// duplicates and gaps want.
-	OutOfOrderTimeWindow time.Duration
+	// Config is the server's configuration file; its RemoteWriteURL is
+	// ignored. Set OutOfOrderTimeWindow to accept out-of-order samples,
+	// ConsulAddr and Services to scrape something (such as the agents).
+	Config PromConfig
+	// Port is the listen port on 127.0.0.1; a free one if zero.
+	Port int
 	// ExtraArgs are appended to the command line, e.g.
 	// "--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request".
 	ExtraArgs []string
 }
 
-// Receiver is a Prometheus server that scrapes nothing and accepts remote
-// write. Query it through Query, QueryRange, RawSamples or API.
+// Receiver is a Prometheus server that accepts remote write. Query it
+// through Query, QueryRange, RawSamples or API.
 type Receiver struct {
 	// URL is the base URL of the server, e.g. "http://127.0.0.1:41234".
 	URL string
@@ -35,89 +38,129 @@ type Receiver struct {
 	RemoteWriteURL string
 	// DataDir is the TSDB directory, kept across Stop and Start.
 	DataDir string
-	// LogPath is the file the server logs to; it is printed when the test fails.
+	// LogPath is the file the server logs to.
 	LogPath string
+	// Port is the listen port.
+	Port int
 
-	tb        testing.TB
-	proc      *process
+	proc      *Process
+	args      []string
 	api       v1.API
 	transport *http.Transport
 }
 
-// StartReceiver starts Prometheus as a remote-write receiver on a free
-// loopback port and waits until /-/ready answers 200. t.Cleanup stops it. It
-// skips the test under -short or when the binary is missing; see the package
-// documentation.
-func StartReceiver(tb testing.TB, opts ReceiverOptions) *Receiver {
-	tb.Helper()
-	bin := findBinary(tb, "prometheus", EnvPrometheusBin)
-
-	dir := tb.TempDir()
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	// No scrape configs: everything in the TSDB arrived by remote write.
-	cfg := fmt.Sprintf("storage:\n  tsdb:\n    out_of_order_time_window: %s\n",
-		opts.OutOfOrderTimeWindow.String())
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		tb.Fatalf("testenv: write prometheus config: %v", err)
+// RunReceiver starts Prometheus as a remote-write receiver on a loopback
+// port and waits until /-/ready answers 200. Closing g stops it.
+func RunReceiver(ctx context.Context, g *Group, opts ReceiverOptions) (*Receiver, error) {
+	bin, err := PrometheusBinary.Find()
+	if err != nil {
+		return nil, err
 	}
-
-	addr := loopback(FreePort(tb))
+	dir, err := g.Dir("receiver")
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	cfg := opts.Config
+	cfg.RemoteWriteURL = ""
+	if err := os.WriteFile(cfgPath, []byte(cfg.Render()), 0o644); err != nil {
+		return nil, fmt.Errorf("write prometheus config: %w", err)
+	}
+	port := opts.Port
+	if port == 0 {
+		if port, err = Port(); err != nil {
+			return nil, err
+		}
+	}
+	addr := Loopback(port)
 	r := &Receiver{
 		URL:            "http://" + addr,
 		RemoteWriteURL: "http://" + addr + "/api/v1/write",
 		DataDir:        filepath.Join(dir, "data"),
 		LogPath:        filepath.Join(dir, "prometheus.log"),
-		tb:             tb,
+		Port:           port,
 		transport:      http.DefaultTransport.(*http.Transport).Clone(),
 	}
 	client, err := promapi.NewClient(promapi.Config{Address: r.URL, RoundTripper: r.transport})
 	if err != nil {
-		tb.Fatalf("testenv: create prometheus api client: %v", err)
+		return nil, fmt.Errorf("create prometheus api client: %w", err)
 	}
 	r.api = v1.NewAPI(client)
-	tb.Cleanup(r.transport.CloseIdleConnections)
+	g.OnClose(func() error { r.transport.CloseIdleConnections(); return nil })
 
-	args := []string{
+	r.args = append([]string{
 		"--config.file=" + cfgPath,
 		"--storage.tsdb.path=" + r.DataDir,
 		"--web.listen-address=" + addr,
 		"--web.enable-remote-write-receiver",
 		"--log.level=info",
+	}, opts.ExtraArgs...)
+	r.proc = g.NewProcess("prometheus", bin, r.LogPath)
+	g.OnClose(r.Stop)
+	return r, r.start(ctx)
+}
+
+// ReceiverAt returns a Receiver for querying a Prometheus server the
+// harness did not start, such as one in a container, at url; Start and
+// Stop do nothing on it.
+func ReceiverAt(url string) (*Receiver, error) {
+	r := &Receiver{URL: url, RemoteWriteURL: url + "/api/v1/write", transport: http.DefaultTransport.(*http.Transport).Clone()}
+	client, err := promapi.NewClient(promapi.Config{Address: url, RoundTripper: r.transport})
+	if err != nil {
+		return nil, fmt.Errorf("create prometheus api client: %w", err)
 	}
-	r.proc = newProcess(tb, "prometheus", bin, r.LogPath, append(args, opts.ExtraArgs...)...)
-	r.Start()
-	return r
+	r.api = v1.NewAPI(client)
+	return r, nil
 }
 
 // Start starts the server again after Stop, on the same port and data
-// directory, and waits until it is ready. Call it from the test goroutine.
-func (r *Receiver) Start() {
-	r.tb.Helper()
-	if err := r.proc.start(); err != nil {
-		r.tb.Fatalf("testenv: %v", err)
+// directory, and waits until it is ready.
+func (r *Receiver) Start() error {
+	if r.proc == nil {
+		return nil
+	}
+	return r.start(context.Background())
+}
+
+func (r *Receiver) start(ctx context.Context) error {
+	if err := r.proc.Start(r.args); err != nil {
+		return err
 	}
 	hc := &http.Client{Transport: r.transport, Timeout: readyRequestTimeout}
-	r.proc.waitReady(r.tb, startTimeout, func() error {
-		resp, err := hc.Get(r.URL + "/-/ready")
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /-/ready: %s", resp.Status)
-		}
-		return nil
+	return r.proc.WaitReady(ctx, startTimeout, pollInterval, func(ctx context.Context) error {
+		return HTTPReady(ctx, hc, r.URL+"/-/ready")
 	})
+}
+
+// HTTPReady returns nil when a GET of url answers 200.
+func HTTPReady(ctx context.Context, hc *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
 }
 
 // Stop stops the server (SIGTERM, then SIGKILL after a grace period) to
 // simulate the receiver being down. Stopping a stopped server does nothing.
-func (r *Receiver) Stop() {
-	r.tb.Helper()
-	if err := r.proc.stop(); err != nil {
-		r.tb.Fatalf("testenv: stop prometheus: %v", err)
+func (r *Receiver) Stop() error {
+	defer r.transport.CloseIdleConnections()
+	if r.proc == nil {
+		return nil
 	}
-	r.transport.CloseIdleConnections()
+	if err := r.proc.StopGracefully(); err != nil {
+		return fmt.Errorf("stop prometheus: %w", err)
+	}
+	return nil
 }
 
 // API returns a client for the server's whole HTTP API. It is safe for

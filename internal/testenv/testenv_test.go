@@ -3,13 +3,12 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -29,10 +28,11 @@ func TestMain(m *testing.M) {
 func TestFreePort(t *testing.T) {
 	seen := map[int]bool{}
 	for range 20 {
-		p := FreePort(t)
+		p, err := Port()
+		require.NoError(t, err)
 		require.False(t, seen[p], "port %d handed out twice", p)
 		seen[p] = true
-		l, err := net.Listen("tcp", loopback(p))
+		l, err := net.Listen("tcp", Loopback(p))
 		require.NoError(t, err)
 		require.NoError(t, l.Close())
 	}
@@ -45,87 +45,61 @@ func TestRepoRoot(t *testing.T) {
 	require.FileExists(t, filepath.Join(root, "hack", "build-deps.sh"))
 }
 
-// recordingTB captures Skip and Fatal, which end the calling goroutine.
-type recordingTB struct {
-	testing.TB
-	skipped, failed string
-}
+func TestFind(t *testing.T) {
+	b := Binary{Name: "shoal-testenv-no-such-binary", Env: "SHOAL_TESTENV_NO_SUCH_BIN"}
 
-func (r *recordingTB) Helper() {}
-func (r *recordingTB) Skip(args ...any) {
-	r.skipped = fmt.Sprint(args...)
-	runtime.Goexit()
-}
-func (r *recordingTB) Skipf(format string, args ...any) {
-	r.skipped = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-func (r *recordingTB) Fatal(args ...any) {
-	r.failed = fmt.Sprint(args...)
-	runtime.Goexit()
-}
-func (r *recordingTB) Fatalf(format string, args ...any) {
-	r.failed = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
-// findIn runs findBinary on its own goroutine, since Skip and Fatal end it.
-func findIn(t *testing.T, name, envVar string) (path string, tb *recordingTB) {
-	t.Helper()
-	tb = &recordingTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		path = findBinary(tb, name, envVar)
-	}()
-	<-done
-	return path, tb
-}
-
-func TestFindBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("findBinary always skips in -short mode")
-	}
-	const name, env = "shoal-testenv-no-such-binary", "SHOAL_TESTENV_NO_SUCH_BIN"
-
-	t.Run("missing skips", func(t *testing.T) {
-		t.Setenv(EnvRequireIntegration, "")
-		_, tb := findIn(t, name, env)
-		require.Empty(t, tb.failed)
-		require.Contains(t, tb.skipped, "hack/build-deps.sh "+name)
-	})
-	t.Run("missing fails when required", func(t *testing.T) {
-		t.Setenv(EnvRequireIntegration, "1")
-		_, tb := findIn(t, name, env)
-		require.Empty(t, tb.skipped)
-		require.Contains(t, tb.failed, EnvRequireIntegration+"=1")
+	t.Run("missing", func(t *testing.T) {
+		_, err := b.Find()
+		require.ErrorIs(t, err, ErrNoBinary)
+		require.ErrorContains(t, err, "hack/build-deps.sh "+b.Name)
 	})
 	t.Run("env var wins", func(t *testing.T) {
-		bin := filepath.Join(t.TempDir(), name)
+		bin := filepath.Join(t.TempDir(), b.Name)
 		require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755))
-		t.Setenv(env, bin)
-		path, tb := findIn(t, name, env)
-		require.Empty(t, tb.skipped+tb.failed)
+		t.Setenv(b.Env, bin)
+		path, err := b.Find()
+		require.NoError(t, err)
 		require.Equal(t, bin, path)
 	})
-	t.Run("env var pointing nowhere fails", func(t *testing.T) {
-		t.Setenv(env, filepath.Join(t.TempDir(), "nothing"))
-		_, tb := findIn(t, name, env)
-		require.Contains(t, tb.failed, "$"+env)
+	t.Run("env var pointing nowhere", func(t *testing.T) {
+		t.Setenv(b.Env, filepath.Join(t.TempDir(), "nothing"))
+		_, err := b.Find()
+		require.ErrorContains(t, err, "$"+b.Env)
+		require.NotErrorIs(t, err, ErrNoBinary, "a wrong setting is not a reason to skip")
 	})
 	t.Run("PATH", func(t *testing.T) {
 		dir := t.TempDir()
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, b.Name), []byte("#!/bin/sh\n"), 0o755))
 		t.Setenv("PATH", dir)
-		path, tb := findIn(t, name, env)
-		require.Empty(t, tb.skipped+tb.failed)
-		require.Equal(t, filepath.Join(dir, name), path)
+		path, err := b.Find()
+		require.NoError(t, err)
+		require.Equal(t, filepath.Join(dir, b.Name), path)
 	})
+}
+
+func TestGroupClose(t *testing.T) {
+	g := NewGroup(t.TempDir())
+	var order []int
+	g.OnClose(func() error { order = append(order, 1); return nil })
+	g.OnClose(func() error { order = append(order, 2); return errors.New("boom") })
+	d, err := g.Dir("a b")
+	require.NoError(t, err)
+	require.DirExists(t, d)
+	require.EqualError(t, g.Close(), "boom")
+	require.Equal(t, []int{2, 1}, order, "stops run last first")
+	require.NoError(t, g.Close(), "a second Close does nothing")
+}
+
+func TestProcessPidNotRunning(t *testing.T) {
+	p := NewProcess("none", "/bin/true", "")
+	require.Zero(t, p.Pid())
 }
 
 func TestConsul(t *testing.T) {
 	t.Parallel()
-	c := StartConsul(t)
+	SkipWithout(t, ConsulBinary)
+	c, err := RunConsul(t.Context(), ForTest(t), ConsulOptions{})
+	require.NoError(t, err)
 	client := c.Client()
 
 	leader, err := client.Status().Leader()
@@ -146,21 +120,23 @@ func TestConsul(t *testing.T) {
 	waitForService()
 
 	// Down: the API is gone.
-	c.Stop()
+	require.NoError(t, c.Stop())
 	_, err = client.Status().Leader()
 	require.Error(t, err)
-	c.Stop() // no-op
+	require.NoError(t, c.Stop()) // no-op
 
 	// Back on the same address; the agent restores its services from its
 	// data directory and syncs them into the new catalog.
-	c.Start()
+	require.NoError(t, c.Start())
 	waitForService()
 }
 
 func TestReceiver(t *testing.T) {
 	t.Parallel()
-	r := StartReceiver(t, ReceiverOptions{})
+	SkipWithout(t, PrometheusBinary)
 	ctx := t.Context()
+	r, err := RunReceiver(ctx, ForTest(t), ReceiverOptions{})
+	require.NoError(t, err)
 	now := time.Now()
 
 	// Nothing is scraped, so there is no `up`.
@@ -256,10 +232,10 @@ func TestReceiver(t *testing.T) {
 	requireRaw()
 
 	// Down: the API is gone. Back up: the samples are replayed from the WAL.
-	r.Stop()
+	require.NoError(t, r.Stop())
 	_, err = r.Query(ctx, "up", now)
 	require.Error(t, err)
-	r.Start()
+	require.NoError(t, r.Start())
 	requireRaw()
 }
 
