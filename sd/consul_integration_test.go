@@ -148,8 +148,8 @@ func TestConsulWatchSurvivesRestart(t *testing.T) {
 	}()
 	require.Eventually(t, log.is("127.0.0.1:7001"), 20*time.Second, 20*time.Millisecond)
 
-	consul.Stop()
-	consul.Start()
+	require.NoError(t, consul.Stop())
+	require.NoError(t, consul.Start())
 	// The restarted agent has new Raft indexes; Watch resets and keeps going.
 	_, ready2 := runRegistration(t, client, "n2", "127.0.0.1:7002")
 	ready2.Store(true)
