@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/shoal-dev/shoal/gossip"
-	"github.com/shoal-dev/shoal/gossip/ring"
 	"github.com/shoal-dev/shoal/scrape"
 	"github.com/shoal-dev/shoal/sd"
 )
@@ -304,6 +303,7 @@ func (a *Agent) build(cfg *Config) error {
 		// Every agent of the cluster scrapes a target at the same phase, so a
 		// target keeps its rhythm when it changes owner.
 		PhaseSeed: "shoal/" + a.opts.ClusterName,
+		OnReshard: a.recordMoves,
 	}, a.logger, store.Appendable(), a.reg)
 	if err != nil {
 		_ = store.Close()
@@ -314,7 +314,7 @@ func (a *Agent) build(cfg *Config) error {
 	store.SetScrapeManager(scraper)
 
 	// Re-shard on every membership change, after the ring is updated. The
-	// observer only records and pokes: Notify never blocks.
+	// observer only pokes: Notify never blocks.
 	node.Observe(gossip.ObserverFunc(a.membershipChanged))
 
 	if err := a.applyConfig(cfg); err != nil {
@@ -513,10 +513,9 @@ func (a *Agent) Node() *gossip.Node { return a.node }
 // WebAddr returns the address the web server listens on once Run started.
 func (a *Agent) WebAddr() string { return a.web.Addr() }
 
-func (a *Agent) membershipChanged(peers []gossip.Peer, r *ring.Ring) {
-	a.moves.membership(peers, r, a.scraper.Filter().Targets(), a.opts.ReplicationFactor)
-	a.scraper.Filter().Notify()
-}
+// membershipChanged is gossip's observer: it only pokes the filter, which
+// re-shards on its own goroutine and then calls recordMoves.
+func (a *Agent) membershipChanged() { a.scraper.Filter().Notify() }
 
 // Run starts every component and blocks until ctx is cancelled (or Quit is
 // called, or a component fails), then stops them in order:

@@ -154,18 +154,17 @@ func (n *Node) State() State {
 
 // Owns reports whether this node is one of the ReplicationFactor owners of
 // key now. It does not allocate and is safe to call from many goroutines.
-func (n *Node) Owns(key uint64) bool { return n.OwnsAt(key, time.Now()) }
+func (n *Node) Owns(key uint64) bool { return n.View().Owns(key) }
 
 // OwnsAt reports whether this node is one of the ReplicationFactor owners of
 // key at instant t, as far as this node knows now: t may be in the past (a
-// sample's timestamp) or in the future (an announced change).
-func (n *Node) OwnsAt(key uint64, t time.Time) bool {
-	return n.sched.Load().At(t).IsOwner(key, n.cfg.ReplicationFactor, n.cfg.Name)
-}
+// sample's timestamp) or in the future (an announced change). It is
+// View().OwnsAt, for consumers that ask one question at a time.
+func (n *Node) OwnsAt(key uint64, t time.Time) bool { return n.View().OwnsAt(key, t) }
 
 // Changes returns the instants at which ownership changes, past (a few
-// minutes) and announced, oldest first.
-func (n *Node) Changes() []time.Time { return n.sched.Load().Changes() }
+// minutes) and announced, oldest first. It is View().Changes.
+func (n *Node) Changes() []time.Time { return n.View().Changes() }
 
 // Ring returns the ring in effect now. The ring is immutable.
 func (n *Node) Ring() *ring.Ring { return n.sched.Load().At(time.Now()) }
@@ -650,15 +649,14 @@ func (n *Node) rebuild(ml *memberlist.Memberlist) {
 	n.readvertise()
 }
 
-// notify tells the observers about the current peers and ring.
+// notify pokes the observers: the view or the peers changed. Observers read
+// them with View and Peers from their own goroutines.
 func (n *Node) notify() {
 	n.mu.Lock()
 	observers := slices.Clone(n.observers)
 	n.mu.Unlock()
-	peers := *n.peers.Load()
-	r := n.Ring()
 	for _, o := range observers {
-		o.NotifyPeersChanged(slices.Clone(peers), r)
+		o.Notify()
 	}
 }
 
