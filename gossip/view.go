@@ -121,3 +121,18 @@ func (v View) Moved(prev View, key uint64, from, to []string) (f, t []string, mo
 	to = v.Owners(to, key)
 	return from, to, !slices.Equal(from, to)
 }
+
+// NewStaticView returns the view, seen by self at instant at, of a cluster
+// whose members own keys since ever with no change announced: for tests and
+// tools that need a View without running a Node.
+func NewStaticView(self string, rf int, at time.Time, members []ring.Member) (View, error) {
+	spans := make([]span, len(members))
+	for i, m := range members {
+		spans[i] = span{member: m}
+	}
+	s, err := newSchedule(spans, at)
+	if err != nil {
+		return View{}, err
+	}
+	return newView(s, self, rf, at), nil
+}

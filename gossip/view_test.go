@@ -178,3 +178,20 @@ func TestNodeViewDoesNotAllocate(t *testing.T) {
 	require.Equal(t, "a", n.View().Self())
 	require.Equal(t, 1, n.View().ReplicationFactor())
 }
+
+func TestNewStaticView(t *testing.T) {
+	at := time.Unix(1_700_000_000, 0)
+	v, err := NewStaticView("b", 2, at, ring.Names("a", "b", "c"))
+	require.NoError(t, err)
+	r := ring.MustNew(ring.Names("a", "b", "c")...)
+	require.Equal(t, r.Digest(), v.Digest())
+	require.Equal(t, r.Digest(), v.FinalDigest())
+	require.Equal(t, at, v.Time())
+	require.Empty(t, v.Changes())
+	for key := range uint64(50) {
+		require.Equal(t, r.Owners(nil, key, 2), v.Owners(nil, key))
+		require.Equal(t, r.IsOwner(key, 2, "b"), v.Owns(key))
+	}
+	_, err = NewStaticView("a", 1, at, []ring.Member{{Name: "a", Weight: -1}})
+	require.ErrorContains(t, err, "weight must be")
+}
