@@ -69,9 +69,7 @@ func (a *Agent) activeTargets() []apiTarget {
 			}
 			u := t.URL().String()
 			res = append(res, apiTarget{
-				// The key the filter carries to the fence is shoal's, not
-				// discovery's.
-				DiscoveredLabels:   labels.NewBuilder(t.DiscoveredLabels(lb)).Del(scrape.KeyLabel).Labels(),
+				DiscoveredLabels:   discoveredLabels(t, lb),
 				Labels:             t.Labels(lb),
 				ScrapePool:         pool,
 				ScrapeURL:          u,
@@ -92,6 +90,12 @@ func (a *Agent) activeTargets() []apiTarget {
 		return res[i].ScrapeURL < res[j].ScrapeURL
 	})
 	return res
+}
+
+// discoveredLabels are t's labels before relabeling as discovery found them:
+// without the key the filter carries to the fence, which is shoal's.
+func discoveredLabels(t *promscrape.Target, lb *labels.Builder) labels.Labels {
+	return labels.NewBuilder(t.DiscoveredLabels(lb)).Del(scrape.KeyLabel).Labels()
 }
 
 // apiMember is one member in /api/v1/cluster/members.
