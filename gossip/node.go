@@ -14,6 +14,11 @@
 // HandoffLead ahead, and every node's Schedule switches at that instant. A
 // key therefore has one owner at every instant even while the news spreads;
 // only a crash, which nobody can announce, moves keys when it is noticed.
+//
+// Everything outside this package sees ownership through a View (Node.View):
+// owners of a key now, at an instant and after the announced changes, and
+// what moved between two views. Observers are only poked (Observer.Notify)
+// and read the view from their own goroutines.
 package gossip
 
 import (
@@ -166,10 +171,12 @@ func (n *Node) OwnsAt(key uint64, t time.Time) bool { return n.View().OwnsAt(key
 // minutes) and announced, oldest first. It is View().Changes.
 func (n *Node) Changes() []time.Time { return n.View().Changes() }
 
-// Ring returns the ring in effect now. The ring is immutable.
+// Ring returns the ring in effect now. The ring is immutable. Callers outside
+// gossip ask View instead of doing ring math.
 func (n *Node) Ring() *ring.Ring { return n.sched.Load().At(time.Now()) }
 
-// Schedule returns the ring over time. It is immutable.
+// Schedule returns the ring over time. It is immutable. Callers outside
+// gossip ask View instead.
 func (n *Node) Schedule() *Schedule { return n.sched.Load() }
 
 // Peers returns the alive members, this node included, sorted by name.
