@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/shoal-dev/shoal/gossip"
-	"github.com/shoal-dev/shoal/gossip/ring"
 	"github.com/shoal-dev/shoal/scrape"
 	"github.com/shoal-dev/shoal/sd"
 )
@@ -195,6 +194,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 		// Every agent of the cluster scrapes a target at the same phase, so a
 		// target keeps its rhythm when it changes owner.
 		PhaseSeed: "shoal/" + a.opts.Gossip.ClusterName,
+		OnReshard: a.recordMoves,
 	}, a.logger, a.store.Appendable(), a.reg)
 	if err != nil {
 		return err
@@ -203,7 +203,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	a.store.SetScrapeManager(a.scraper)
 
 	// Re-shard on every membership change, after the ring is updated. The
-	// observer only records and pokes: Notify never blocks.
+	// observer only pokes: Notify never blocks.
 	a.node.Observe(gossip.ObserverFunc(a.membershipChanged))
 
 	if err := a.applyConfig(cfg); err != nil {
@@ -355,7 +355,6 @@ func (a *Agent) Node() *gossip.Node { return a.node }
 // WebAddr returns the address the web server listens on once Run started.
 func (a *Agent) WebAddr() string { return a.web.Addr() }
 
-func (a *Agent) membershipChanged(peers []gossip.Peer, r *ring.Ring) {
-	a.moves.membership(peers, r, a.scraper.Filter().Targets(), a.opts.Gossip.ReplicationFactor)
-	a.scraper.Filter().Notify()
-}
+// membershipChanged is gossip's observer: it only pokes the filter, which
+// re-shards on its own goroutine and then calls recordMoves.
+func (a *Agent) membershipChanged() { a.scraper.Filter().Notify() }

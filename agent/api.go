@@ -11,6 +11,7 @@ import (
 	promscrape "github.com/prometheus/prometheus/scrape"
 
 	"github.com/shoal-dev/shoal/gossip"
+	"github.com/shoal-dev/shoal/scrape"
 )
 
 // apiResponse is Prometheus' API envelope.
@@ -68,7 +69,7 @@ func (a *Agent) activeTargets() []apiTarget {
 			}
 			u := t.URL().String()
 			res = append(res, apiTarget{
-				DiscoveredLabels:   t.DiscoveredLabels(lb),
+				DiscoveredLabels:   discoveredLabels(t, lb),
 				Labels:             t.Labels(lb),
 				ScrapePool:         pool,
 				ScrapeURL:          u,
@@ -89,6 +90,12 @@ func (a *Agent) activeTargets() []apiTarget {
 		return res[i].ScrapeURL < res[j].ScrapeURL
 	})
 	return res
+}
+
+// discoveredLabels are t's labels before relabeling as discovery found them:
+// without the key the filter carries to the fence, which is shoal's.
+func discoveredLabels(t *promscrape.Target, lb *labels.Builder) labels.Labels {
+	return labels.NewBuilder(t.DiscoveredLabels(lb)).Del(scrape.KeyLabel).Labels()
 }
 
 // apiMember is one member in /api/v1/cluster/members.
@@ -118,26 +125,26 @@ type apiMembers struct {
 
 func digestString(d uint64) string { return fmt.Sprintf("%016x", d) }
 
-// clusterMembers is what /api/v1/cluster/members and the page show.
-func (a *Agent) clusterMembers() apiMembers {
-	r := a.node.Ring()
+// clusterMembers is what /api/v1/cluster/members and the page show, as of
+// view v.
+func (a *Agent) clusterMembers(v gossip.View) apiMembers {
 	peers := a.node.Peers()
 	agree, differ := a.node.Agreement()
 	owned := map[string]int{}
 	var owners []string
 	for _, t := range a.scraper.Filter().Targets() {
-		owners = r.Owners(owners[:0], t.Key, a.node.ReplicationFactor())
+		owners = v.Owners(owners[:0], t.Key)
 		for _, o := range owners {
 			owned[o]++
 		}
 	}
 	out := apiMembers{
-		Self:      a.node.Name(),
-		Digest:    digestString(r.Digest()),
+		Self:      v.Self(),
+		Digest:    digestString(v.Digest()),
 		Agree:     agree,
 		Disagree:  differ,
-		RingSize:  r.Len(),
-		Replicas:  a.node.ReplicationFactor(),
+		RingSize:  v.Size(),
+		Replicas:  v.ReplicationFactor(),
 		Members:   make([]apiMember, 0, len(peers)),
 		Generated: time.Now(),
 	}
@@ -155,7 +162,7 @@ func (a *Agent) clusterMembers() apiMembers {
 			Digest:       digestString(p.Digest),
 			Started:      p.Started,
 			OwnedTargets: owned[p.Name],
-			Agrees:       p.Digest == r.Digest(),
+			Agrees:       p.Digest == v.Digest(),
 		})
 	}
 	return out
@@ -169,7 +176,7 @@ func stateString(s gossip.State) string {
 }
 
 func (w *webServer) apiMembers(rw http.ResponseWriter, _ *http.Request) {
-	writeJSON(rw, w.a.clusterMembers())
+	writeJSON(rw, w.a.clusterMembers(w.a.node.View()))
 }
 
 // apiClusterTarget is one discovered target with its owners.
@@ -188,11 +195,11 @@ type apiClusterTargets struct {
 }
 
 // clusterTargets lists every discovered target (optionally of one job) with
-// the owners computed from the local ring. After convergence every agent
+// its owners in the local ownership view. After convergence every agent
 // returns the same list and digest.
 func (a *Agent) clusterTargets(job string) apiClusterTargets {
-	r := a.node.Ring()
-	out := apiClusterTargets{Digest: digestString(r.Digest()), Jobs: map[string]int{}, Targets: []apiClusterTarget{}}
+	v := a.node.View()
+	out := apiClusterTargets{Digest: digestString(v.Digest()), Jobs: map[string]int{}, Targets: []apiClusterTarget{}}
 	for _, t := range a.scraper.Filter().Targets() {
 		out.Jobs[t.Job]++
 		if job != "" && t.Job != job {
@@ -204,7 +211,7 @@ func (a *Agent) clusterTargets(job string) apiClusterTargets {
 				lbls[l.Name] = l.Value
 			}
 		})
-		owners := r.Owners(nil, t.Key, a.node.ReplicationFactor())
+		owners := v.Owners(nil, t.Key)
 		if owners == nil {
 			owners = []string{}
 		}

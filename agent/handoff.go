@@ -20,11 +20,10 @@ const handoffPoll = 100 * time.Millisecond
 // cannot be read (TLS or basic auth through --web.config.file, an old
 // version) is not waited for.
 func (a *Agent) confirmHandoff(ctx context.Context) error {
-	// The ring once the leave has taken effect: this node is in the ring
-	// in effect now until the handoff instant.
-	r := a.node.Schedule().Final()
-	rf := a.node.ReplicationFactor()
-	self := a.node.Name()
+	// The owners once the leave has taken effect: this node owns its
+	// targets now, until the handoff instant.
+	v := a.node.View()
+	self := v.Self()
 	addrs := map[string]string{}
 	for _, p := range a.node.Peers() {
 		addrs[p.Name] = p.HTTPAddr
@@ -36,7 +35,7 @@ func (a *Agent) confirmHandoff(ctx context.Context) error {
 		if !t.Owned {
 			continue
 		}
-		owners = r.Owners(owners[:0], t.Key, rf)
+		owners = v.FinalOwners(owners[:0], t.Key)
 		for _, o := range owners {
 			if o == self || addrs[o] == "" {
 				continue

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/gossip"
-	"github.com/shoal-dev/shoal/gossip/ring"
 	"github.com/shoal-dev/shoal/scrape"
 )
 
@@ -16,7 +15,7 @@ import (
 // scale event of a few hundred targets fits, and memory stays bounded.
 const moveLogSize = 500
 
-// Move is one target changing owner, as computed locally from two rings.
+// Move is one target changing owner, as computed locally from two views.
 type Move struct {
 	Time   time.Time `json:"time"`
 	Job    string    `json:"job"`
@@ -29,11 +28,15 @@ type Move struct {
 // moveLog records the targets whose owners change with each membership
 // change, and why, for the status page and the API.
 type moveLog struct {
-	mu     sync.Mutex
-	moves  []Move // ring buffer, oldest first once full
-	next   int
-	total  uint64
-	prev   *ring.Ring
+	mu    sync.Mutex // guards the fields below
+	moves []Move     // ring buffer, oldest first once full
+	next  int
+	total uint64
+
+	// The last view observed and the member states then; observe's alone.
+	obsMu  sync.Mutex
+	prev   gossip.View
+	seen   bool
 	states map[string]gossip.State
 }
 
@@ -41,30 +44,47 @@ func newMoveLog(size int) *moveLog {
 	return &moveLog{moves: make([]Move, 0, size), states: map[string]gossip.State{}}
 }
 
-// membership is called after each ring change with the new peers and ring
-// and the currently discovered targets.
-func (l *moveLog) membership(peers []gossip.Peer, r *ring.Ring, targets []scrape.TargetInfo, rf int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	states := make(map[string]gossip.State, len(peers))
-	for _, p := range peers {
+// recordMoves is the filter's OnReshard hook: it runs on the filter's
+// goroutine after each re-shard, never on gossip's, and logs what moved since
+// the previous view.
+func (a *Agent) recordMoves() {
+	a.moves.observe(a.node.View(), a.node.Peers, a.scraper.Filter().Targets)
+}
+
+// observe logs the targets whose owners differ between the previously
+// observed view and v, with the member-state changes as the reason. peers
+// and targets are read only when the view changed; the first view only
+// places targets, nothing moved.
+func (l *moveLog) observe(v gossip.View, peers func() []gossip.Peer, targets func() []scrape.TargetInfo) {
+	l.obsMu.Lock()
+	defer l.obsMu.Unlock()
+	if l.seen && v.Same(l.prev) {
+		return
+	}
+	states := map[string]gossip.State{}
+	for _, p := range peers() {
 		states[p.Name] = p.State
 	}
 	reason := describeChange(l.states, states)
-	prev := l.prev
-	l.prev, l.states = r, states
-	if prev == nil {
-		return // the first ring: nothing moved, targets were placed
+	prev, seen := l.prev, l.seen
+	l.prev, l.seen, l.states = v, true, states
+	if !seen {
+		return
 	}
-	now := time.Now()
-	var from, to []string
-	for _, t := range targets {
-		from = prev.Owners(from[:0], t.Key, rf)
-		to = r.Owners(to[:0], t.Key, rf)
-		if slices.Equal(from, to) {
-			continue
+	var (
+		moves    []Move
+		from, to []string
+		moved    bool
+	)
+	for _, t := range targets() {
+		if from, to, moved = v.Moved(prev, t.Key, from[:0], to[:0]); moved {
+			moves = append(moves, Move{Time: v.Time(), Job: t.Job, URL: t.URL, From: slices.Clone(from), To: slices.Clone(to), Reason: reason})
 		}
-		l.add(Move{Time: now, Job: t.Job, URL: t.URL, From: slices.Clone(from), To: slices.Clone(to), Reason: reason})
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range moves {
+		l.add(m)
 	}
 }
 

@@ -92,7 +92,7 @@ type pageJob struct {
 	Hidden  int // rows not listed because of pageMaxTargetsPerJob
 }
 
-// pageTarget is one discovered target and its owners on the local ring.
+// pageTarget is one discovered target and its owners in the local view.
 type pageTarget struct {
 	Job    string
 	URL    string
@@ -121,10 +121,12 @@ func (w *webServer) page(rw http.ResponseWriter, r *http.Request) {
 }
 
 // pageData gathers the page's figures: membership and placement from the
-// local ring, and each peer's active series over HTTP.
+// local ownership view, and each peer's active series over HTTP.
 func (a *Agent) pageData(ctx context.Context) pageData {
 	now := time.Now()
-	m := a.clusterMembers()
+	// One view for the members and the targets, so their figures agree.
+	v := a.node.View()
+	m := a.clusterMembers(v)
 	d := pageData{
 		Name:      m.Self,
 		Version:   a.opts.Version,
@@ -157,11 +159,9 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	slices.SortFunc(d.Members, func(x, y pageMember) int { return cmp.Compare(x.Name, y.Name) })
 	fetchSeries(ctx, peerClient, d.Members, a.activeSeries())
 
-	r := a.node.Ring()
-	rf := a.node.ReplicationFactor()
 	var ts []pageTarget
 	for _, t := range a.scraper.Filter().Targets() {
-		owners := r.Owners(nil, t.Key, rf)
+		owners := v.Owners(nil, t.Key)
 		ts = append(ts, pageTarget{Job: t.Job, URL: t.URL, Owners: owners, Mine: slices.Contains(owners, d.Name)})
 	}
 	d.Jobs, d.Discovered, d.Owned = groupTargets(ts, pageMaxTargetsPerJob)

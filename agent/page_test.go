@@ -33,9 +33,10 @@ const (
 	pageEnvRequire = "SHOAL_REQUIRE_INTEGRATION"
 )
 
-func TestPageTemplate(t *testing.T) {
+// pageFixture is a page of two members, one job and one move.
+func pageFixture() pageData {
 	now := time.Date(2025, 3, 4, 10, 11, 12, 0, time.UTC)
-	base := pageData{
+	return pageData{
 		Name: "node-1", Version: "1.2.3", Ready: true, Digest: "00000000000000ab",
 		Replicas: 2, RingSize: 2, Agree: true, Disagree: []string{}, Generated: now,
 		Members: []pageMember{
@@ -53,51 +54,59 @@ func TestPageTemplate(t *testing.T) {
 			From: []string{"node-1"}, To: []string{"node-2"}, Reason: "node-2 joined (active)"}},
 		MovesTotal: 7,
 	}
+}
 
+// checkPageAgreeing checks the page of pageFixture.
+func checkPageAgreeing(t *testing.T, doc *html.Node) {
+	t.Helper()
+	require.Equal(t, "node-1", pageText(pageByID(t, doc, "node-name")))
+	require.Equal(t, "1.2.3", pageText(pageByID(t, doc, "version")))
+	require.Equal(t, "00000000000000ab", pageText(pageByID(t, doc, "ring-digest")))
+	require.Equal(t, "2", pageText(pageByID(t, doc, "replication-factor")))
+	require.Equal(t, "true", pageAttr(pageByID(t, doc, "ready"), "data-ready"))
+	agreement := pageByID(t, doc, "agreement")
+	require.Equal(t, "true", pageAttr(agreement, "data-agree"))
+	require.Contains(t, pageText(agreement), "Agrees with all peers")
+
+	rows := pageFind(doc, "tr", "member")
+	require.Len(t, rows, 2)
+	require.Equal(t, "node-1", pageAttr(rows[0], "data-name"))
+	require.Equal(t, "active", pageAttr(rows[0], "data-state"))
+	require.True(t, pageHasClass(rows[0], "self"))
+	require.Equal(t, "12,345", pageText(pageFind(rows[0], "td", "series")[0]))
+	require.Equal(t, "3", pageText(pageFind(rows[0], "td", "owned")[0]))
+	require.Equal(t, "http://10.0.0.2:9090/", pageAttr(pageFind(rows[1], "a", "")[0], "href"))
+	require.Equal(t, "joining", pageAttr(rows[1], "data-state"))
+	require.Equal(t, "?", pageText(pageFind(rows[1], "td", "series")[0]))
+	require.Contains(t, pageText(pageFind(rows[1], "td", "digest")[0]), "differs")
+
+	jobs := pageFind(doc, "section", "job")
+	require.Len(t, jobs, 1)
+	require.Equal(t, "node", pageAttr(jobs[0], "data-job"))
+	targets := pageFind(jobs[0], "tr", "target")
+	require.Len(t, targets, 2)
+	require.True(t, pageHasClass(targets[0], "mine"))
+	require.False(t, pageHasClass(targets[1], "mine"))
+	require.Equal(t, "node-1,node-2", pageAttr(targets[0], "data-owners"))
+	self := pageFind(targets[0], "span", "self")
+	require.Len(t, self, 1)
+	require.Equal(t, "node-1", pageText(self[0]))
+	hidden := pageFind(jobs[0], "p", "hidden-count")
+	require.Len(t, hidden, 1)
+	require.Contains(t, pageText(hidden[0]), "1 more not shown")
+
+	moves := pageFind(pageByID(t, doc, "moves"), "tr", "move")
+	require.Len(t, moves, 1)
+	require.Contains(t, pageText(moves[0]), "node-1→node-2")
+	require.Contains(t, pageText(moves[0]), "node-2 joined (active)")
+	require.Nil(t, pageFindID(doc, "moves-empty"))
+	require.Nil(t, pageFindID(doc, "targets-empty"))
+}
+
+func TestPageTemplate(t *testing.T) {
+	base := pageFixture()
 	t.Run("agreeing and ready", func(t *testing.T) {
-		doc := pageRender(t, base)
-		require.Equal(t, "node-1", pageText(pageByID(t, doc, "node-name")))
-		require.Equal(t, "1.2.3", pageText(pageByID(t, doc, "version")))
-		require.Equal(t, "00000000000000ab", pageText(pageByID(t, doc, "ring-digest")))
-		require.Equal(t, "2", pageText(pageByID(t, doc, "replication-factor")))
-		require.Equal(t, "true", pageAttr(pageByID(t, doc, "ready"), "data-ready"))
-		agreement := pageByID(t, doc, "agreement")
-		require.Equal(t, "true", pageAttr(agreement, "data-agree"))
-		require.Contains(t, pageText(agreement), "Agrees with all peers")
-
-		rows := pageFind(doc, "tr", "member")
-		require.Len(t, rows, 2)
-		require.Equal(t, "node-1", pageAttr(rows[0], "data-name"))
-		require.Equal(t, "active", pageAttr(rows[0], "data-state"))
-		require.True(t, pageHasClass(rows[0], "self"))
-		require.Equal(t, "12,345", pageText(pageFind(rows[0], "td", "series")[0]))
-		require.Equal(t, "3", pageText(pageFind(rows[0], "td", "owned")[0]))
-		require.Equal(t, "http://10.0.0.2:9090/", pageAttr(pageFind(rows[1], "a", "")[0], "href"))
-		require.Equal(t, "joining", pageAttr(rows[1], "data-state"))
-		require.Equal(t, "?", pageText(pageFind(rows[1], "td", "series")[0]))
-		require.Contains(t, pageText(pageFind(rows[1], "td", "digest")[0]), "differs")
-
-		jobs := pageFind(doc, "section", "job")
-		require.Len(t, jobs, 1)
-		require.Equal(t, "node", pageAttr(jobs[0], "data-job"))
-		targets := pageFind(jobs[0], "tr", "target")
-		require.Len(t, targets, 2)
-		require.True(t, pageHasClass(targets[0], "mine"))
-		require.False(t, pageHasClass(targets[1], "mine"))
-		require.Equal(t, "node-1,node-2", pageAttr(targets[0], "data-owners"))
-		self := pageFind(targets[0], "span", "self")
-		require.Len(t, self, 1)
-		require.Equal(t, "node-1", pageText(self[0]))
-		hidden := pageFind(jobs[0], "p", "hidden-count")
-		require.Len(t, hidden, 1)
-		require.Contains(t, pageText(hidden[0]), "1 more not shown")
-
-		moves := pageFind(pageByID(t, doc, "moves"), "tr", "move")
-		require.Len(t, moves, 1)
-		require.Contains(t, pageText(moves[0]), "node-1→node-2")
-		require.Contains(t, pageText(moves[0]), "node-2 joined (active)")
-		require.Nil(t, pageFindID(doc, "moves-empty"))
-		require.Nil(t, pageFindID(doc, "targets-empty"))
+		checkPageAgreeing(t, pageRender(t, base))
 	})
 
 	t.Run("disagreeing, not ready, empty", func(t *testing.T) {
@@ -223,9 +232,35 @@ func TestPageFormatting(t *testing.T) {
 // renders it: the DOM after parsing, not the template's output.
 func TestPageBrowser(t *testing.T) {
 	browser := pageChromium(t)
+	const node = "page-node-1"
+	a, base, targets := startPageAgent(t, node)
+	require.Eventually(t, func() bool {
+		return pageGetOK(base+"-/ready") && len(a.clusterTargets("farm").Targets) == len(targets)
+	}, 20*time.Second, 50*time.Millisecond, "agent did not become ready with its targets")
 
-	// Two scrape targets on loopback.
-	var targets []string
+	doc := pageDumpDOM(t, browser, base)
+
+	require.Equal(t, node, pageText(pageByID(t, doc, "node-name")))
+	require.Equal(t, "0.0.0-test", pageText(pageByID(t, doc, "version")))
+	require.Equal(t, "true", pageAttr(pageByID(t, doc, "ready"), "data-ready"))
+	require.Equal(t, "1", pageText(pageByID(t, doc, "replication-factor")))
+	agreement := pageByID(t, doc, "agreement")
+	require.Equal(t, "true", pageAttr(agreement, "data-agree"))
+	require.Contains(t, pageText(agreement), "Agrees with all peers")
+
+	checkBrowserSelf(t, doc, node, base)
+	checkBrowserTargets(t, doc, node, targets)
+
+	if path := os.Getenv(pageEnvScreenshot); path != "" {
+		pageScreenshot(t, browser, base, path)
+	}
+}
+
+// startPageAgent runs a single agent named node that scrapes two loopback
+// targets, until the test ends; it returns its status page's base URL and
+// the targets' addresses.
+func startPageAgent(t *testing.T, node string) (a *Agent, base string, targets []string) {
+	t.Helper()
 	for range 2 {
 		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
 			_, _ = fmt.Fprintln(rw, "# TYPE up_test gauge\nup_test 1")
@@ -239,7 +274,6 @@ func TestPageBrowser(t *testing.T) {
 		targets[0], targets[1])
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
 
-	const node = "page-node-1"
 	webAddr := pageFreeAddr(t)
 	o := DefaultOptions(node)
 	o.ConfigFile = cfgFile
@@ -263,22 +297,12 @@ func TestPageBrowser(t *testing.T) {
 			t.Error("agent did not stop within 30s")
 		}
 	})
+	return a, "http://" + webAddr + "/", targets
+}
 
-	base := "http://" + webAddr + "/"
-	require.Eventually(t, func() bool {
-		return pageGetOK(base+"-/ready") && len(a.clusterTargets("farm").Targets) == len(targets)
-	}, 20*time.Second, 50*time.Millisecond, "agent did not become ready with its targets")
-
-	doc := pageDumpDOM(t, browser, base)
-
-	require.Equal(t, node, pageText(pageByID(t, doc, "node-name")))
-	require.Equal(t, "0.0.0-test", pageText(pageByID(t, doc, "version")))
-	require.Equal(t, "true", pageAttr(pageByID(t, doc, "ready"), "data-ready"))
-	require.Equal(t, "1", pageText(pageByID(t, doc, "replication-factor")))
-	agreement := pageByID(t, doc, "agreement")
-	require.Equal(t, "true", pageAttr(agreement, "data-agree"))
-	require.Contains(t, pageText(agreement), "Agrees with all peers")
-
+// checkBrowserSelf checks the members table of a single-node page.
+func checkBrowserSelf(t *testing.T, doc *html.Node, node, base string) {
+	t.Helper()
 	members := pageFind(pageByID(t, doc, "members"), "tr", "member")
 	require.Len(t, members, 1)
 	self := members[0]
@@ -289,7 +313,11 @@ func TestPageBrowser(t *testing.T) {
 	require.Equal(t, "2", pageText(pageFind(self, "td", "owned")[0]))
 	require.NotEqual(t, "?", pageText(pageFind(self, "td", "series")[0]), "this node's series are read locally")
 	require.Contains(t, pageText(pageFind(self, "td", "digest")[0]), "matches")
+}
 
+// checkBrowserTargets checks that the page lists targets, each owned by node.
+func checkBrowserTargets(t *testing.T, doc *html.Node, node string, targets []string) {
+	t.Helper()
 	jobs := pageFind(pageByID(t, doc, "targets"), "section", "job")
 	require.Len(t, jobs, 1)
 	require.Equal(t, "farm", pageAttr(jobs[0], "data-job"))
@@ -310,10 +338,6 @@ func TestPageBrowser(t *testing.T) {
 	// A single node may or may not have recorded moves (its targets move to it
 	// when it turns active, if discovery synced first); the section is there.
 	require.True(t, pageFindID(doc, "moves") != nil || pageFindID(doc, "moves-empty") != nil)
-
-	if path := os.Getenv(pageEnvScreenshot); path != "" {
-		pageScreenshot(t, browser, base, path)
-	}
 }
 
 // pageChromium finds a headless-capable Chromium, or skips the test.

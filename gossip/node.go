@@ -14,6 +14,11 @@
 // HandoffLead ahead, and every node's Schedule switches at that instant. A
 // key therefore has one owner at every instant even while the news spreads;
 // only a crash, which nobody can announce, moves keys when it is noticed.
+//
+// Everything outside this package sees ownership through a View (Node.View):
+// owners of a key now, at an instant and after the announced changes, and
+// what moved between two views. Observers are only poked (Observer.Notify)
+// and read the view from their own goroutines.
 package gossip
 
 import (
@@ -161,23 +166,24 @@ func (n *Node) State() State {
 
 // Owns reports whether this node is one of the ReplicationFactor owners of
 // key now. It does not allocate and is safe to call from many goroutines.
-func (n *Node) Owns(key uint64) bool { return n.OwnsAt(key, time.Now()) }
+func (n *Node) Owns(key uint64) bool { return n.View().Owns(key) }
 
 // OwnsAt reports whether this node is one of the ReplicationFactor owners of
 // key at instant t, as far as this node knows now: t may be in the past (a
-// sample's timestamp) or in the future (an announced change).
-func (n *Node) OwnsAt(key uint64, t time.Time) bool {
-	return n.sched.Load().At(t).IsOwner(key, n.cfg.ReplicationFactor, n.cfg.Name)
-}
+// sample's timestamp) or in the future (an announced change). It is
+// View().OwnsAt, for consumers that ask one question at a time.
+func (n *Node) OwnsAt(key uint64, t time.Time) bool { return n.View().OwnsAt(key, t) }
 
 // Changes returns the instants at which ownership changes, past (a few
-// minutes) and announced, oldest first.
-func (n *Node) Changes() []time.Time { return n.sched.Load().Changes() }
+// minutes) and announced, oldest first. It is View().Changes.
+func (n *Node) Changes() []time.Time { return n.View().Changes() }
 
-// Ring returns the ring in effect now. The ring is immutable.
+// Ring returns the ring in effect now. The ring is immutable. Callers outside
+// gossip ask View instead of doing ring math.
 func (n *Node) Ring() *ring.Ring { return n.sched.Load().At(time.Now()) }
 
-// Schedule returns the ring over time. It is immutable.
+// Schedule returns the ring over time. It is immutable. Callers outside
+// gossip ask View instead.
 func (n *Node) Schedule() *Schedule { return n.sched.Load() }
 
 // Peers returns the alive members, this node included, sorted by name.
@@ -657,15 +663,14 @@ func (n *Node) rebuild(ml *memberlist.Memberlist) {
 	n.readvertise()
 }
 
-// notify tells the observers about the current peers and ring.
+// notify pokes the observers: the view or the peers changed. Observers read
+// them with View and Peers from their own goroutines.
 func (n *Node) notify() {
 	n.mu.Lock()
 	observers := slices.Clone(n.observers)
 	n.mu.Unlock()
-	peers := *n.peers.Load()
-	r := n.Ring()
 	for _, o := range observers {
-		o.NotifyPeersChanged(slices.Clone(peers), r)
+		o.Notify()
 	}
 }
 

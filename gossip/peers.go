@@ -1,10 +1,6 @@
 package gossip
 
-import (
-	"time"
-
-	"github.com/shoal-dev/shoal/gossip/ring"
-)
+import "time"
 
 // Peer is one member of the cluster as this node sees it, itself included.
 type Peer struct {
@@ -28,20 +24,22 @@ type Peer struct {
 	Since, Until time.Time
 }
 
-// Observer is told about membership changes. NotifyPeersChanged is called
-// from the node's event goroutine after the ring has been updated, with the
-// new peers and ring; it must return quickly (copy, enqueue, return) because
-// later changes wait for it. Bursts of changes are coalesced, so an observer
-// sees the latest state, not every intermediate one.
+// Observer is poked after membership changes. Notify is called from the
+// node's event goroutine once the view has been updated (the schedule was
+// rebuilt, or an announced instant passed and the ring in effect changed);
+// later changes wait for it, so it must not block or do work: a non-blocking
+// send on a capacity-1 channel, and return. The observer's own goroutine then
+// reads Node.View and Node.Peers. Pokes in a burst may coalesce, so an
+// observer sees the latest state, not every intermediate one.
 type Observer interface {
-	NotifyPeersChanged(peers []Peer, r *ring.Ring)
+	Notify()
 }
 
-// ObserverFunc adapts a function to Observer.
-type ObserverFunc func(peers []Peer, r *ring.Ring)
+// ObserverFunc adapts a function to Observer. The function must not block.
+type ObserverFunc func()
 
-// NotifyPeersChanged calls f.
-func (f ObserverFunc) NotifyPeersChanged(peers []Peer, r *ring.Ring) { f(peers, r) }
+// Notify calls f.
+func (f ObserverFunc) Notify() { f() }
 
 // agreement reports whether every other alive member with readable metadata
 // advertises digest, and lists the names of those that do not.

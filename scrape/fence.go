@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,8 +93,7 @@ func (f *fence) AppenderV2(ctx context.Context) storage.AppenderV2 {
 // keep reports whether the scrape of t at timestamp ms (milliseconds) is
 // this agent's to write.
 func (f *fence) keep(t *promscrape.Target, ms int64) bool {
-	key := newKeyer().sum(t.GetValue(model.JobLabel), t.URL().String())
-	return f.owner.OwnsAt(key, f.slot(t, ms))
+	return f.owner.OwnsAt(targetKey(t, nil), f.slot(t, ms))
 }
 
 // slot returns the nominal instant of the scrape slot that timestamp ms
@@ -145,11 +145,35 @@ func targetHash(t *promscrape.Target) (uint64, bool) {
 	v := reflect.ValueOf(t).Elem().Field(i)
 	// The labels are set when the target is created and never changed.
 	lset := *(*labels.Labels)(unsafe.Pointer(v.UnsafeAddr()))
-	h := fnv.New64a()
-	_, _ = fmt.Fprintf(h, "%016d", lset.Hash())
-	_, _ = h.Write([]byte(t.URL().String()))
-	return h.Sum64(), true
+	return phaseHash(lset.Hash(), t.URL().String()), true
 }
+
+// phaseHash is fmt.Fprintf(fnv.New64a(), "%016d", labelsHash) followed by
+// the URL, without the allocations of a hash.Hash64 and of fmt: it runs on
+// every scrape.
+func phaseHash(labelsHash uint64, url string) uint64 {
+	var buf [20]byte
+	digits := strconv.AppendUint(buf[:0], labelsHash, 10)
+	h := uint64(fnvOffset64)
+	for range 16 - len(digits) {
+		h = fnvByte(h, '0')
+	}
+	for _, c := range digits {
+		h = fnvByte(h, c)
+	}
+	for i := range len(url) {
+		h = fnvByte(h, url[i])
+	}
+	return h
+}
+
+// FNV-1a, 64 bits, as hash/fnv.New64a computes it.
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+func fnvByte(h uint64, c byte) uint64 { return (h ^ uint64(c)) * fnvPrime64 }
 
 // fencedAppender drops the samples of scrapes this agent does not own. A
 // scrape appends all its samples at one timestamp, so the decision is made

@@ -2,6 +2,8 @@ package scrape
 
 import (
 	"context"
+	"fmt"
+	"hash/fnv"
 	"slices"
 	"testing"
 	"time"
@@ -143,4 +145,24 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+func TestPhaseHashIsPrometheusTargetHash(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hash uint64
+		url  string
+	}{
+		{"zero", 0, ""},
+		{"padded", 42, "http://10.0.0.1:9100/metrics"},
+		{"sixteen digits", 1234567890123456, "http://a/metrics?x=1"},
+		{"twenty digits", 18446744073709551615, "https://host.example:443/probe?module=http_2xx&target=x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := fnv.New64a()
+			_, _ = fmt.Fprintf(h, "%016d", tc.hash)
+			_, _ = h.Write([]byte(tc.url))
+			require.Equal(t, h.Sum64(), phaseHash(tc.hash, tc.url))
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,12 @@ type FilterOptions struct {
 	// Notify and discovery updates inside it coalesce into one pass. Zero means
 	// DefaultMinReshardInterval.
 	MinReshardInterval time.Duration
+	// OnReshard, when set, is called on Run's goroutine after every pass (and
+	// after every poke while nothing is discovered yet), once the result has
+	// been handed to the scrape manager. It lets the caller follow ownership
+	// changes off the gossip goroutine, reading the current view and Targets.
+	// The next pass waits for it, so it must return promptly.
+	OnReshard func()
 }
 
 // activeTargets is the part of Prometheus' scrape manager the Filter needs to
@@ -56,6 +63,7 @@ type Filter struct {
 	nodeName     string
 	replicaLabel model.LabelName
 	minInterval  time.Duration
+	onReshard    func()
 	metrics      *filterMetrics
 
 	// scraper, when set, gets end-of-run staleness markers disabled for targets
@@ -102,6 +110,7 @@ func NewFilter(opts FilterOptions, logger *slog.Logger, reg prometheus.Registere
 		nodeName:     opts.NodeName,
 		replicaLabel: model.LabelName(opts.ReplicaLabel),
 		minInterval:  opts.MinReshardInterval,
+		onReshard:    opts.OnReshard,
 		metrics:      metrics,
 		trigger:      make(chan struct{}, 1),
 		configs:      map[string]*config.ScrapeConfig{},
@@ -204,6 +213,7 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		pending = false
 		res, ok := f.pass()
 		if !ok {
+			f.resharded()
 			continue // nothing discovered yet: the first snapshot goes at once
 		}
 		last = time.Now()
@@ -215,6 +225,13 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		case <-ctx.Done():
 			return nil
 		}
+		f.resharded()
+	}
+}
+
+func (f *Filter) resharded() {
+	if f.onReshard != nil {
+		f.onReshard()
 	}
 }
 
@@ -284,7 +301,7 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 					}
 				}
 				if own {
-					og.Targets = append(og.Targets, f.withReplica(t))
+					og.Targets = append(og.Targets, f.carry(t, key))
 				}
 			}
 		}
@@ -384,7 +401,7 @@ func (f *Filter) disableStaleness(k *keyer, movedOut map[string]map[uint64]struc
 	for job, keys := range movedOut {
 		var targets []*promscrape.Target
 		for _, t := range active[job] {
-			if _, ok := keys[k.sum(t.GetValue(model.JobLabel), t.URL().String())]; ok {
+			if _, ok := keys[targetKey(t, k)]; ok {
 				targets = append(targets, t)
 			}
 		}
@@ -392,11 +409,15 @@ func (f *Filter) disableStaleness(k *keyer, movedOut map[string]map[uint64]struc
 	}
 }
 
-func (f *Filter) withReplica(t model.LabelSet) model.LabelSet {
-	if f.replicaLabel == "" {
-		return t
+// carry returns a copy of the owned target t with its key in KeyLabel, for
+// the fence, and the replica label when one is configured. Discovery's label
+// sets are shared with it and never modified.
+func (f *Filter) carry(t model.LabelSet, key uint64) model.LabelSet {
+	c := make(model.LabelSet, len(t)+2)
+	maps.Copy(c, t)
+	c[KeyLabel] = formatKey(key)
+	if f.replicaLabel != "" {
+		c[f.replicaLabel] = model.LabelValue(f.nodeName)
 	}
-	c := t.Clone()
-	c[f.replicaLabel] = model.LabelValue(f.nodeName)
 	return c
 }

@@ -510,3 +510,34 @@ func TestKeyIsStable(t *testing.T) {
 	require.Equal(t, xxhash.Sum64String("a\x00http://h1:80/metrics"), newKeyer().sum("a", "http://h1:80/metrics"))
 	require.Equal(t, uint64(0x25eb0679104f164), newKeyer().sum("a", "http://h1:80/metrics"))
 }
+
+// TestFilterOnReshard checks that the hook runs on the filter's goroutine
+// after a poke, also before anything is discovered, and after each pass has
+// been handed on: a notifier only pokes and never waits for it.
+func TestFilterOnReshard(t *testing.T) {
+	calls := make(chan struct{}, 10)
+	f := newTestFilter(t, FilterOptions{
+		Owner:              &fakeOwner{ready: true, owns: ownAll},
+		MinReshardInterval: time.Millisecond,
+		OnReshard:          func() { calls <- struct{}{} },
+	}, loadConfig(t, twoJobs))
+	in, out := runFilter(t, f)
+	wait := func() {
+		t.Helper()
+		select {
+		case <-calls:
+		case <-time.After(10 * time.Second):
+			require.FailNow(t, "OnReshard not called within 10s")
+		}
+	}
+
+	f.Notify() // nothing discovered yet
+	wait()
+	in <- map[string][]*targetgroup.Group{"a": {group("g", "h1:80")}}
+	receive(t, out)
+	wait()
+	require.Equal(t, 1, f.Stats().Owned, "the hook sees the pass's result")
+	f.Notify()
+	receive(t, out)
+	wait()
+}

@@ -36,10 +36,12 @@ type Options struct {
 	// Discovered delivers discovery snapshots, usually sd.Discovery.SyncCh().
 	// Required.
 	Discovered <-chan map[string][]*targetgroup.Group
-	// NodeName, ReplicaLabel and MinReshardInterval are passed to the Filter.
+	// NodeName, ReplicaLabel, MinReshardInterval and OnReshard are passed to
+	// the Filter (see FilterOptions).
 	NodeName           string
 	ReplicaLabel       string
 	MinReshardInterval time.Duration
+	OnReshard          func()
 	// DiscoveryReloadInterval throttles how often the scrape manager applies
 	// filtered snapshots. Zero means DefaultDiscoveryReloadInterval.
 	DiscoveryReloadInterval time.Duration
@@ -101,6 +103,7 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 		NodeName:           opts.NodeName,
 		ReplicaLabel:       opts.ReplicaLabel,
 		MinReshardInterval: opts.MinReshardInterval,
+		OnReshard:          opts.OnReshard,
 	}, logger, reg)
 	if err != nil {
 		return nil, err

@@ -10,11 +10,17 @@ import "time"
 // changes are announced ahead with the instant they take effect, so that the
 // old and the new owner switch at the same instant (see fence).
 //
+// This is all the ring this package sees: the agent passes its gossip node,
+// which answers from its current read-only ownership view. The Filter never
+// computes owners itself, and the fence asks once per scrape with the key the
+// Filter carried on the target (KeyLabel).
+//
 // Both methods are called from the Filter's Run goroutine and from scrape
 // loops while other goroutines change membership, so implementations must be
-// safe for concurrent use and must not block. After their answers may have
-// changed (a peer joined or left, the node became active), the implementer
-// calls Filter.Notify.
+// safe for concurrent use, must not block and should not allocate (the fence
+// asks on every scrape). After their answers may have changed (a peer joined
+// or left, the node became active), the implementer pokes Filter.Notify,
+// which never blocks; the pass then runs on the Filter's goroutine.
 type Owner interface {
 	// OwnsAt reports whether this agent owns key at instant t, which may be
 	// in the past (a scrape's slot) or in the future (an announced change).
