@@ -163,7 +163,9 @@ func TestViewZeroOwnsNothing(t *testing.T) {
 }
 
 func TestNodeViewDoesNotAllocate(t *testing.T) {
-	n, err := New(Config{Name: "a", BindAddr: "127.0.0.1:0"}, nil, nil)
+	cfg := DefaultConfig()
+	cfg.Name, cfg.BindAddr = "a", "127.0.0.1:0"
+	n, err := New(cfg, nil, nil)
 	require.NoError(t, err)
 	n.sched.Store(newViewFixture(t).sched)
 	now := time.Now()
