@@ -187,10 +187,10 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 		}
 	}()
 	a.scraper, err = scrape.New(scrape.Options{
-		Owner:        a.node,
-		Discovered:   a.disc.SyncCh(),
-		NodeName:     a.opts.Gossip.Name,
-		ReplicaLabel: a.opts.ReplicaLabel,
+		Owner:      a.node,
+		Discovered: a.disc.SyncCh(),
+		NodeName:   a.opts.Gossip.Name,
+		Config:     a.opts.Scrape,
 		// Every agent of the cluster scrapes a target at the same phase, so a
 		// target keeps its rhythm when it changes owner.
 		PhaseSeed: "shoal/" + a.opts.Gossip.ClusterName,

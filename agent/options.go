@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-dev/shoal/gossip"
 	"github.com/shoal-dev/shoal/internal/flagext"
+	"github.com/shoal-dev/shoal/scrape"
 	"github.com/shoal-dev/shoal/sd"
 )
 
@@ -25,13 +26,11 @@ type Options struct {
 	// Join are the --cluster.join specs: host:port, dns+name:port, dns+name
 	// or consul+service.
 	Join []string
-	// ReplicaLabel, with a replication factor above 1, is set to the node
-	// name on every target.
-	ReplicaLabel string
 	// Version is advertised to peers, to Consul and in shoal_build_info.
 	Version string
 
 	Gossip       gossip.Config
+	Scrape       scrape.Config
 	Consul       sd.ConsulConfig
 	Registration sd.RegistrationConfig
 	Storage      StorageConfig
@@ -90,7 +89,7 @@ func (o *Options) RegisterFlags(app *kingpin.Application) {
 	o.Web.RegisterFlags(app)
 	o.Gossip.RegisterFlags(app)
 	flagext.Strings(app, "cluster.join", "Peer to join, repeatable: host:port, dns+name:port (A records), dns+name (SRV records) or consul+service (agents registered in Consul). Comma-separated in the environment variable.", &o.Join)
-	flagext.String(app, "cluster.replica-label", "With a replication factor above 1: label set to the agent's name on every target, for HA-deduplicating backends (e.g. replica; names starting with __ are dropped by Prometheus). Empty: none.", &o.ReplicaLabel)
+	o.Scrape.RegisterFlags(app)
 	o.Stop.RegisterFlags(app)
 	o.Consul.RegisterFlags(app)
 	o.Registration.RegisterFlags(app)
@@ -136,7 +135,7 @@ func (o *Options) Validate() error {
 	if o.ConfigFile == "" {
 		errs = append(errs, errors.New("--config.file must not be empty"))
 	}
-	errs = append(errs, o.Storage.Validate(), o.Web.Validate(), o.Gossip.Validate())
+	errs = append(errs, o.Storage.Validate(), o.Web.Validate(), o.Gossip.Validate(), o.Scrape.Validate())
 	if o.Stop.HandoffTimeout < 0 || o.Stop.RestartGrace < 0 {
 		errs = append(errs, fmt.Errorf("--cluster.handoff-timeout and --cluster.restart-grace must not be negative, got %s and %s", o.Stop.HandoffTimeout, o.Stop.RestartGrace))
 	}

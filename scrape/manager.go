@@ -36,10 +36,11 @@ type Options struct {
 	// Discovered delivers discovery snapshots, usually sd.Discovery.SyncCh().
 	// Required.
 	Discovered <-chan map[string][]*targetgroup.Group
-	// NodeName, ReplicaLabel, MinReshardInterval and OnReshard are passed to
+	// Config holds the flags' settings (the replica label).
+	Config
+	// NodeName, Config.ReplicaLabel, MinReshardInterval and OnReshard go to
 	// the Filter (see FilterOptions).
 	NodeName           string
-	ReplicaLabel       string
 	MinReshardInterval time.Duration
 	OnReshard          func()
 	// DiscoveryReloadInterval throttles how often the scrape manager applies

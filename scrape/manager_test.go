@@ -64,7 +64,7 @@ scrape_configs:
 		Owner:                   owner,
 		Discovered:              discovered,
 		NodeName:                "node-1",
-		ReplicaLabel:            "replica",
+		Config:                  Config{ReplicaLabel: "replica"},
 		MinReshardInterval:      10 * time.Millisecond,
 		DiscoveryReloadInterval: 20 * time.Millisecond,
 	}, nil, serial(app), prometheus.NewRegistry())
