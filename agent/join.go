@@ -120,26 +120,22 @@ func peerProvider(specs []joinSpec, res resolver, consul consulPeers) func(ctx c
 
 func (s joinSpec) resolve(ctx context.Context, res resolver, consul consulPeers) ([]string, error) {
 	switch s.kind {
-	case "static":
-		return []string{net.JoinHostPort(s.host, strconv.Itoa(s.port))}, nil
-	case "dns":
-		ips, err := res.LookupHost(ctx, s.host)
-		if err != nil {
-			return nil, fmt.Errorf("resolve dns+%s: %w", s.host, err)
-		}
-		out := make([]string, 0, len(ips))
-		for _, ip := range ips {
-			out = append(out, net.JoinHostPort(ip, strconv.Itoa(s.port)))
-		}
-		return out, nil
+	case "static", "dns":
+		return lookup(ctx, res, s.host, s.port)
 	case "dnssrv":
 		_, srvs, err := res.LookupSRV(ctx, "", "", s.host)
 		if err != nil {
 			return nil, fmt.Errorf("resolve SRV dns+%s: %w", s.host, err)
 		}
-		out := make([]string, 0, len(srvs))
+		var out []string
+		var errs []error
 		for _, srv := range srvs {
-			out = append(out, net.JoinHostPort(strings.TrimSuffix(srv.Target, "."), strconv.Itoa(int(srv.Port))))
+			addrs, err := lookup(ctx, res, strings.TrimSuffix(srv.Target, "."), int(srv.Port))
+			errs = append(errs, err)
+			out = append(out, addrs...)
+		}
+		if len(out) == 0 {
+			return nil, errors.Join(errs...)
 		}
 		return out, nil
 	case "consul":
@@ -153,4 +149,20 @@ func (s joinSpec) resolve(ctx context.Context, res resolver, consul consulPeers)
 		return addrs, nil
 	}
 	return nil, fmt.Errorf("unknown join kind %q", s.kind)
+}
+
+// lookup resolves host to ip:port addresses; gossip compares members by IP.
+func lookup(ctx context.Context, res resolver, host string, port int) ([]string, error) {
+	if net.ParseIP(host) != nil {
+		return []string{net.JoinHostPort(host, strconv.Itoa(port))}, nil
+	}
+	ips, err := res.LookupHost(ctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	out := make([]string, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, net.JoinHostPort(ip, strconv.Itoa(port)))
+	}
+	return out, nil
 }

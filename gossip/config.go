@@ -11,8 +11,9 @@ import (
 	"github.com/shoal-dev/shoal/gossip/ring"
 )
 
-// PeerProvider returns the gossip addresses (host:port) of members to join.
-// It may return the caller's own address, which is skipped. It is called at
+// PeerProvider returns the gossip addresses (ip:port) of members to join:
+// it resolves names itself, so that every address can be compared with the
+// members' own. It may return the caller's own address, which is skipped. It is called at
 // start and on every rejoin, so it should be cheap or cached.
 type PeerProvider func(ctx context.Context) ([]string, error)
 

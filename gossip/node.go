@@ -348,7 +348,7 @@ func (n *Node) join(ctx context.Context, ml *memberlist.Memberlist) {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		addrs, err := n.cfg.Peers(ctx)
-		others := n.others(ctx, addrs)
+		others := n.others(addrs)
 		if err == nil && len(others) == 0 {
 			n.logger.Info("no peers to join, starting a new cluster")
 			return
@@ -394,7 +394,7 @@ func (n *Node) rejoin(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 	n.membersMu.Unlock()
 	var missing []string
-	for _, a := range n.others(ctx, addrs) {
+	for _, a := range n.others(addrs) {
 		if !alive[a] {
 			missing = append(missing, a)
 		}
@@ -438,31 +438,23 @@ func (n *Node) rejoin(ctx context.Context, ml *memberlist.Memberlist) {
 // rejoinParallel bounds the concurrent push/pulls of one rejoin.
 const rejoinParallel = 8
 
-// others resolves addrs to ip:port and drops this node's own address.
-func (n *Node) others(ctx context.Context, addrs []string) []string {
+// others drops this node's own address and malformed ones from addrs. The
+// PeerProvider resolves names (the agent's --cluster.join does): members
+// are compared by IP address.
+func (n *Node) others(addrs []string) []string {
 	self := n.advertised()
 	var out []string
 	for _, a := range addrs {
-		host, port, err := net.SplitHostPort(a)
+		host, _, err := net.SplitHostPort(a)
+		if err == nil && net.ParseIP(host) == nil {
+			err = errors.New("host must be an IP address; the peer provider resolves names")
+		}
 		if err != nil {
 			n.logger.Warn("ignoring malformed peer address", "addr", a, "err", err)
 			continue
 		}
-		ips := []string{host}
-		if net.ParseIP(host) == nil {
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			resolved, err := net.DefaultResolver.LookupHost(rctx, host)
-			cancel()
-			if err != nil {
-				n.logger.Debug("peer address does not resolve", "addr", a, "err", err)
-				continue
-			}
-			ips = resolved
-		}
-		for _, ip := range ips {
-			if hp := net.JoinHostPort(ip, port); hp != self {
-				out = append(out, hp)
-			}
+		if a != self {
+			out = append(out, a)
 		}
 	}
 	slices.Sort(out)

@@ -337,3 +337,14 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+func TestOthersWantsIPs(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Name, cfg.BindAddr, cfg.AdvertiseAddr = "self", "127.0.0.1:7946", "127.0.0.1:7946"
+	n, err := New(cfg, nil, nil)
+	require.NoError(t, err)
+	self := "127.0.0.1:7946" // as Run stores it once memberlist listens
+	n.self.Store(&self)
+	got := n.others([]string{"127.0.0.2:7946", "127.0.0.1:7946", "peer.example:7946", "nonsense", "127.0.0.2:7946"})
+	require.Equal(t, []string{"127.0.0.2:7946"}, got, "self, names, malformed and repeated addresses are dropped")
+}
