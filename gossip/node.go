@@ -259,10 +259,18 @@ func (n *Node) Run(ctx context.Context) error {
 	if ctx.Err() == nil {
 		now := time.Now()
 		since := now.Add(n.cfg.HandoffLead)
-		if n.cfg.Resume.After(now) {
+		switch {
+		case n.cfg.Resume.After(now):
 			// Our peers hold our keys for us: nobody scrapes them now.
 			since = now
 			n.logger.Info("resuming ownership at once: peers hold this node's targets until its restart grace ends", "until", n.cfg.Resume)
+		case ml.NumMembers() == 1:
+			// Alone (the first node of a cluster, or one restarting
+			// alone): the lead would only throw slots away, since nobody
+			// else could scrape them. The local schedule is not asked: it
+			// learns the members a join found only after this point.
+			since = now
+			n.logger.Info("owning every key at once: no other member owns any")
 		}
 		n.setState(ml, StateActive, since, time.Time{})
 	}

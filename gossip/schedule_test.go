@@ -182,3 +182,21 @@ func containsTime(ts []time.Time, t time.Time) bool {
 	}
 	return false
 }
+
+// TestLoneNodeOwnsAtOnce: the first node of a cluster owns every key as
+// soon as it is active, whatever its handoff lead, since nobody else could
+// scrape them; a node joining it still waits for its lead.
+func TestLoneNodeOwnsAtOnce(t *testing.T) {
+	lead := func(c *Config) { c.HandoffLead = time.Minute }
+	first := startNode(t, "node-00", nil, lead)
+	require.Eventually(t, first.Ready, 10*time.Second, 10*time.Millisecond)
+	for k := uint64(0); k < 100; k++ {
+		require.True(t, first.Owns(k), "key %d", k)
+	}
+
+	second := startNode(t, "node-01", []string{first.Addr()}, lead)
+	require.Eventually(t, second.Ready, 10*time.Second, 10*time.Millisecond)
+	for k := uint64(0); k < 100; k++ {
+		require.False(t, second.Owns(k), "the joiner owns key %d before its lead has passed", k)
+	}
+}
