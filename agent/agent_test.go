@@ -69,8 +69,13 @@ func TestReload(t *testing.T) {
 		return len(tg.ActiveTargets) == 2 && tg.ActiveTargets[0].ScrapePool == "b"
 	}, convergeTimeout, pollInterval)
 
-	// POST /-/quit stops Run cleanly.
-	code, body = a.post("/-/quit")
+	requireQuitStops(t, a)
+}
+
+// requireQuitStops checks that POST /-/quit stops Run cleanly.
+func requireQuitStops(t *testing.T, a *testAgent) {
+	t.Helper()
+	code, body := a.post("/-/quit")
 	require.Equal(t, http.StatusOK, code, body)
 	select {
 	case <-a.done:
@@ -94,82 +99,78 @@ func TestLifecycleDisabled(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 }
 
-func TestReadiness(t *testing.T) {
+func TestReadinessNotJoined(t *testing.T) {
 	t.Parallel()
+	// Nobody listens on the peer's port: the node retries for the join
+	// timeout and then starts as a cluster of one.
+	cfgPath := writeConfig(t, staticConfig(map[string][]string{"a": {"127.0.0.1:1"}}))
+	opts := agentOptions(t, "lonely", cfgPath)
+	opts.Join = []string{fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
+	a := startAgent(t, opts)
+	code, body := a.get("/-/ready")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "not joined the cluster yet")
+	a.waitReady()
+}
 
-	t.Run("not joined", func(t *testing.T) {
-		t.Parallel()
-		// Nobody listens on the peer's port: the node retries for the join
-		// timeout and then starts as a cluster of one.
-		cfgPath := writeConfig(t, staticConfig(map[string][]string{"a": {"127.0.0.1:1"}}))
-		opts := agentOptions(t, "lonely", cfgPath)
-		opts.Join = []string{fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
-		a := startAgent(t, opts)
-		code, body := a.get("/-/ready")
-		require.Equal(t, http.StatusServiceUnavailable, code)
-		require.Contains(t, body, "not joined the cluster yet")
-		a.waitReady()
-	})
+func TestReadinessWithoutScrapeConfigs(t *testing.T) {
+	t.Parallel()
+	// Prometheus' discovery manager never sends a snapshot without
+	// providers: readiness must not wait for one.
+	cfgPath := writeConfig(t, "global:\n  scrape_interval: 1s\n")
+	a := startAgent(t, agentOptions(t, "idle", cfgPath))
+	a.waitReady()
+	// Adding a job by reload keeps it ready.
+	rewrite(t, cfgPath, staticConfig(map[string][]string{"a": {"127.0.0.1:1"}}))
+	require.NoError(t, a.Reload())
+	code, _ := a.get("/-/ready")
+	require.Equal(t, http.StatusOK, code)
+}
 
-	t.Run("no scrape configs", func(t *testing.T) {
-		t.Parallel()
-		// Prometheus' discovery manager never sends a snapshot without
-		// providers: readiness must not wait for one.
-		cfgPath := writeConfig(t, "global:\n  scrape_interval: 1s\n")
-		a := startAgent(t, agentOptions(t, "idle", cfgPath))
-		a.waitReady()
-		// Adding a job by reload keeps it ready.
-		rewrite(t, cfgPath, staticConfig(map[string][]string{"a": {"127.0.0.1:1"}}))
-		require.NoError(t, a.Reload())
-		code, _ := a.get("/-/ready")
-		require.Equal(t, http.StatusOK, code)
-	})
-
-	t.Run("shutting down", func(t *testing.T) {
-		t.Parallel()
-		// Remote write to a receiver that never answers makes the flush
-		// step last the whole flush deadline.
-		release := make(chan struct{})
-		var writes atomic.Int64
-		rw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writes.Add(1)
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}))
-		t.Cleanup(rw.Close)
-		t.Cleanup(func() { close(release) })
-		f := startFarm(t, 1)
-		cfg := staticConfig(map[string][]string{"a": farmAddrs(f)}) +
-			fmt.Sprintf("remote_write:\n  - url: %s/api/v1/write\n", rw.URL)
-		opts := agentOptions(t, "stopping", writeConfig(t, cfg))
-		opts.Storage.FlushDeadline = 3 * time.Second
-		a := startAgent(t, opts)
-		a.waitReady()
-		require.Eventually(t, func() bool { return writes.Load() > 0 }, startTimeout, pollInterval)
-
-		go a.cancel()
-		var sawShutdown bool
-		for {
-			select {
-			case <-a.done:
-				require.True(t, sawShutdown, "/-/ready never said 503 while the agent stopped")
-				require.NoError(t, a.err)
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			code, body := a.get("/-/ready")
-			if code == http.StatusOK {
-				require.False(t, sawShutdown, "ready again after shutting down")
-				continue
-			}
-			if code == http.StatusServiceUnavailable {
-				require.Contains(t, body, "shutting down")
-				sawShutdown = true
-			}
+func TestNotReadyWhileStopping(t *testing.T) {
+	t.Parallel()
+	// Remote write to a receiver that never answers makes the flush
+	// step last the whole flush deadline.
+	release := make(chan struct{})
+	var writes atomic.Int64
+	rw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writes.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
 		}
-	})
+	}))
+	t.Cleanup(rw.Close)
+	t.Cleanup(func() { close(release) })
+	f := startFarm(t, 1)
+	cfg := staticConfig(map[string][]string{"a": farmAddrs(f)}) +
+		fmt.Sprintf("remote_write:\n  - url: %s/api/v1/write\n", rw.URL)
+	opts := agentOptions(t, "stopping", writeConfig(t, cfg))
+	opts.Storage.FlushDeadline = 3 * time.Second
+	a := startAgent(t, opts)
+	a.waitReady()
+	require.Eventually(t, func() bool { return writes.Load() > 0 }, startTimeout, pollInterval)
+
+	go a.cancel()
+	var sawShutdown bool
+	for {
+		select {
+		case <-a.done:
+			require.True(t, sawShutdown, "/-/ready never said 503 while the agent stopped")
+			require.NoError(t, a.err)
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		code, body := a.get("/-/ready")
+		if code == http.StatusOK {
+			require.False(t, sawShutdown, "ready again after shutting down")
+			continue
+		}
+		if code == http.StatusServiceUnavailable {
+			require.Contains(t, body, "shutting down")
+			sawShutdown = true
+		}
+	}
 }
 
 // startCluster starts n agents over the same config that all join each
@@ -276,7 +277,18 @@ func TestAPIAgreement(t *testing.T) {
 		require.Equal(t, len(owned[mm.Name]), mm.OwnedTargets, mm.Name)
 	}
 
-	// Each agent scrapes exactly the targets it owns, in Prometheus' shape.
+	requireScrapesOwned(t, agents, owned)
+	// The raw JSON uses Prometheus' field names.
+	_, body := agents[0].get("/api/v1/targets")
+	for _, field := range []string{`"activeTargets"`, `"droppedTargets"`, `"scrapeUrl"`, `"scrapePool"`, `"discoveredLabels"`, `"health"`, `"lastScrape"`} {
+		require.Contains(t, body, field)
+	}
+}
+
+// requireScrapesOwned waits until each agent scrapes exactly the targets it
+// owns (owned: agent -> scrape URLs), in Prometheus' shape.
+func requireScrapesOwned(t *testing.T, agents []*testAgent, owned map[string][]string) {
+	t.Helper()
 	for _, a := range agents {
 		want := slices.Clone(owned[a.name])
 		slices.Sort(want)
@@ -295,11 +307,6 @@ func TestAPIAgreement(t *testing.T) {
 			slices.Sort(got)
 			return slices.Equal(want, got)
 		}, convergeTimeout, 100*time.Millisecond, "%s does not scrape exactly %v", a.name, want)
-	}
-	// The raw JSON uses Prometheus' field names.
-	_, body := agents[0].get("/api/v1/targets")
-	for _, field := range []string{`"activeTargets"`, `"droppedTargets"`, `"scrapeUrl"`, `"scrapePool"`, `"discoveredLabels"`, `"health"`, `"lastScrape"`} {
-		require.Contains(t, body, field)
 	}
 }
 

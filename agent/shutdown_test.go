@@ -12,7 +12,7 @@ import (
 
 // TestGracefulStopHandsOff stops one of three agents and checks that its
 // peers both owned and scraped its targets before its Run returned, and
-// that it went through the shutdown steps in order.
+// that it went through the stop stages in order.
 func TestGracefulStopHandsOff(t *testing.T) {
 	t.Parallel()
 	f := startFarm(t, 24)
@@ -33,91 +33,13 @@ func TestGracefulStopHandsOff(t *testing.T) {
 	}
 	require.NotEmpty(t, moving, "the victim owns nothing: %+v", ct)
 
-	// Every peer records when it stopped listing the victim as an owner and
-	// when its scrape pool held all the victim's targets it now owns. The
-	// scrape manager applies new targets only every 5 s: the victim must wait
-	// for that, not only for the ring to agree.
-	type seen struct {
-		mu               sync.Mutex
-		ownedAt, scraped time.Time
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	obs := make([]*seen, len(peers))
-	for i, p := range peers {
-		obs[i] = &seen{}
-		wg.Go(func() {
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-tick.C:
-				}
-				now := time.Now()
-				o := obs[i]
-				o.mu.Lock()
-				needOwned, needScraped := o.ownedAt.IsZero(), o.scraped.IsZero()
-				o.mu.Unlock()
-				if needOwned {
-					ct, err := p.clusterTargets()
-					if err == nil && len(ct.Targets) == 24 && !slices.ContainsFunc(ct.Targets, func(tg apiClusterTarget) bool {
-						return slices.Contains(tg.Owners, victim.name) || len(tg.Owners) != 1
-					}) {
-						o.mu.Lock()
-						o.ownedAt = now
-						o.mu.Unlock()
-					}
-				}
-				if needScraped {
-					// Both peers together must scrape every moving target;
-					// each peer records when it scrapes its own share.
-					var tg apiTargets
-					if err := p.getJSON("/api/v1/targets", &tg); err == nil {
-						ct, err := p.clusterTargets()
-						if err != nil {
-							continue
-						}
-						mine := map[string]bool{}
-						for _, x := range ct.Targets {
-							if slices.Equal(x.Owners, []string{p.name}) && slices.Contains(moving, x.URL) {
-								mine[x.URL] = true
-							}
-						}
-						for _, at := range tg.ActiveTargets {
-							// Active: the scrape pool runs a loop for it. Its
-							// first scrape comes within one interval.
-							if mine[at.ScrapeURL] {
-								delete(mine, at.ScrapeURL)
-							}
-						}
-						if len(mine) == 0 && !start(victim).IsZero() && !ct.hasOwner(victim.name) {
-							o.mu.Lock()
-							o.scraped = now
-							o.mu.Unlock()
-						}
-					}
-				}
-			}
-		})
-	}
-	t.Cleanup(func() { close(done); wg.Wait() })
-
+	obs := watchTakeover(t, peers, victim, moving, len(ct.Targets))
 	stopStart.Store(victim, time.Now())
 	require.NoError(t, victim.stop())
 	returned := time.Unix(0, victim.stopped.Load())
 
 	require.Eventually(t, func() bool {
-		for _, o := range obs {
-			o.mu.Lock()
-			ok := !o.ownedAt.IsZero() && !o.scraped.IsZero()
-			o.mu.Unlock()
-			if !ok {
-				return false
-			}
-		}
-		return true
+		return !slices.ContainsFunc(obs, func(o *takeover) bool { return !o.done() })
 	}, convergeTimeout, pollInterval, "peers did not take over")
 	for i, o := range obs {
 		o.mu.Lock()
@@ -126,7 +48,7 @@ func TestGracefulStopHandsOff(t *testing.T) {
 		o.mu.Unlock()
 	}
 
-	// The log shows the steps in order, then the end.
+	// The log shows the stages in order, then the end.
 	logs := victim.logs.String()
 	last := -1
 	for _, step := range []string{"stage=announce step=1/6", `stage="stop scraping" step=2/6`, "stage=flush step=3/6",
@@ -141,6 +63,88 @@ func TestGracefulStopHandsOff(t *testing.T) {
 
 	// The peers agree on a two-member ring.
 	waitAgreement(t, peers, 2)
+}
+
+// takeover records when a peer stopped listing the victim as an owner and
+// when its scrape pool held all the victim's targets it now owns. The
+// scrape manager applies new targets only every 5 s: the victim must wait
+// for that, not only for the ring to agree.
+type takeover struct {
+	mu               sync.Mutex
+	ownedAt, scraped time.Time
+}
+
+func (o *takeover) done() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.ownedAt.IsZero() && !o.scraped.IsZero()
+}
+
+// watchTakeover polls every peer until the test ends.
+func watchTakeover(t *testing.T, peers []*testAgent, victim *testAgent, moving []string, total int) []*takeover {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	obs := make([]*takeover, len(peers))
+	for i, p := range peers {
+		obs[i] = &takeover{}
+		wg.Go(func() {
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				obs[i].poll(p, victim, moving, total)
+			}
+		})
+	}
+	t.Cleanup(func() { close(done); wg.Wait() })
+	return obs
+}
+
+func (o *takeover) poll(p, victim *testAgent, moving []string, total int) {
+	now := time.Now()
+	o.mu.Lock()
+	needOwned, needScraped := o.ownedAt.IsZero(), o.scraped.IsZero()
+	o.mu.Unlock()
+	ct, err := p.clusterTargets()
+	if err != nil {
+		return
+	}
+	if needOwned && len(ct.Targets) == total && !slices.ContainsFunc(ct.Targets, func(tg apiClusterTarget) bool {
+		return slices.Contains(tg.Owners, victim.name) || len(tg.Owners) != 1
+	}) {
+		o.mu.Lock()
+		o.ownedAt = now
+		o.mu.Unlock()
+	}
+	if !needScraped {
+		return
+	}
+	// Both peers together must scrape every moving target; each peer
+	// records when it scrapes its own share.
+	var tg apiTargets
+	if err := p.getJSON("/api/v1/targets", &tg); err != nil {
+		return
+	}
+	mine := map[string]bool{}
+	for _, x := range ct.Targets {
+		if slices.Equal(x.Owners, []string{p.name}) && slices.Contains(moving, x.URL) {
+			mine[x.URL] = true
+		}
+	}
+	for _, at := range tg.ActiveTargets {
+		// Active: the scrape pool runs a loop for it. Its first scrape
+		// comes within one interval.
+		delete(mine, at.ScrapeURL)
+	}
+	if len(mine) == 0 && !start(victim).IsZero() && !ct.hasOwner(victim.name) {
+		o.mu.Lock()
+		o.scraped = now
+		o.mu.Unlock()
+	}
 }
 
 // stopStart records when the test began stopping each agent.
