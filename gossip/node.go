@@ -270,7 +270,7 @@ func (n *Node) Run(ctx context.Context) error {
 			// else could scrape them. The local schedule is not asked: it
 			// learns the members a join found only after this point.
 			since = now
-			n.logger.Info("owning every key at once: no other member owns any")
+			n.logger.Info("alone in the cluster: owning every key at once, without the handoff lead")
 		}
 		n.setState(ml, StateActive, since, time.Time{})
 	}
