@@ -69,13 +69,13 @@ type Config struct {
 	Stdout, Stderr io.Writer
 }
 
-// Validate reports the first invalid field.
+// Validate reports the first invalid field. Targets and Series are the
+// farm's, which validates them.
 func (c Config) Validate() error {
+	if err := (farm.Config{Targets: c.Targets, Series: c.Series}).Validate(); err != nil {
+		return err
+	}
 	switch {
-	case c.Targets < 1:
-		return fmt.Errorf("targets must be at least 1, got %d", c.Targets)
-	case c.Series < 0:
-		return fmt.Errorf("series must not be negative, got %d", c.Series)
 	case c.Interval < time.Second:
 		return fmt.Errorf("interval must be at least 1s, got %v", c.Interval)
 	case c.Duration < c.Interval:

@@ -60,7 +60,7 @@ func (d *docker) fleetPartition(t *testing.T, root, net string) {
 		d.image("farm"), "--listen-host=0.0.0.0", fmt.Sprintf("--base-port=%d", farmBasePort), fmt.Sprintf("--targets=%d", farmTargets),
 		"--series=5", "--consul.address=consul:8500", "--consul.advertise-host=farm")
 	require.NoError(t, err)
-	require.NoError(t, waitPassing(ctx, cc, "farm", farmTargets))
+	require.NoError(t, e2e.WaitPassing(ctx, cc, "farm", farmTargets, readyTimeout))
 	t.Logf("consul in a container: %d farm targets registered and passing", farmTargets)
 
 	receiver := d.id + "-receiver"
@@ -107,7 +107,7 @@ func (d *docker) fleetPartition(t *testing.T, root, net string) {
 	for _, c := range clients {
 		require.NoError(t, waitView(ctx, c, clusterTimeout, "fleet-1", "fleet-2", "fleet-3"))
 	}
-	require.NoError(t, waitPassing(ctx, cc, "shoal", 3))
+	require.NoError(t, e2e.WaitPassing(ctx, cc, "shoal", 3, readyTimeout))
 	t.Log("container fleet: three agents registered in consul, joined through it, one cluster")
 	// The joiners' handoff lead (5 s), then long enough for the first
 	// owners' samples to reach the receiver: samples still in flight on the
@@ -205,18 +205,4 @@ func view(ctx context.Context, c *e2e.Client, want ...string) error {
 
 func waitView(ctx context.Context, c *e2e.Client, timeout time.Duration, want ...string) error {
 	return e2e.Poll(ctx, timeout, 200*time.Millisecond, func(ctx context.Context) error { return view(ctx, c, want...) })
-}
-
-// waitPassing waits until Consul lists want instances of service passing.
-func waitPassing(ctx context.Context, cc *api.Client, service string, want int) error {
-	return e2e.Poll(ctx, readyTimeout, 500*time.Millisecond, func(context.Context) error {
-		entries, _, err := cc.Health().Service(service, "", true, nil)
-		if err != nil {
-			return err
-		}
-		if len(entries) != want {
-			return fmt.Errorf("consul lists %d passing %s instances, want %d", len(entries), service, want)
-		}
-		return nil
-	})
 }

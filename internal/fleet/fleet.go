@@ -244,12 +244,7 @@ func (f *Fleet) Remove(a *e2e.Agent) error {
 
 // Restart stops a as Remove does and starts it again with the same name,
 // ports and data directory; call it inside Step.
-func (f *Fleet) Restart(ctx context.Context, a *e2e.Agent) error {
-	if err := a.Stop(); err != nil {
-		return err
-	}
-	return a.Start(ctx)
-}
+func (f *Fleet) Restart(ctx context.Context, a *e2e.Agent) error { return a.Restart(ctx) }
 
 // Kill kills a (SIGKILL) and drops it from Agents; call it inside Step.
 func (f *Fleet) Kill(a *e2e.Agent) error {
