@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/consul/api"
-
 	"github.com/shoal-dev/shoal/internal/farm"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -100,7 +98,6 @@ type Bench struct {
 	g   *testenv.Group // every process of the benchmark
 
 	consul  *testenv.Consul
-	cc      *api.Client
 	rcv     *testenv.Receiver
 	farm    *farm.Farm
 	targets []Instance // every farm target; the first cfg.Targets are serviceSingle
@@ -180,7 +177,6 @@ func (b *Bench) startEnv(ctx context.Context) error {
 	if b.consul, err = testenv.RunConsul(ctx, b.g, testenv.ConsulOptions{}); err != nil {
 		return err
 	}
-	b.cc = b.consul.Client()
 	if b.rcv, err = testenv.RunReceiver(ctx, b.g, testenv.ReceiverOptions{}); err != nil {
 		return err
 	}
@@ -202,7 +198,7 @@ func (b *Bench) startEnv(ctx context.Context) error {
 	for _, t := range f.Targets() {
 		b.targets = append(b.targets, Instance{ID: t.ID, Addr: t.Addr})
 	}
-	return RegisterInstances(ctx, b.cc, nodeSingle, serviceSingle, b.targets[:b.cfg.Targets])
+	return RegisterInstances(ctx, b.consul.Client(), nodeSingle, serviceSingle, b.targets[:b.cfg.Targets])
 }
 
 // Prometheus' own defaults, which every run keeps.

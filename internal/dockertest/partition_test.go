@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -26,15 +25,14 @@ import (
 // the targets and the receiver: each side must declare the other dead and
 // scrape every target (duplicates are acceptable, gaps are not), and the
 // fleet must be one cluster again soon after the agent is reconnected.
-func (d *docker) fleetPartition(t *testing.T, root, net string) {
+func (d *docker) fleetPartition(t *testing.T, net string) {
 	ctx := t.Context()
-	promBin, consulBin := hostBinary(root, testenv.PrometheusBinary), hostBinary(root, testenv.ConsulBinary)
-	if promBin == "" || consulBin == "" {
-		if os.Getenv(testenv.EnvRequireIntegration) == "1" {
-			t.Fatal("no consul or prometheus binary in .cache/bin for the container fleet (make deps)")
-		}
-		t.Skip("no consul or prometheus binary in .cache/bin for the container fleet (make deps)")
-	}
+	// The images get the host's binaries: Consul's and Prometheus'.
+	testenv.SkipWithout(t, testenv.PrometheusBinary, testenv.ConsulBinary)
+	promBin, err := testenv.PrometheusBinary.Find()
+	require.NoError(t, err)
+	consulBin, err := testenv.ConsulBinary.Find()
+	require.NoError(t, err)
 	imgProm, err := d.scratchImage(ctx, "prometheus", promBin)
 	require.NoError(t, err)
 	imgConsul, err := d.scratchImage(ctx, "consul", consulBin)
