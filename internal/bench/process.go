@@ -97,7 +97,7 @@ func (b *Bench) newExternal(name, bin string, cfg testenv.PromConfig, readyPath 
 	}
 	argv := args(dir, cfgPath, listen)
 	p.start = func(ctx context.Context) error {
-		if err := p.Process.Start(argv); err != nil {
+		if err := p.Start(argv); err != nil {
 			return err
 		}
 		return p.WaitReady(ctx, e2e.ReadyTimeout, pollInterval, func(ctx context.Context) error {

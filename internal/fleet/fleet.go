@@ -180,7 +180,10 @@ func (f *Fleet) Step(ctx context.Context, what string, action func() error) (Ste
 		return nil
 	})
 	if err != nil {
-		return r, fmt.Errorf("%s: %s: no convergence: %w (agree: %v)", f.Name, what, err, f.agree(ctx))
+		if disagree := f.agree(ctx); disagree != nil {
+			err = fmt.Errorf("%w (and they disagree: %w)", err, disagree)
+		}
+		return r, fmt.Errorf("%s: %s: no convergence: %w", f.Name, what, err)
 	}
 	f.steps = append(f.steps, r)
 	f.logf("fleet: %s: %s: action %.1fs, agree %.1fs, converged %.1fs", f.Name, what, r.Action.Seconds(), r.Agree.Seconds(), r.Converge.Seconds())
