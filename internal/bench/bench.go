@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/consul/api"
-
 	"github.com/shoal-dev/shoal/internal/farm"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -69,13 +67,13 @@ type Config struct {
 	Stdout, Stderr io.Writer
 }
 
-// Validate reports the first invalid field.
+// Validate reports the first invalid field. Targets and Series are the
+// farm's, which validates them.
 func (c Config) Validate() error {
+	if err := (farm.Config{Targets: c.Targets, Series: c.Series}).Validate(); err != nil {
+		return err
+	}
 	switch {
-	case c.Targets < 1:
-		return fmt.Errorf("targets must be at least 1, got %d", c.Targets)
-	case c.Series < 0:
-		return fmt.Errorf("series must not be negative, got %d", c.Series)
 	case c.Interval < time.Second:
 		return fmt.Errorf("interval must be at least 1s, got %v", c.Interval)
 	case c.Duration < c.Interval:
@@ -100,7 +98,6 @@ type Bench struct {
 	g   *testenv.Group // every process of the benchmark
 
 	consul  *testenv.Consul
-	cc      *api.Client
 	rcv     *testenv.Receiver
 	farm    *farm.Farm
 	targets []Instance // every farm target; the first cfg.Targets are serviceSingle
@@ -180,7 +177,6 @@ func (b *Bench) startEnv(ctx context.Context) error {
 	if b.consul, err = testenv.RunConsul(ctx, b.g, testenv.ConsulOptions{}); err != nil {
 		return err
 	}
-	b.cc = b.consul.Client()
 	if b.rcv, err = testenv.RunReceiver(ctx, b.g, testenv.ReceiverOptions{}); err != nil {
 		return err
 	}
@@ -202,7 +198,7 @@ func (b *Bench) startEnv(ctx context.Context) error {
 	for _, t := range f.Targets() {
 		b.targets = append(b.targets, Instance{ID: t.ID, Addr: t.Addr})
 	}
-	return RegisterInstances(ctx, b.cc, nodeSingle, serviceSingle, b.targets[:b.cfg.Targets])
+	return RegisterInstances(ctx, b.consul.Client(), nodeSingle, serviceSingle, b.targets[:b.cfg.Targets])
 }
 
 // Prometheus' own defaults, which every run keeps.

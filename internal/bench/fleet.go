@@ -86,19 +86,19 @@ func (b *Bench) startCluster(ctx context.Context, bin, name string, n int, cfg t
 // runFleet measures FleetSize agents scraping FleetSize times the targets.
 func (b *Bench) runFleet(ctx context.Context, r Result) (Result, error) {
 	r.Agents, r.Targets = FleetSize, FleetSize*b.cfg.Targets
-	if err := RegisterInstances(ctx, b.cc, nodeFleet, serviceFleet, []Instance{placeholder}); err != nil {
+	if err := RegisterInstances(ctx, b.consul.Client(), nodeFleet, serviceFleet, []Instance{placeholder}); err != nil {
 		return r, err
 	}
-	defer func() { _ = DeregisterNode(context.WithoutCancel(ctx), b.cc, nodeFleet) }()
+	defer func() { _ = DeregisterNode(context.WithoutCancel(ctx), b.consul.Client(), nodeFleet) }()
 	c, err := b.startCluster(ctx, b.cfg.ShoalBin, r.Label, FleetSize, b.scrapeConfig(r.Label, b.cfg.Interval, serviceFleet), false)
 	defer func() { _ = c.stop() }()
 	if err != nil {
 		return r, err
 	}
-	if err := RegisterInstances(ctx, b.cc, nodeFleet, serviceFleet, b.targets[:r.Targets]); err != nil {
+	if err := RegisterInstances(ctx, b.consul.Client(), nodeFleet, serviceFleet, b.targets[:r.Targets]); err != nil {
 		return r, err
 	}
-	if err := DeregisterInstance(ctx, b.cc, nodeFleet, serviceFleet, placeholderID); err != nil {
+	if err := DeregisterInstance(ctx, b.consul.Client(), nodeFleet, serviceFleet, placeholderID); err != nil {
 		return r, err
 	}
 	err = b.measure(ctx, &r, c.agents)

@@ -145,9 +145,9 @@ func (b *Bench) runNonOwned(ctx context.Context) (err error) {
 	}
 	cleanup := context.WithoutCancel(ctx)
 	defer func() {
-		err = errors.Join(err, DeregisterNode(cleanup, b.cc, nodeDead), DeregisterNode(cleanup, b.cc, nodeOwned))
+		err = errors.Join(err, DeregisterNode(cleanup, b.consul.Client(), nodeDead), DeregisterNode(cleanup, b.consul.Client(), nodeOwned))
 	}()
-	if err := RegisterInstances(ctx, b.cc, nodeDead, serviceDead, []Instance{placeholder}); err != nil {
+	if err := RegisterInstances(ctx, b.consul.Client(), nodeDead, serviceDead, []Instance{placeholder}); err != nil {
 		return err
 	}
 
@@ -172,10 +172,10 @@ func (b *Bench) runNonOwned(ctx context.Context) (err error) {
 	}
 
 	b.logf("non-owned memory: registering %d dead targets", n)
-	if err := RegisterInstances(ctx, b.cc, nodeDead, serviceDead, deadInstances("dead", n)); err != nil {
+	if err := RegisterInstances(ctx, b.consul.Client(), nodeDead, serviceDead, deadInstances("dead", n)); err != nil {
 		return err
 	}
-	if err := DeregisterInstance(ctx, b.cc, nodeDead, serviceDead, placeholderID); err != nil {
+	if err := DeregisterInstance(ctx, b.consul.Client(), nodeDead, serviceDead, placeholderID); err != nil {
 		return err
 	}
 	if err := waitTargets(ctx, c, n, n); err != nil {
@@ -208,7 +208,7 @@ func (b *Bench) runNonOwned(ctx context.Context) (err error) {
 	}()
 	for i := range FleetSize {
 		svc := fmt.Sprintf("bench-owned-%d", i)
-		if err := RegisterInstances(ctx, b.cc, nodeOwned, svc, owned[i]); err != nil {
+		if err := RegisterInstances(ctx, b.consul.Client(), nodeOwned, svc, owned[i]); err != nil {
 			return err
 		}
 		name := fmt.Sprintf("owned-%d", i)

@@ -12,13 +12,9 @@ import (
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
+// A subject gets as long as an e2e agent to become ready and to stop
+// (e2e.ReadyTimeout, e2e.StopGrace).
 const (
-	// readyTimeout bounds how long a process may take to answer its
-	// readiness endpoint; seconds on an idle machine, the rest is headroom.
-	readyTimeout = 2 * time.Minute
-	// stopGrace is how long a process gets after SIGTERM before SIGKILL: a
-	// shoal agent hands its targets over (15 s at most) and flushes.
-	stopGrace = 30 * time.Second
 	// requestTimeout bounds one request to a process' HTTP API.
 	requestTimeout = 10 * time.Second
 	// pollInterval is how often readiness and delivery are checked.
@@ -101,10 +97,10 @@ func (b *Bench) newExternal(name, bin string, cfg testenv.PromConfig, readyPath 
 	}
 	argv := args(dir, cfgPath, listen)
 	p.start = func(ctx context.Context) error {
-		if err := p.Process.Start(argv); err != nil {
+		if err := p.Start(argv); err != nil {
 			return err
 		}
-		return p.WaitReady(ctx, readyTimeout, pollInterval, func(ctx context.Context) error {
+		return p.WaitReady(ctx, e2e.ReadyTimeout, pollInterval, func(ctx context.Context) error {
 			return testenv.HTTPReady(ctx, p.hc, p.url+readyPath)
 		})
 	}
@@ -181,12 +177,12 @@ func (p *subject) bytesSent(ctx context.Context) (float64, error) {
 // SIGKILL is logged, not an error: nothing is measured any more.
 func (p *subject) stop() error {
 	defer p.hc.CloseIdleConnections()
-	clean, err := p.Stop(stopGrace)
+	clean, err := p.Stop(e2e.StopGrace)
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", p.name, err)
 	}
 	if !clean {
-		p.AppendLog("=== bench: killed after " + stopGrace.String())
+		p.AppendLog("=== bench: killed after " + e2e.StopGrace.String())
 	}
 	return nil
 }

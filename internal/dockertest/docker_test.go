@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +82,7 @@ func TestDockerImage(t *testing.T) {
 		require.NoError(t, err)
 	})
 	t.Run("dns cluster", func(t *testing.T) { d.dnsCluster(t, net) })
-	t.Run("consul fleet partition", func(t *testing.T) { d.fleetPartition(t, root, net) })
+	t.Run("consul fleet partition", func(t *testing.T) { d.fleetPartition(t, net) })
 }
 
 // dnsCluster runs the farm and three agents that join through a network
@@ -187,16 +186,4 @@ func gitDescribe(root string) string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// hostBinary returns a component's binary for the fleet images, or "".
-func hostBinary(root string, b testenv.Binary) string {
-	if p := os.Getenv(b.Env); p != "" {
-		return p
-	}
-	p := filepath.Join(root, ".cache", "bin", b.Name)
-	if _, err := os.Stat(p); err != nil {
-		return ""
-	}
-	return p
 }

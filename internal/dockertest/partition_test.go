@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -26,15 +25,14 @@ import (
 // the targets and the receiver: each side must declare the other dead and
 // scrape every target (duplicates are acceptable, gaps are not), and the
 // fleet must be one cluster again soon after the agent is reconnected.
-func (d *docker) fleetPartition(t *testing.T, root, net string) {
+func (d *docker) fleetPartition(t *testing.T, net string) {
 	ctx := t.Context()
-	promBin, consulBin := hostBinary(root, testenv.PrometheusBinary), hostBinary(root, testenv.ConsulBinary)
-	if promBin == "" || consulBin == "" {
-		if os.Getenv(testenv.EnvRequireIntegration) == "1" {
-			t.Fatal("no consul or prometheus binary in .cache/bin for the container fleet (make deps)")
-		}
-		t.Skip("no consul or prometheus binary in .cache/bin for the container fleet (make deps)")
-	}
+	// The images get the host's binaries: Consul's and Prometheus'.
+	testenv.SkipWithout(t, testenv.PrometheusBinary, testenv.ConsulBinary)
+	promBin, err := testenv.PrometheusBinary.Find()
+	require.NoError(t, err)
+	consulBin, err := testenv.ConsulBinary.Find()
+	require.NoError(t, err)
 	imgProm, err := d.scratchImage(ctx, "prometheus", promBin)
 	require.NoError(t, err)
 	imgConsul, err := d.scratchImage(ctx, "consul", consulBin)
@@ -60,7 +58,7 @@ func (d *docker) fleetPartition(t *testing.T, root, net string) {
 		d.image("farm"), "--listen-host=0.0.0.0", fmt.Sprintf("--base-port=%d", farmBasePort), fmt.Sprintf("--targets=%d", farmTargets),
 		"--series=5", "--consul.address=consul:8500", "--consul.advertise-host=farm")
 	require.NoError(t, err)
-	require.NoError(t, waitPassing(ctx, cc, "farm", farmTargets))
+	require.NoError(t, e2e.WaitPassing(ctx, cc, "farm", farmTargets, readyTimeout))
 	t.Logf("consul in a container: %d farm targets registered and passing", farmTargets)
 
 	receiver := d.id + "-receiver"
@@ -107,7 +105,7 @@ func (d *docker) fleetPartition(t *testing.T, root, net string) {
 	for _, c := range clients {
 		require.NoError(t, waitView(ctx, c, clusterTimeout, "fleet-1", "fleet-2", "fleet-3"))
 	}
-	require.NoError(t, waitPassing(ctx, cc, "shoal", 3))
+	require.NoError(t, e2e.WaitPassing(ctx, cc, "shoal", 3, readyTimeout))
 	t.Log("container fleet: three agents registered in consul, joined through it, one cluster")
 	// The joiners' handoff lead (5 s), then long enough for the first
 	// owners' samples to reach the receiver: samples still in flight on the
@@ -205,18 +203,4 @@ func view(ctx context.Context, c *e2e.Client, want ...string) error {
 
 func waitView(ctx context.Context, c *e2e.Client, timeout time.Duration, want ...string) error {
 	return e2e.Poll(ctx, timeout, 200*time.Millisecond, func(ctx context.Context) error { return view(ctx, c, want...) })
-}
-
-// waitPassing waits until Consul lists want instances of service passing.
-func waitPassing(ctx context.Context, cc *api.Client, service string, want int) error {
-	return e2e.Poll(ctx, readyTimeout, 500*time.Millisecond, func(context.Context) error {
-		entries, _, err := cc.Health().Service(service, "", true, nil)
-		if err != nil {
-			return err
-		}
-		if len(entries) != want {
-			return fmt.Errorf("consul lists %d passing %s instances, want %d", len(entries), service, want)
-		}
-		return nil
-	})
 }

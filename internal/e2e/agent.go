@@ -11,15 +11,18 @@ import (
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
+// The timing of the harness' agents, which shoal-bench's other subjects
+// (a Prometheus agent, vmagent) share.
 const (
-	// readyTimeout bounds how long an agent may take to report ready. A
+	// ReadyTimeout bounds how long an agent may take to report ready. A
 	// joiner whose peers do not answer retries for gossip's 10 s join
-	// timeout first; the rest is headroom for a loaded 2-core machine.
-	readyTimeout = 90 * time.Second
-	// stopGrace is how long an agent gets to exit after SIGTERM: the handoff
+	// timeout first, and a benchmarked agent discovers up to 10,000 Consul
+	// targets; the rest is headroom for a loaded 2-core machine.
+	ReadyTimeout = 2 * time.Minute
+	// StopGrace is how long an agent gets to exit after SIGTERM: the handoff
 	// timeout (15 s by default), a remote-write flush and leaving gossip,
 	// with headroom.
-	stopGrace = 60 * time.Second
+	StopGrace = 60 * time.Second
 	// pollInterval is how often readiness is checked.
 	pollInterval = 100 * time.Millisecond
 )
@@ -185,9 +188,9 @@ func (a *Agent) Start(ctx context.Context) error {
 }
 
 // WaitReady waits until /-/ready answers 200. It fails when the process
-// exits first or readyTimeout passes.
+// exits first or ReadyTimeout passes.
 func (a *Agent) WaitReady(ctx context.Context) error {
-	return a.Process.WaitReady(ctx, readyTimeout, pollInterval, a.Ready)
+	return a.Process.WaitReady(ctx, ReadyTimeout, pollInterval, a.Ready)
 }
 
 // Stop sends SIGTERM and waits for the agent to hand its targets over, flush
@@ -199,12 +202,12 @@ func (a *Agent) Stop() error {
 		return nil
 	}
 	defer a.CloseIdleConnections()
-	clean, err := a.Process.Stop(stopGrace)
+	clean, err := a.Process.Stop(StopGrace)
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", a.Name, err)
 	}
 	if !clean {
-		return fmt.Errorf("agent %s did not exit within %v of SIGTERM and was killed", a.Name, stopGrace)
+		return fmt.Errorf("agent %s did not exit within %v of SIGTERM and was killed", a.Name, StopGrace)
 	}
 	if st := a.LastExit(); st != nil && st.ExitCode() != 0 {
 		return fmt.Errorf("agent %s exited with %v after SIGTERM, want status 0", a.Name, st)

@@ -76,19 +76,22 @@ func StartFarm(ctx context.Context, g *testenv.Group, cc *api.Client, cfg farm.C
 	if err := f.Register(ctx, cc); err != nil {
 		return nil, fmt.Errorf("register farm targets in consul: %w", err)
 	}
-	service := cmp.Or(cfg.Service, farm.DefaultService)
-	want := cfg.Targets - cfg.Unhealthy
-	err = Poll(ctx, consulSyncTimeout, 100*time.Millisecond, func(context.Context) error {
+	return f, WaitPassing(ctx, cc, cmp.Or(cfg.Service, farm.DefaultService), cfg.Targets-cfg.Unhealthy, consulSyncTimeout)
+}
+
+// WaitPassing waits until Consul lists exactly want instances of service
+// passing their checks; after timeout it returns what it lists.
+func WaitPassing(ctx context.Context, cc *api.Client, service string, want int, timeout time.Duration) error {
+	return Poll(ctx, timeout, 100*time.Millisecond, func(context.Context) error {
 		entries, _, err := cc.Health().Service(service, "", true, nil)
 		if err != nil {
 			return err
 		}
 		if len(entries) != want {
-			return fmt.Errorf("consul lists %d passing %s targets, want %d", len(entries), service, want)
+			return fmt.Errorf("consul lists %d passing %s instances, want %d", len(entries), service, want)
 		}
 		return nil
 	})
-	return f, err
 }
 
 // PromConfig returns an agent configuration scraping the farm's service and

@@ -11,11 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// reloadSlack is how long a new owner's scrape manager may hold a changed
-// target set before it starts the loops: shoal's scrape manager applies
-// target sets every scrape.DefaultDiscoveryReloadInterval (5 s).
-const reloadSlack = 5 * time.Second
-
 // TestLeave measures a graceful leave: one of three agents gets SIGTERM.
 //   - every target it scraped gets its first sample from another agent no
 //     later than two scrape intervals (plus the scrape manager's reload
@@ -30,51 +25,45 @@ const reloadSlack = 5 * time.Second
 //     flushes remote write before it exits.
 func TestLeave(t *testing.T) {
 	t.Parallel()
-	env := startEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
-	healthy := env.Instances(true)
-	agents, err := env.StartCluster(t.Context(), 3, "leave", nil)
-	require.NoError(t, err)
-	own, err := WaitConverged(t.Context(), agents, healthy)
-	require.NoError(t, err)
-	iv := env.PromConfig().Interval()
+	c := startConverged(t, 3, "leave", nil)
 	ctx := t.Context()
 
 	// Samples before convergence may come from owners of the cluster's
-	// early states; measure from convergence on, and let a few intervals
-	// of steady scraping by the leaver pass first.
-	convergedAt := time.Now()
+	// early states; measure from convergence (c.at) on, and let a few
+	// intervals of steady scraping by the leaver pass first.
+	//
 	// The leaver is the agent that owns the most: a fixed one owns none of
 	// 25 targets in about 1 run of 25,000 (the keys change with the ports).
-	victim := mostLoaded(own, agents)
-	moved := instancesOf(own, victim.Name)
-	require.NotEmpty(t, moved, "ownership %s", own)
-	sleepUntil(convergedAt.Add(3 * iv))
+	victim := mostLoaded(c.own, c.agents)
+	moved := instancesOf(c.own, victim.Name)
+	require.NotEmpty(t, moved, "ownership %s", c.own)
+	sleepUntil(c.at.Add(3 * c.iv))
 	sigterm := time.Now()
 	require.NoError(t, victim.Stop())
 	exited := time.Now()
-	rest := others(agents, victim.Name)
-	own2, err := WaitConverged(t.Context(), rest, healthy)
+	rest := others(c.agents, victim.Name)
+	own2, err := WaitConverged(t.Context(), rest, c.healthy)
 	require.NoError(t, err)
 	converged := time.Since(exited)
-	for inst, by := range own {
+	for inst, by := range c.own {
 		if !slices.Contains(moved, inst) {
 			require.Equal(t, by, own2[inst], "%s moved although its owner stayed", inst)
 		}
 	}
 
-	w := Window{Start: time.Now().Add(iv), Interval: iv}
-	w.End = w.Start.Add(measuredIntervals * iv)
+	w := Window{Start: time.Now().Add(c.iv), Interval: c.iv}
+	w.End = w.Start.Add(measuredIntervals * c.iv)
 	sleepUntil(w.End)
-	after, err := Converged(ctx, rest, healthy)
+	after, err := Converged(ctx, rest, c.healthy)
 	require.NoError(t, err, "the cluster changed during the window")
 	require.Equal(t, own2, after, "ownership changed during the window")
-	_, err = WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, w.End)
+	_, err = WaitIngested(t.Context(), c.env.Receiver, counterSelector, c.healthy, w.End)
 	require.NoError(t, err)
 
 	// After convergence: exactly one scrape per interval.
-	counter, err := Collect(ctx, env.Receiver, counterSelector, w.Start, w.End)
+	counter, err := Collect(ctx, c.env.Receiver, counterSelector, w.Start, w.End)
 	require.NoError(t, err)
-	stats := AnalyzeAll(counter, healthy, w, true)
+	stats := AnalyzeAll(counter, c.healthy, w, true)
 	for _, st := range stats {
 		require.Equal(t, own2[st.Instance], st.Agents, "%s: samples written by %v, /api/v1/targets says %v", st.Instance, st.Agents, own2[st.Instance])
 		require.Zero(t, st.Duplicates(), "%s: duplicate scrapes after convergence: %+v", st.Instance, st)
@@ -83,11 +72,15 @@ func TestLeave(t *testing.T) {
 	}
 
 	// Across the handoff.
-	hw := Window{Start: convergedAt, End: w.End, Interval: iv}
-	all, err := Collect(ctx, env.Receiver, counterSelector, hw.Start, hw.End)
+	hw := Window{Start: c.at, End: w.End, Interval: c.iv}
+	all, err := Collect(ctx, c.env.Receiver, counterSelector, hw.Start, hw.End)
 	require.NoError(t, err)
 	hstats := AnalyzeAll(all, moved, hw, true)
-	deadline := exited.Add(2*iv + reloadSlack)
+	// reloadSlack is how long a new owner's scrape manager may hold a
+	// changed target set before it starts the loops: shoal's scrape manager
+	// applies target sets every scrape.DefaultDiscoveryReloadInterval (5 s).
+	const reloadSlack = 5 * time.Second
+	deadline := exited.Add(2*c.iv + reloadSlack)
 	maxTakeover, maxLeaverAfterSigterm := -time.Hour, -time.Hour
 	for _, st := range hstats {
 		inst := st.Instance
@@ -103,7 +96,7 @@ func TestLeave(t *testing.T) {
 		require.False(t, lastLeaver.IsZero(), "%s: no sample from the leaver %s in the handoff window", inst, victim.Name)
 		require.False(t, firstNew.IsZero(), "%s: never scraped after %s left", inst, victim.Name)
 		require.False(t, firstNew.After(deadline), "%s: first scraped by %v at %v, %v after %s exited (limit %v)",
-			inst, own2[inst], firstNew, firstNew.Sub(exited), victim.Name, 2*iv+reloadSlack)
+			inst, own2[inst], firstNew, firstNew.Sub(exited), victim.Name, 2*c.iv+reloadSlack)
 		maxTakeover = max(maxTakeover, firstNew.Sub(exited))
 		maxLeaverAfterSigterm = max(maxLeaverAfterSigterm, lastLeaver.Sub(sigterm))
 		require.Zero(t, st.Missing, "%s: counter values lost in the handoff: %+v\n%s", inst, st, timeline(all[inst], sigterm, exited))
@@ -111,13 +104,13 @@ func TestLeave(t *testing.T) {
 	hsum := Summarize(hstats)
 	// The leaver stops its loops without end-of-run staleness markers: its
 	// targets live on at the peers, and a marker would end their series.
-	stale, err := env.Receiver.StaleMarkers(ctx, hw.Start, hw.End, labels.MustNewMatcher(labels.MatchEqual, "job", DefaultJob))
+	stale, err := c.env.Receiver.StaleMarkers(ctx, hw.Start, hw.End, labels.MustNewMatcher(labels.MatchEqual, "job", DefaultJob))
 	require.NoError(t, err)
 	require.Empty(t, stale, "staleness markers written across the handoff")
 
 	t.Logf("E2E test=leave agents=3 interval_s=%g moved_targets=%d stop_s=%.1f reconverge_s=%.1f leaver_last_sample_after_sigterm_s=%.3f max_takeover_after_exit_s=%.3f handoff_max_gap_s=%.3f handoff_gaps=%d handoff_overlaps=%d handoff_missing=%d ownership_before=%q ownership_after=%q",
-		iv.Seconds(), len(moved), exited.Sub(sigterm).Seconds(), converged.Seconds(), maxLeaverAfterSigterm.Seconds(), maxTakeover.Seconds(),
-		hsum.MaxGap.Seconds(), hsum.Gaps, hsum.Overlaps, hsum.Missing, own.String(), own2.String())
+		c.iv.Seconds(), len(moved), exited.Sub(sigterm).Seconds(), converged.Seconds(), maxLeaverAfterSigterm.Seconds(), maxTakeover.Seconds(),
+		hsum.MaxGap.Seconds(), hsum.Gaps, hsum.Overlaps, hsum.Missing, c.own.String(), own2.String())
 	t.Logf("E2E test=leave_after_convergence window_s=%g %s", w.End.Sub(w.Start).Seconds(), Summarize(stats))
 }
 

@@ -22,35 +22,28 @@ const outage = 30 * time.Second
 // backlog took to arrive.
 func TestReceiverOutage(t *testing.T) {
 	t.Parallel()
-	env := startEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
-	healthy := env.Instances(true)
-	agents, err := env.StartCluster(t.Context(), 2, "rw", nil)
-	require.NoError(t, err)
-	own, err := WaitConverged(t.Context(), agents, healthy)
-	require.NoError(t, err)
-	iv := env.PromConfig().Interval()
-	convergedAt := time.Now()
-	sleepUntil(convergedAt.Add(3 * iv))
+	c := startConverged(t, 2, "rw", nil)
+	sleepUntil(c.at.Add(3 * c.iv))
 
 	down := time.Now()
-	require.NoError(t, env.StopReceiver())
+	require.NoError(t, c.env.StopReceiver())
 	sleepUntil(down.Add(outage))
-	require.NoError(t, env.StartReceiver())
+	require.NoError(t, c.env.StartReceiver())
 	up := time.Now()
-	catchUp, err := WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, up)
+	catchUp, err := WaitIngested(t.Context(), c.env.Receiver, counterSelector, c.healthy, up)
 	require.NoError(t, err)
 
-	w := Window{Start: down.Add(-3 * iv), End: up.Add(3 * iv), Interval: iv}
+	w := Window{Start: down.Add(-3 * c.iv), End: up.Add(3 * c.iv), Interval: c.iv}
 	sleepUntil(w.End)
-	_, err = WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, w.End)
+	_, err = WaitIngested(t.Context(), c.env.Receiver, counterSelector, c.healthy, w.End)
 	require.NoError(t, err)
-	after, err := Converged(t.Context(), agents, healthy)
+	after, err := Converged(t.Context(), c.agents, c.healthy)
 	require.NoError(t, err, "the cluster changed during the outage")
-	require.Equal(t, own, after, "ownership changed during the outage")
+	require.Equal(t, c.own, after, "ownership changed during the outage")
 
-	counter, err := Collect(t.Context(), env.Receiver, counterSelector, w.Start, w.End)
+	counter, err := Collect(t.Context(), c.env.Receiver, counterSelector, w.Start, w.End)
 	require.NoError(t, err)
-	stats := AnalyzeAll(counter, healthy, w, true)
+	stats := AnalyzeAll(counter, c.healthy, w, true)
 	for _, st := range stats {
 		require.Zero(t, st.Missing, "%s: counter values lost in the outage: %+v", st.Instance, st)
 		require.Zero(t, st.Gaps, "%s: scrapes missing in the outage: %+v", st.Instance, st)
@@ -58,7 +51,7 @@ func TestReceiverOutage(t *testing.T) {
 		require.InDelta(t, w.Expected(), st.Samples, 1, "%s: samples in %v", st.Instance, w.End.Sub(w.Start))
 	}
 	t.Logf("E2E test=receiver_outage agents=%d interval_s=%g outage_s=%.1f catch_up_s=%.1f window_s=%.1f expected_per_target=%d %s",
-		len(agents), iv.Seconds(), up.Sub(down).Seconds(), catchUp.Seconds(), w.End.Sub(w.Start).Seconds(), w.Expected(), Summarize(stats))
+		len(c.agents), c.iv.Seconds(), up.Sub(down).Seconds(), catchUp.Seconds(), w.End.Sub(w.Start).Seconds(), w.Expected(), Summarize(stats))
 }
 
 // TestConsulOutage stops Consul for 30 s under three agents that discover
@@ -73,23 +66,16 @@ func TestReceiverOutage(t *testing.T) {
 func TestConsulOutage(t *testing.T) {
 	t.Parallel()
 	const service = "shoal-e2e"
-	env := startEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
-	healthy := env.Instances(true)
-	agents, err := env.StartCluster(t.Context(), 3, "consul", func(_ int, o *AgentOptions) {
+	c := startConverged(t, 3, "consul", func(env *Env, o *AgentOptions) {
 		o.ConsulAddress = env.Consul.Addr
 		o.ConsulRegister = service
 		o.Join = append(o.Join, "consul+"+service)
 	})
-	require.NoError(t, err)
-	own, err := WaitConverged(t.Context(), agents, healthy)
-	require.NoError(t, err)
 	ctx := t.Context()
-	ct, err := agents[0].ClusterTargets(ctx)
+	ct, err := c.agents[0].ClusterTargets(ctx)
 	require.NoError(t, err)
 	placement := ct.Owners()
-	iv := env.PromConfig().Interval()
-	convergedAt := time.Now()
-	sleepUntil(convergedAt.Add(3 * iv))
+	sleepUntil(c.at.Add(3 * c.iv))
 
 	var (
 		polls   int
@@ -100,10 +86,10 @@ func TestConsulOutage(t *testing.T) {
 	observe := func(phase string, until time.Time) {
 		for time.Now().Before(until) {
 			polls++
-			for _, diff := range ownershipChanges(ctx, agents, placement, own, healthy) {
+			for _, diff := range ownershipChanges(ctx, c.agents, placement, c.own, c.healthy) {
 				changes = append(changes, phase+": "+diff)
 			}
-			next := time.Now().Add(iv)
+			next := time.Now().Add(c.iv)
 			if next.After(until) {
 				next = until
 			}
@@ -112,28 +98,28 @@ func TestConsulOutage(t *testing.T) {
 	}
 
 	down := time.Now()
-	require.NoError(t, env.StopConsul())
+	require.NoError(t, c.env.StopConsul())
 	observe("down", down.Add(outage))
-	require.NoError(t, env.StartConsul())
+	require.NoError(t, c.env.StartConsul())
 	up := time.Now()
-	observe("after", up.Add(measuredIntervals*iv))
+	observe("after", up.Add(measuredIntervals*c.iv))
 	end := time.Now()
 	require.Empty(t, changes, "ownership changed during or after the consul outage (%d polls)", polls)
 
-	_, err = WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, end)
+	_, err = WaitIngested(t.Context(), c.env.Receiver, counterSelector, c.healthy, end)
 	require.NoError(t, err)
-	w := Window{Start: down.Add(-3 * iv), End: end, Interval: iv}
-	counter, err := Collect(ctx, env.Receiver, counterSelector, w.Start, w.End)
+	w := Window{Start: down.Add(-3 * c.iv), End: end, Interval: c.iv}
+	counter, err := Collect(ctx, c.env.Receiver, counterSelector, w.Start, w.End)
 	require.NoError(t, err)
-	stats := AnalyzeAll(counter, healthy, w, true)
+	stats := AnalyzeAll(counter, c.healthy, w, true)
 	for _, st := range stats {
-		require.LessOrEqual(t, st.MaxGap, 2*iv, "%s: gap while consul was down or after: %+v", st.Instance, st)
+		require.LessOrEqual(t, st.MaxGap, 2*c.iv, "%s: gap while consul was down or after: %+v", st.Instance, st)
 		require.Zero(t, st.Missing, "%s: counter values lost: %+v", st.Instance, st)
 		require.Zero(t, st.Duplicates(), "%s: duplicates: %+v", st.Instance, st)
-		require.Equal(t, own[st.Instance], st.Agents, "%s: written by %v, owner %v", st.Instance, st.Agents, own[st.Instance])
+		require.Equal(t, c.own[st.Instance], st.Agents, "%s: written by %v, owner %v", st.Instance, st.Agents, c.own[st.Instance])
 	}
 	t.Logf("E2E test=consul_outage agents=%d interval_s=%g outage_s=%.1f polls=%d owner_changes=%d window_s=%.1f %s",
-		len(agents), iv.Seconds(), up.Sub(down).Seconds(), polls, len(changes), w.End.Sub(w.Start).Seconds(), Summarize(stats))
+		len(c.agents), c.iv.Seconds(), up.Sub(down).Seconds(), polls, len(changes), w.End.Sub(w.Start).Seconds(), Summarize(stats))
 }
 
 // ownershipChanges describes how each agent's placement and scraping differ

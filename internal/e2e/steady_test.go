@@ -37,47 +37,42 @@ func sleepUntil(t time.Time) { time.Sleep(time.Until(t)) }
 func TestSteadyState(t *testing.T) {
 	t.Parallel()
 	begin := time.Now()
-	env := startEnv(t, EnvOptions{Targets: 30, Unhealthy: 5})
-	healthy, unhealthy := env.Instances(true), env.Instances(false)
-	require.Len(t, healthy, 25)
-	agents, err := env.StartCluster(t.Context(), 3, "steady", nil)
-	require.NoError(t, err)
-	own, err := WaitConverged(t.Context(), agents, healthy)
-	require.NoError(t, err)
-	converged := time.Since(begin)
-	iv := env.PromConfig().Interval()
+	c := startConverged(t, 3, "steady", nil)
+	converged := c.at.Sub(begin)
+	unhealthy := c.env.Instances(false)
+	require.Len(t, c.healthy, 25)
 
 	// One interval for loops started by the last re-shard to tick.
-	w := Window{Start: time.Now().Add(iv), Interval: iv}
-	w.End = w.Start.Add(measuredIntervals * iv)
+	w := Window{Start: time.Now().Add(c.iv), Interval: c.iv}
+	w.End = w.Start.Add(measuredIntervals * c.iv)
 	sleepUntil(w.End)
-	after, err := Converged(t.Context(), agents, healthy)
+	after, err := Converged(t.Context(), c.agents, c.healthy)
 	require.NoError(t, err, "the cluster changed during the window")
-	require.Equal(t, own, after, "ownership changed during the window")
-	ingest, err := WaitIngested(t.Context(), env.Receiver, counterSelector, healthy, w.End)
+	require.Equal(t, c.own, after, "ownership changed during the window")
+	ingest, err := WaitIngested(t.Context(), c.env.Receiver, counterSelector, c.healthy, w.End)
 	require.NoError(t, err)
 
 	ctx := t.Context()
-	up, err := Collect(ctx, env.Receiver, upSelector, w.Start, w.End)
+	up, err := Collect(ctx, c.env.Receiver, upSelector, w.Start, w.End)
 	require.NoError(t, err)
-	counter, err := Collect(ctx, env.Receiver, counterSelector, w.Start, w.End)
+	counter, err := Collect(ctx, c.env.Receiver, counterSelector, w.Start, w.End)
 	require.NoError(t, err)
 
-	upStats := AnalyzeAll(up, healthy, w, false)
-	stats := AnalyzeAll(counter, healthy, w, true)
+	upStats := AnalyzeAll(up, c.healthy, w, false)
+	stats := AnalyzeAll(counter, c.healthy, w, true)
 	for i, st := range stats {
 		inst := st.Instance
 		require.InDelta(t, w.Expected(), upStats[i].Samples, 1, "%s: up samples in %d intervals", inst, measuredIntervals)
 		for _, s := range up[inst] {
 			require.Equal(t, 1.0, s.V, "%s: up at %v", inst, s.T)
 		}
-		require.Equal(t, own[inst], st.Agents, "%s: samples written by %v, but /api/v1/targets says %v", inst, st.Agents, own[inst])
+		require.Equal(t, c.own[inst], st.Agents, "%s: samples written by %v, but /api/v1/targets says %v", inst, st.Agents, c.own[inst])
 		require.Zero(t, st.Duplicates(), "%s: duplicate scrapes: %+v", inst, st)
 		require.Zero(t, st.Missing, "%s: counter values missing: %+v", inst, st)
 		require.Zero(t, st.Gaps, "%s: gaps: %+v", inst, st)
 	}
 
-	all, err := Collect(ctx, env.Receiver, anySelector, begin, time.Now())
+	all, err := Collect(ctx, c.env.Receiver, anySelector, begin, time.Now())
 	require.NoError(t, err)
 	unhealthySamples := 0
 	for _, inst := range unhealthy {
@@ -87,8 +82,8 @@ func TestSteadyState(t *testing.T) {
 
 	sum := Summarize(stats)
 	t.Logf("E2E test=steady_state agents=%d healthy=%d unhealthy=%d interval_s=%g window_s=%g converge_s=%.1f ingest_wait_s=%.1f ownership=%q up_samples=%d expected_per_target=%d %s unhealthy_samples=%d",
-		len(agents), len(healthy), len(unhealthy), iv.Seconds(), w.End.Sub(w.Start).Seconds(), converged.Seconds(), ingest.Seconds(),
-		own.String(), Summarize(upStats).Samples, w.Expected(), sum, unhealthySamples)
+		len(c.agents), len(c.healthy), len(unhealthy), c.iv.Seconds(), w.End.Sub(w.Start).Seconds(), converged.Seconds(), ingest.Seconds(),
+		c.own.String(), Summarize(upStats).Samples, w.Expected(), sum, unhealthySamples)
 }
 
 // instancesOf returns the instances the named agent scrapes.

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -9,11 +10,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-dev/shoal/internal/e2e"
 	"github.com/shoal-dev/shoal/internal/testenv"
@@ -37,6 +36,9 @@ type Options struct {
 	// one such sample loses the batch's other series too; with 2.0 it
 	// rejects only that sample.
 	RemoteWriteV1 bool
+	// Logf receives the scenario's progress, timeline and findings (a
+	// test's t.Logf); nil discards them.
+	Logf func(format string, args ...any)
 }
 
 // counterSelector is the farm job's counter, which rises by 1 per scrape.
@@ -47,8 +49,8 @@ const counterSelector = `farm_scrapes_total{job="` + e2e.DefaultJob + `"}`
 // its restarts, unlike its counters.
 const rcvRejectLog = "Out of order sample from remote write"
 
-// Fleet is one scenario's environment and agents. Call its methods from the
-// test goroutine.
+// Fleet is one scenario's environment and agents. Its methods are not safe
+// for concurrent use: call them from one goroutine.
 type Fleet struct {
 	Name string
 	Env  *e2e.Env
@@ -57,7 +59,7 @@ type Fleet struct {
 	// until exactly they agree.
 	Agents []*e2e.Agent
 
-	tb      testing.TB
+	logf    func(format string, args ...any)
 	healthy []string
 	all     []*e2e.Agent // every agent ever started, for their logs
 	seq     int
@@ -95,30 +97,37 @@ type StepResult struct {
 	Converge time.Duration
 }
 
-// Start starts a fresh environment with opts.Targets healthy targets, a
-// strict receiver and opts.Agents agents that share series (no per-agent
+// Start starts a fresh environment in g with opts.Targets healthy targets,
+// a strict receiver and opts.Agents agents that share series (no per-agent
 // label), waits until they converge and lets one interval pass; the
-// measured window starts then.
-func Start(tb testing.TB, name string, opts Options) *Fleet {
-	tb.Helper()
-	e2e.SkipUnlessIntegration(tb)
-	env, err := e2e.StartEnv(tb.Context(), testenv.ForTest(tb), e2e.EnvOptions{Targets: opts.Targets})
-	require.NoError(tb, err)
-	f := &Fleet{Name: name, Env: env, Opts: opts, tb: tb, healthy: env.Instances(true), obs: newObserver(env.Receiver.URL)}
-	f.Agents, err = env.StartCluster(tb.Context(), opts.Agents, "fleet", func(_ int, o *e2e.AgentOptions) { f.configure(o) })
-	require.NoError(tb, err)
+// measured window starts then. Closing g stops everything, the partial
+// environment too when Start fails.
+func Start(ctx context.Context, g *testenv.Group, name string, opts Options) (*Fleet, error) {
+	env, err := e2e.StartEnv(ctx, g, e2e.EnvOptions{Targets: opts.Targets})
+	if err != nil {
+		return nil, fmt.Errorf("fleet %s: %w", name, err)
+	}
+	f := &Fleet{Name: name, Env: env, Opts: opts, logf: opts.Logf, healthy: env.Instances(true), obs: newObserver(env.Receiver.URL)}
+	if f.logf == nil {
+		f.logf = func(string, ...any) {}
+	}
+	f.Agents, err = env.StartCluster(ctx, opts.Agents, "fleet", func(_ int, o *e2e.AgentOptions) { f.configure(o) })
+	if err != nil {
+		return nil, fmt.Errorf("fleet %s: start %d agents: %w", name, opts.Agents, err)
+	}
 	f.seq = opts.Agents
 	f.all = slices.Clone(f.Agents)
 	for _, a := range f.Agents {
 		f.obs.add(a)
 	}
-	tb.Cleanup(f.obs.stop)
-	_, err = e2e.WaitConverged(tb.Context(), f.Agents, f.healthy)
-	require.NoError(tb, err)
+	g.OnClose(func() error { f.obs.stop(); return nil })
+	if _, err = e2e.WaitConverged(ctx, f.Agents, f.healthy); err != nil {
+		return nil, fmt.Errorf("fleet %s: %w", name, err)
+	}
 	f.obs.start()
 	f.Settle(1)
 	f.begin = time.Now()
-	f.obs.pollCounters(tb.Context())
+	f.obs.pollCounters(ctx)
 	f.base = map[Counter]float64{}
 	for _, c := range []Counter{rcvOutOfOrder, rcvRejected, shoalFailed, shoalDropped} {
 		f.base[c] = f.obs.totals.total(c)
@@ -126,7 +135,7 @@ func Start(tb testing.TB, name string, opts Options) *Fleet {
 	if log, err := os.ReadFile(env.Receiver.LogPath); err == nil {
 		f.baseRejects = strings.Count(string(log), rcvRejectLog)
 	}
-	return f
+	return f, nil
 }
 
 func (f *Fleet) configure(o *e2e.AgentOptions) {
@@ -148,34 +157,37 @@ func (f *Fleet) Settle(n int) {
 func (f *Fleet) Sleep(d time.Duration) { time.Sleep(d) }
 
 // Step runs one fleet change and waits until Agents agree and converge. It
-// fails the test when they do not within e2e.ConvergeTimeout.
-func (f *Fleet) Step(what string, action func()) StepResult {
-	f.tb.Helper()
+// returns an error when the change fails or when they do not converge
+// within e2e.ConvergeTimeout.
+func (f *Fleet) Step(ctx context.Context, what string, action func() error) (StepResult, error) {
 	began := time.Now()
 	f.Mark(what)
-	action()
+	if err := action(); err != nil {
+		return StepResult{}, fmt.Errorf("%s: %s: %w", f.Name, what, err)
+	}
 	r := StepResult{What: what, Action: time.Since(began)}
-	ctx := f.tb.Context()
-	deadline := time.Now().Add(e2e.ConvergeTimeout)
-	var err error
-	for {
-		if r.Agree == 0 && f.agree(ctx) == nil {
+	err := e2e.Poll(ctx, e2e.ConvergeTimeout, 100*time.Millisecond, func(ctx context.Context) error {
+		if r.Agree == 0 {
+			if err := f.agree(ctx); err != nil {
+				return err
+			}
 			r.Agree = time.Since(began)
 		}
-		if r.Agree != 0 {
-			if _, err = e2e.Converged(ctx, f.Agents, f.healthy); err == nil {
-				r.Converge = time.Since(began)
-				break
-			}
+		if _, err := e2e.Converged(ctx, f.Agents, f.healthy); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			f.tb.Fatalf("fleet: %s: %s: no convergence within %v: %v (agree: %v)", f.Name, what, e2e.ConvergeTimeout, err, f.agree(ctx))
+		r.Converge = time.Since(began)
+		return nil
+	})
+	if err != nil {
+		if disagree := f.agree(ctx); disagree != nil {
+			err = fmt.Errorf("%w (and they disagree: %w)", err, disagree)
 		}
-		time.Sleep(100 * time.Millisecond)
+		return r, fmt.Errorf("%s: %s: no convergence: %w", f.Name, what, err)
 	}
 	f.steps = append(f.steps, r)
-	f.tb.Logf("fleet: %s: %s: action %.1fs, agree %.1fs, converged %.1fs", f.Name, what, r.Action.Seconds(), r.Agree.Seconds(), r.Converge.Seconds())
-	return r
+	f.logf("fleet: %s: %s: action %.1fs, agree %.1fs, converged %.1fs", f.Name, what, r.Action.Seconds(), r.Agree.Seconds(), r.Converge.Seconds())
+	return r, nil
 }
 
 // agree returns nil when every agent in Agents lists exactly Agents as its
@@ -205,8 +217,7 @@ func (f *Fleet) names() []string {
 }
 
 // Add starts a new agent joining the current ones; call it inside Step.
-func (f *Fleet) Add() *e2e.Agent {
-	f.tb.Helper()
+func (f *Fleet) Add(ctx context.Context) (*e2e.Agent, error) {
 	o := e2e.AgentOptions{Name: fmt.Sprintf("fleet-%d", f.seq), Config: f.Env.PromConfig()}
 	f.seq++
 	for _, a := range f.Agents {
@@ -214,80 +225,87 @@ func (f *Fleet) Add() *e2e.Agent {
 	}
 	f.configure(&o)
 	a, err := e2e.NewAgent(f.Env.Group, o)
-	require.NoError(f.tb, err)
+	if err != nil {
+		return nil, err
+	}
 	f.all = append(f.all, a)
 	f.obs.add(a)
-	require.NoError(f.tb, a.Start(f.tb.Context()))
+	if err := a.Start(ctx); err != nil {
+		return nil, err
+	}
 	f.Agents = append(f.Agents, a)
-	return a
+	return a, nil
 }
 
 // Remove stops a (SIGTERM: it hands its targets over) and drops it from
-// Agents; call it inside Step.
-func (f *Fleet) Remove(a *e2e.Agent) {
-	f.tb.Helper()
+// Agents; call it inside Step. The error is the stop's: a failed handoff
+// or flush, or an exit status other than 0.
+func (f *Fleet) Remove(a *e2e.Agent) error {
 	f.Agents = slices.DeleteFunc(f.Agents, func(b *e2e.Agent) bool { return b == a })
-	if err := a.Stop(); err != nil {
-		f.tb.Errorf("fleet: %s: %v", f.Name, err)
-	}
+	return a.Stop()
 }
 
 // Restart stops a as Remove does and starts it again with the same name,
 // ports and data directory; call it inside Step.
-func (f *Fleet) Restart(a *e2e.Agent) {
-	f.tb.Helper()
-	if err := a.Stop(); err != nil {
-		f.tb.Errorf("fleet: %s: %v", f.Name, err)
-	}
-	require.NoError(f.tb, a.Start(f.tb.Context()))
-}
+func (f *Fleet) Restart(ctx context.Context, a *e2e.Agent) error { return a.Restart(ctx) }
 
 // Kill kills a (SIGKILL) and drops it from Agents; call it inside Step.
-func (f *Fleet) Kill(a *e2e.Agent) {
-	f.tb.Helper()
+func (f *Fleet) Kill(a *e2e.Agent) error {
 	f.Agents = slices.DeleteFunc(f.Agents, func(b *e2e.Agent) bool { return b == a })
-	require.NoError(f.tb, a.Kill())
+	return a.Kill()
 }
 
 // Rejoin starts a removed or killed agent again with its name and data
 // directory; call it inside Step.
-func (f *Fleet) Rejoin(a *e2e.Agent) {
-	f.tb.Helper()
+func (f *Fleet) Rejoin(ctx context.Context, a *e2e.Agent) error {
 	a.Opts.Join = a.Opts.Join[:0]
 	for _, b := range f.Agents {
 		a.Opts.Join = append(a.Opts.Join, b.GossipAddr)
 	}
-	require.NoError(f.tb, a.Start(f.tb.Context()))
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
 	f.Agents = append(f.Agents, a)
+	return nil
 }
 
-// Finish lets a few intervals pass after the last change, waits until the
-// receiver has every target's samples up to then, checks the invariants
-// (every target scraped at the end, no agent crashed) and measures the
-// window.
-func (f *Fleet) Finish() Row {
-	f.tb.Helper()
-	f.Settle(3)
-	end := time.Now()
-	ctx := f.tb.Context()
-	_, err := e2e.WaitIngested(ctx, f.Env.Receiver, counterSelector, f.healthy, end)
-	require.NoError(f.tb, err)
-	f.obs.stop()
+// crashMarks are what a Go process logs when it panics, dies or races.
+var crashMarks = []string{"panic:", "fatal error:", "WARNING: DATA RACE"}
+
+// Crashes returns an error naming every agent the scenario started whose
+// log shows a panic, a fatal error or a data race, or nil.
+func (f *Fleet) Crashes() error {
+	var errs []error
 	for _, a := range f.all {
 		if log, err := os.ReadFile(a.LogPath); err == nil {
-			for _, bad := range []string{"panic:", "fatal error:", "WARNING: DATA RACE"} {
+			for _, bad := range crashMarks {
 				if strings.Contains(string(log), bad) {
-					f.tb.Errorf("fleet: %s: agent %s logged %q (%s)", f.Name, a.Name, bad, a.LogPath)
+					errs = append(errs, fmt.Errorf("%s: agent %s logged %q (%s)", f.Name, a.Name, bad, a.LogPath))
 				}
 			}
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// Finish lets a few intervals pass after the last change, waits until the
+// receiver has every target's samples up to then and measures the window.
+// The row lists the targets not scraped at the end (Unscraped), which
+// should be none; Crashes tells whether an agent crashed. The error says
+// why the window could not be measured.
+func (f *Fleet) Finish(ctx context.Context) (Row, error) {
+	f.Settle(3)
+	end := time.Now()
+	if _, err := e2e.WaitIngested(ctx, f.Env.Receiver, counterSelector, f.healthy, end); err != nil {
+		return Row{}, fmt.Errorf("%s: %w", f.Name, err)
+	}
+	f.obs.stop()
 
 	iv := f.Opts.Interval
 	w := e2e.Window{Start: f.begin, End: end, Interval: iv}
 	samples, err := e2e.Collect(ctx, f.Env.Receiver, counterSelector, w.Start, w.End)
 	if err != nil {
-		f.tb.Fatalf("fleet: %s: collect: %v", f.Name, err)
+		return Row{}, fmt.Errorf("%s: collect: %w", f.Name, err)
 	}
 	stats := e2e.AnalyzeAll(samples, f.healthy, w, true)
 	r := Row{Scenario: f.Name, Targets: len(f.healthy), Interval: iv, Window: w.End.Sub(w.Start)}
@@ -307,17 +325,17 @@ func (f *Fleet) Finish() Row {
 	tail := e2e.Window{Start: end.Add(-2 * iv), End: end, Interval: iv}
 	for _, st := range e2e.AnalyzeAll(samples, f.healthy, tail, true) {
 		if st.Samples == 0 {
-			f.tb.Errorf("fleet: %s: %s has no sample in the last two intervals", f.Name, st.Instance)
+			r.Unscraped = append(r.Unscraped, st.Instance)
 		}
 	}
 	stale, err := f.Env.Receiver.StaleMarkers(ctx, w.Start, w.End, labels.MustNewMatcher(labels.MatchEqual, "job", e2e.DefaultJob))
 	if err != nil {
-		f.tb.Fatalf("fleet: %s: staleness markers: %v", f.Name, err)
+		return Row{}, fmt.Errorf("%s: staleness markers: %w", f.Name, err)
 	}
 	for i, s := range stale {
 		r.Stale += len(s.Points)
 		if i < 5 {
-			f.tb.Logf("fleet: %s: %d staleness marker(s) on %s, the first at %+.1fs", f.Name, len(s.Points), s, s.Points[0].T.Sub(w.Start).Seconds())
+			f.logf("fleet: %s: %d staleness marker(s) on %s, the first at %+.1fs", f.Name, len(s.Points), s, s.Points[0].T.Sub(w.Start).Seconds())
 		}
 	}
 	r.Moved, r.Moves, r.MaxDouble = f.obs.ownership()
@@ -333,9 +351,9 @@ func (f *Fleet) Finish() Row {
 		r.Agree = max(r.Agree, s.Agree)
 		r.Converge = max(r.Converge, s.Converge)
 	}
-	f.tb.Logf("fleet: %s: timeline (s from window start): %s", f.Name, f.timeline(samples, w))
-	f.tb.Logf("FLEET %s", r.KeyValues())
-	return r
+	f.logf("fleet: %s: timeline (s from window start): %s", f.Name, f.timeline(samples, w))
+	f.logf("FLEET %s", r.KeyValues())
+	return r, nil
 }
 
 // timeline lists the scenario's events and, per second of the window, how
@@ -397,6 +415,6 @@ func (f *Fleet) logRejected(log string, start time.Time) {
 			}
 		}
 		shown++
-		f.tb.Logf("fleet: %s: receiver rejected: %s%s", f.Name, strings.TrimSpace(line), rel)
+		f.logf("fleet: %s: receiver rejected: %s%s", f.Name, strings.TrimSpace(line), rel)
 	}
 }

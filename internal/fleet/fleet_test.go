@@ -1,14 +1,19 @@
 package fleet
 
 import (
+	"context"
 	"flag"
-	"maps"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/shoal-dev/shoal/internal/e2e"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 var long = flag.Bool("fleet.long", false, "run the long fleet scenarios (5 s interval, 2 min outages; about 20 minutes)")
@@ -38,6 +43,20 @@ func currentPlan() plan {
 	}
 }
 
+// scenario is one row of TestFleet: a fleet change and the bars it meets.
+type scenario struct {
+	name string
+	run  func(ctx context.Context, f *Fleet, p plan) error
+	// args are extra shoal flags for every agent.
+	args []string
+	// needs says why the scenario cannot run here, or nil.
+	needs func() error
+	// none are the figures that must be zero.
+	none []figure
+	// maxGap, if set, bounds the largest gap between two samples.
+	maxGap func(p plan) time.Duration
+}
+
 // TestFleet runs every scenario on a fresh environment, one after another
 // (timings are the point, so they do not share the two cores), and prints
 // one table row each. Besides the invariants (the agents converge after
@@ -47,29 +66,67 @@ func currentPlan() plan {
 // only: an agent restarted inside the outage loses its unsent samples.
 func TestFleet(t *testing.T) {
 	p := currentPlan()
+	// planned: a fenced handoff writes every slot once, so a planned change
+	// leaves no gap, no duplicate and nothing a strict receiver rejects. A
+	// gap of one missed slot is tolerated (GapTargets) for a loaded
+	// machine, not two (BigGapTargets).
+	planned := []figure{bigGaps, duplicates, rcvOutOfOrderSamples, rcv400, staleMarkers}
+	scenarios := []scenario{
+		// scale-out-in: 3 to 5 agents one at a time, and back to 3.
+		{name: "scale-out-in", run: scaleOutIn, none: planned},
+		// Agents come back under the same name within the grace: nothing
+		// moves. A target waits for its agent (up to a slot or two, as long
+		// as the restart takes), so gaps are printed, not asserted.
+		{name: "rolling-restart", run: rollingRestart, args: []string{"--cluster.restart-grace=30s"},
+			none: []figure{moves, duplicates, rcvOutOfOrderSamples, staleMarkers}},
+		// The same without a grace: every target moves away and back, fenced.
+		{name: "rolling-handoff", run: rollingRestart, none: planned},
+		// The killed agent's targets are scraped again within failure
+		// detection (memberlist's suspicion, a few seconds) plus an interval.
+		{name: "kill", run: kill, none: []figure{duplicates, staleMarkers},
+			maxGap: func(p plan) time.Duration { return maxDetection + 2*p.Interval }},
+		// Both sides scrape every target (duplicates and rejections of the
+		// doubled samples are expected), none goes unscraped.
+		{name: "partition", run: partition, needs: partitionSupported, none: []figure{bigGaps, staleMarkers}},
+		// Printed only: an agent restarted inside the outage loses its
+		// unsent samples.
+		{name: "receiver-down", run: receiverDown},
+		// Consul going away changes nothing.
+		{name: "consul-down", run: consulDown, none: []figure{moves, bigGaps, duplicates, staleMarkers}},
+	}
 	var rows []Row
-	run := func(name string, scenario func(t *testing.T, f *Fleet, p plan), bars func(t *testing.T, r Row, p plan), args ...string) {
-		t.Run(name, func(t *testing.T) {
-			o := p.Options
-			o.Args = args
-			f := Start(t, name, o)
-			scenario(t, f, p)
-			row := f.Finish()
-			rows = append(rows, row)
-			if bars != nil {
-				bars(t, row, p)
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			e2e.SkipUnlessIntegration(t)
+			if sc.needs != nil {
+				if err := sc.needs(); err != nil {
+					if os.Getenv(testenv.EnvRequireIntegration) != "" {
+						t.Fatal(err)
+					}
+					t.Skip(err)
+				}
 			}
+			o := p.Options
+			o.Args, o.Logf = sc.args, t.Logf
+			ctx := t.Context()
+			f, err := Start(ctx, testenv.ForTest(t), sc.name, o)
+			require.NoError(t, err)
+			require.NoError(t, sc.run(ctx, f, p))
+			row, err := f.Finish(ctx)
+			require.NoError(t, err)
+			rows = append(rows, row)
+			// The invariants and the bars do not stop the test: each
+			// failure is reported.
+			assert.NoError(t, f.Crashes())
+			assert.Empty(t, row.Unscraped, "%s: targets without a sample in the last two intervals", row.Scenario)
+			if sc.maxGap != nil {
+				if limit := sc.maxGap(p); row.MaxGap > limit {
+					t.Errorf("%s: a target went %v without a sample, over its bound (%v)", row.Scenario, row.MaxGap, limit)
+				}
+			}
+			noneOf(t, row, sc.none)
 		})
 	}
-	run("scale-out-in", scaleOutIn, plannedBars)
-	// Agents come back under the same name within the grace: nothing moves.
-	run("rolling-restart", rollingRestart, graceBars, "--cluster.restart-grace=30s")
-	// The same without a grace: every target moves away and back, fenced.
-	run("rolling-handoff", rollingRestart, plannedBars)
-	run("kill", kill, killBars)
-	run("partition", partition, partitionBars)
-	run("receiver-down", receiverDown, nil)
-	run("consul-down", consulDown, consulBars)
 	if len(rows) > 0 {
 		t.Logf("fleet: %d targets, %d agents, interval %v, outages %v\n%s", p.Targets, p.Agents, p.Interval, p.Outage, Table(rows))
 	}
@@ -77,152 +134,136 @@ func TestFleet(t *testing.T) {
 
 // scaleOutIn grows the fleet from 3 to 5 agents one at a time, then shrinks
 // it back to 3 (SIGTERM, newest first).
-func scaleOutIn(_ *testing.T, f *Fleet, p plan) {
+func scaleOutIn(ctx context.Context, f *Fleet, p plan) error {
 	for range 2 {
-		f.Step("add an agent", func() { f.Add() })
+		if _, err := f.Step(ctx, "add an agent", func() error { _, err := f.Add(ctx); return err }); err != nil {
+			return err
+		}
 		f.Settle(p.Settle)
 	}
 	for range 2 {
 		a := f.Agents[len(f.Agents)-1]
-		f.Step("remove "+a.Name, func() { f.Remove(a) })
+		if _, err := f.Step(ctx, "remove "+a.Name, func() error { return f.Remove(a) }); err != nil {
+			return err
+		}
 		f.Settle(p.Settle)
 	}
+	return nil
 }
 
 // rollingRestart restarts every agent in turn (SIGTERM, then start again
 // with the same name, ports and data directory).
-func rollingRestart(_ *testing.T, f *Fleet, p plan) {
+func rollingRestart(ctx context.Context, f *Fleet, p plan) error {
 	for _, a := range slices.Clone(f.Agents) {
-		f.Step("restart "+a.Name, func() { f.Restart(a) })
+		if _, err := f.Step(ctx, "restart "+a.Name, func() error { return f.Restart(ctx, a) }); err != nil {
+			return err
+		}
 		f.Settle(p.Settle)
 	}
+	return nil
 }
 
 // kill kills one agent (SIGKILL), lets the others take over, and starts it
 // again.
-func kill(_ *testing.T, f *Fleet, p plan) {
+func kill(ctx context.Context, f *Fleet, p plan) error {
 	victim := f.Agents[1]
-	f.Step("kill "+victim.Name, func() { f.Kill(victim) })
+	if _, err := f.Step(ctx, "kill "+victim.Name, func() error { return f.Kill(victim) }); err != nil {
+		return err
+	}
 	f.Settle(2 * p.Settle)
-	f.Step("start "+victim.Name+" again", func() { f.Rejoin(victim) })
+	if _, err := f.Step(ctx, "start "+victim.Name+" again", func() error { return f.Rejoin(ctx, victim) }); err != nil {
+		return err
+	}
 	f.Settle(p.Settle)
+	return nil
 }
 
 // partition cuts gossip between two agents and the third, lets each side
 // declare the other dead and re-shard (every target is then scraped on both
 // sides), and heals it.
-func partition(t *testing.T, f *Fleet, p plan) {
-	if err := partitionSupported(); err != nil {
-		if os.Getenv("SHOAL_REQUIRE_INTEGRATION") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+func partition(ctx context.Context, f *Fleet, p plan) error {
 	a, b := slices.Clone(f.Agents[:2]), slices.Clone(f.Agents[2:])
 	began := time.Now()
 	f.Mark("partition")
 	heal, err := f.Partition(a, b)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	t.Logf("fleet: %s: sides split after %.1fs", f.Name, f.WaitSides(began, a, b).Seconds())
+	split, err := f.WaitSides(ctx, began, a, b)
+	if err != nil {
+		return err
+	}
+	f.logf("fleet: %s: sides split after %.1fs", f.Name, split.Seconds())
 	f.Settle(2 * p.Settle)
-	f.Step("heal the partition", heal)
+	if _, err := f.Step(ctx, "heal the partition", heal); err != nil {
+		return err
+	}
 	f.Settle(p.Settle)
+	return nil
 }
 
 // receiverDown stops the receiver for the outage and restarts an agent
 // (SIGTERM and start) a sixth of the way into it.
-func receiverDown(t *testing.T, f *Fleet, p plan) {
+func receiverDown(ctx context.Context, f *Fleet, p plan) error {
 	victim := f.Agents[1]
 	down := time.Now()
 	f.Mark("receiver down")
-	require.NoError(t, f.Env.StopReceiver())
+	if err := f.Env.StopReceiver(); err != nil {
+		return err
+	}
 	f.Sleep(p.Outage / 6)
-	f.Step("restart "+victim.Name+" while the receiver is down", func() { f.Restart(victim) })
+	if _, err := f.Step(ctx, "restart "+victim.Name+" while the receiver is down", func() error { return f.Restart(ctx, victim) }); err != nil {
+		return err
+	}
 	f.Sleep(time.Until(down.Add(p.Outage)))
 	f.Mark("receiver up")
-	require.NoError(t, f.Env.StartReceiver())
+	if err := f.Env.StartReceiver(); err != nil {
+		return err
+	}
 	f.Settle(p.Settle)
+	return nil
 }
 
 // consulDown stops Consul for the outage.
-func consulDown(t *testing.T, f *Fleet, p plan) {
+func consulDown(ctx context.Context, f *Fleet, p plan) error {
 	f.Mark("consul down")
-	require.NoError(t, f.Env.StopConsul())
-	f.Sleep(p.Outage)
-	f.Step("start consul again", func() { require.NoError(t, f.Env.StartConsul()) })
-	f.Settle(2 * p.Settle)
-}
-
-// plannedBars: a fenced handoff writes every slot once, so a planned change
-// leaves no gap, no duplicate and nothing a strict receiver rejects. A gap
-// of one missed slot is tolerated (GapTargets) for a loaded machine, not
-// two (BigGapTargets).
-func plannedBars(t *testing.T, r Row, _ plan) {
-	t.Helper()
-	noneOf(t, r, map[string]float64{
-		"targets with more than one missed slot": float64(r.BigGapTargets),
-		"duplicate samples":                      float64(r.Duplicates),
-		"receiver out-of-order samples":          r.RcvOutOfOrder,
-		"receiver 400 answers":                   r.RcvRejected,
-		"staleness markers":                      float64(r.Stale),
-	})
-}
-
-// graceBars: agents returning within the restart grace keep their targets;
-// a target waits for its agent (up to a slot or two, as long as the
-// restart takes), so gaps are printed, not asserted.
-func graceBars(t *testing.T, r Row, _ plan) {
-	t.Helper()
-	noneOf(t, r, map[string]float64{
-		"ownership moves":               float64(r.Moves),
-		"duplicate samples":             float64(r.Duplicates),
-		"receiver out-of-order samples": r.RcvOutOfOrder,
-		"staleness markers":             float64(r.Stale),
-	})
-}
-
-// killBars: the killed agent's targets are scraped again within failure
-// detection (memberlist's suspicion, a few seconds) plus an interval.
-func killBars(t *testing.T, r Row, p plan) {
-	t.Helper()
-	if limit := maxDetection + 2*p.Interval; r.MaxGap > limit {
-		t.Errorf("%s: a target went %v without a sample, over detection + 2 intervals (%v)", r.Scenario, r.MaxGap, limit)
+	if err := f.Env.StopConsul(); err != nil {
+		return err
 	}
-	noneOf(t, r, map[string]float64{"duplicate samples": float64(r.Duplicates), "staleness markers": float64(r.Stale)})
-}
-
-// partitionBars: both sides scrape every target (duplicates and rejections
-// of the doubled samples are expected), none goes unscraped.
-func partitionBars(t *testing.T, r Row, _ plan) {
-	t.Helper()
-	noneOf(t, r, map[string]float64{
-		"targets with more than one missed slot": float64(r.BigGapTargets),
-		"staleness markers":                      float64(r.Stale),
-	})
-}
-
-// consulBars: Consul going away changes nothing.
-func consulBars(t *testing.T, r Row, _ plan) {
-	t.Helper()
-	noneOf(t, r, map[string]float64{
-		"ownership moves":                        float64(r.Moves),
-		"targets with more than one missed slot": float64(r.BigGapTargets),
-		"duplicate samples":                      float64(r.Duplicates),
-		"staleness markers":                      float64(r.Stale),
-	})
+	f.Sleep(p.Outage)
+	if _, err := f.Step(ctx, "start consul again", f.Env.StartConsul); err != nil {
+		return err
+	}
+	f.Settle(2 * p.Settle)
+	return nil
 }
 
 // maxDetection bounds memberlist's failure detection on loopback with
 // shoal's LAN timers (about 3 s measured, gossip BenchmarkConvergence).
 const maxDetection = 8 * time.Second
 
-func noneOf(t *testing.T, r Row, counts map[string]float64) {
+// figure is one of a Row's counts that a bar wants to be zero.
+type figure struct {
+	what string
+	of   func(Row) float64
+}
+
+var (
+	moves                = figure{"ownership moves", func(r Row) float64 { return float64(r.Moves) }}
+	bigGaps              = figure{"targets with more than one missed slot", func(r Row) float64 { return float64(r.BigGapTargets) }}
+	duplicates           = figure{"duplicate samples", func(r Row) float64 { return float64(r.Duplicates) }}
+	rcvOutOfOrderSamples = figure{"receiver out-of-order samples", func(r Row) float64 { return r.RcvOutOfOrder }}
+	rcv400               = figure{"receiver 400 answers", func(r Row) float64 { return r.RcvRejected }}
+	staleMarkers         = figure{"staleness markers", func(r Row) float64 { return float64(r.Stale) }}
+)
+
+// noneOf fails t for each figure of r that is not zero, in the order of
+// their names.
+func noneOf(t *testing.T, r Row, figures []figure) {
 	t.Helper()
-	for _, what := range slices.Sorted(maps.Keys(counts)) {
-		if n := counts[what]; n != 0 {
-			t.Errorf("%s: %g %s, want none (%s)", r.Scenario, n, what, r.KeyValues())
+	for _, fig := range slices.SortedFunc(slices.Values(figures), func(a, b figure) int { return strings.Compare(a.what, b.what) }) {
+		if n := fig.of(r); n != 0 {
+			t.Errorf("%s: %g %s, want none (%s)", r.Scenario, n, fig.what, r.KeyValues())
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,7 +38,7 @@ func partitionSupported() error {
 // says nothing of its group). Within a group, UDP gossip and failure
 // detection go on; only memberlist's periodic TCP state sync fails there.
 // Consul, the receiver and the targets stay reachable from both sides.
-func (f *Fleet) Partition(a, b []*e2e.Agent) (heal func(), err error) {
+func (f *Fleet) Partition(a, b []*e2e.Agent) (heal func() error, err error) {
 	if err := partitionSupported(); err != nil {
 		return nil, err
 	}
@@ -50,7 +51,7 @@ func (f *Fleet) Partition(a, b []*e2e.Agent) (heal func(), err error) {
 		return nil, err
 	}
 	all := append(slices.Clone(pa), pb...)
-	cleanupPartition()
+	_ = removePartition() // a previous run's, if any
 	rules := [][]string{
 		{"-N", partitionChain},
 		{"-A", partitionChain, "-p", "udp", "-m", "multiport", "--sports", strings.Join(pa, ","), "-m", "multiport", "--dports", strings.Join(pb, ","), "-j", "DROP"},
@@ -58,21 +59,30 @@ func (f *Fleet) Partition(a, b []*e2e.Agent) (heal func(), err error) {
 		{"-A", partitionChain, "-p", "tcp", "-m", "multiport", "--dports", strings.Join(all, ","), "-j", "DROP"},
 		{"-I", "OUTPUT", "-o", "lo", "-j", partitionChain},
 	}
+	// Closing the group removes the rules if the scenario ends before heal.
+	f.Env.Group.OnClose(func() error { _ = removePartition(); return nil })
 	for _, r := range rules {
-		if out, err := exec.Command("iptables", r...).CombinedOutput(); err != nil {
-			cleanupPartition()
-			return nil, fmt.Errorf("iptables %s: %w: %s", strings.Join(r, " "), err, out)
+		if err := iptables(r...); err != nil {
+			return nil, errors.Join(err, removePartition())
 		}
 	}
-	f.tb.Cleanup(cleanupPartition)
-	return cleanupPartition, nil
+	return removePartition, nil
 }
 
-// cleanupPartition removes the partition's rules, if any.
-func cleanupPartition() {
-	_ = exec.Command("iptables", "-D", "OUTPUT", "-o", "lo", "-j", partitionChain).Run()
-	_ = exec.Command("iptables", "-F", partitionChain).Run()
-	_ = exec.Command("iptables", "-X", partitionChain).Run()
+// removePartition removes the partition's rules: the hook, then the chain.
+func removePartition() error {
+	var errs []error
+	for _, r := range [][]string{{"-D", "OUTPUT", "-o", "lo", "-j", partitionChain}, {"-F", partitionChain}, {"-X", partitionChain}} {
+		errs = append(errs, iptables(r...))
+	}
+	return errors.Join(errs...)
+}
+
+func iptables(args ...string) error {
+	if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 func gossipPorts(agents []*e2e.Agent) ([]string, error) {
@@ -88,21 +98,14 @@ func gossipPorts(agents []*e2e.Agent) ([]string, error) {
 }
 
 // WaitSides waits until the agents of each side list exactly their side as
-// active members, and returns how long that took from since.
-func (f *Fleet) WaitSides(since time.Time, sides ...[]*e2e.Agent) time.Duration {
-	f.tb.Helper()
-	ctx := f.tb.Context()
-	deadline := time.Now().Add(e2e.ConvergeTimeout)
-	for {
-		err := f.sidesSplit(ctx, sides)
-		if err == nil {
-			return time.Since(since)
-		}
-		if time.Now().After(deadline) {
-			f.tb.Fatalf("fleet: %s: the sides did not split within %v: %v", f.Name, e2e.ConvergeTimeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+// active members, and returns how long that took from since; it returns an
+// error when they do not within e2e.ConvergeTimeout.
+func (f *Fleet) WaitSides(ctx context.Context, since time.Time, sides ...[]*e2e.Agent) (time.Duration, error) {
+	err := e2e.Poll(ctx, e2e.ConvergeTimeout, 100*time.Millisecond, func(ctx context.Context) error { return f.sidesSplit(ctx, sides) })
+	if err != nil {
+		return 0, fmt.Errorf("%s: the sides did not split: %w", f.Name, err)
 	}
+	return time.Since(since), nil
 }
 
 func (f *Fleet) sidesSplit(ctx context.Context, sides [][]*e2e.Agent) error {

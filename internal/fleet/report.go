@@ -52,6 +52,9 @@ type Row struct {
 	// change until every agent agreed on the members and the ring;
 	// Converge until they also scraped exactly their shares.
 	Agree, Converge time.Duration
+	// Unscraped are the targets without a sample in the window's last two
+	// intervals; every target should be scraped again by then.
+	Unscraped []string
 }
 
 // KeyValues formats the row as greppable key=value pairs.

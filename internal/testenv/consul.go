@@ -57,11 +57,7 @@ type ConsulOptions struct {
 // its HTTP API answers, a leader is elected and the agent's node is in the
 // catalog. Closing g stops it.
 func RunConsul(ctx context.Context, g *Group, opts ConsulOptions) (*Consul, error) {
-	bin, err := ConsulBinary.Find()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := g.Dir("consul")
+	bin, dir, err := g.prepare(ConsulBinary, "consul")
 	if err != nil {
 		return nil, err
 	}

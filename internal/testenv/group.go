@@ -41,6 +41,16 @@ func (g *Group) Dir(name string) (string, error) {
 	return d, nil
 }
 
+// prepare finds b's binary and makes the directory of the component name,
+// what running any component starts with.
+func (g *Group) prepare(b Binary, name string) (bin, dir string, err error) {
+	if bin, err = b.Find(); err != nil {
+		return "", "", err
+	}
+	dir, err = g.Dir(name)
+	return bin, dir, err
+}
+
 // OnClose registers stop to run at Close, before the stops registered
 // earlier.
 func (g *Group) OnClose(stop func() error) {

@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,29 +20,10 @@ func TestPromConfigRender(t *testing.T) {
 		BatchSendDeadline: 5 * time.Second,
 		ExternalLabels:    map[string]string{"run": "shoal-1", "a": "b"},
 	}
-	require.Equal(t, `global:
-  scrape_interval: 5s
-  scrape_timeout: 5s
-  external_labels:
-    a: "b"
-    run: "shoal-1"
-scrape_configs:
-  - job_name: "farm"
-    consul_sd_configs:
-      - server: "127.0.0.1:8500"
-        services: ["bench", "more"]
-        refresh_interval: 30s
-    relabel_configs:
-      - source_labels: [__meta_consul_health]
-        regex: passing
-        action: keep
-      - source_labels: [__meta_consul_service_metadata_target]
-        target_label: target
-remote_write:
-  - url: "http://127.0.0.1:9090/api/v1/write"
-    queue_config:
-      batch_send_deadline: 5s
-`, c.Render())
+	// The golden file is a complete agent configuration: every field set.
+	golden, err := os.ReadFile(filepath.Join("testdata", "promconfig.golden.yml"))
+	require.NoError(t, err)
+	require.Equal(t, string(golden), c.Render())
 
 	// vmagent's file: no remote_write, no external labels.
 	c.RemoteWriteURL, c.ExternalLabels, c.ScrapeInterval, c.ScrapeTimeout = "", nil, 2500*time.Millisecond, 0

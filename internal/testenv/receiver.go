@@ -52,11 +52,7 @@ type Receiver struct {
 // RunReceiver starts Prometheus as a remote-write receiver on a loopback
 // port and waits until /-/ready answers 200. Closing g stops it.
 func RunReceiver(ctx context.Context, g *Group, opts ReceiverOptions) (*Receiver, error) {
-	bin, err := PrometheusBinary.Find()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := g.Dir("receiver")
+	bin, dir, err := g.prepare(PrometheusBinary, "receiver")
 	if err != nil {
 		return nil, err
 	}
