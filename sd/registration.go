@@ -60,7 +60,7 @@ func NewRegistration(client *api.Client, opts RegistrationOptions, logger *slog.
 	case opts.Port <= 0 || opts.Port > 65535:
 		return nil, fmt.Errorf("consul service port must be between 1 and 65535, got %d", opts.Port)
 	}
-	if err := opts.RegistrationConfig.Validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	if _, _, err := net.SplitHostPort(opts.GossipAddr); err != nil {
