@@ -42,6 +42,12 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func startNode(t testing.TB, name string, join []string, mutate func(*Config)) *testNode {
 	t.Helper()
+	return startNodeLog(t, name, join, mutate, testLogger(t))
+}
+
+// startNodeLog is startNode with a logger of the test's choosing.
+func startNodeLog(t testing.TB, name string, join []string, mutate func(*Config), logger *slog.Logger) *testNode {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Name = name
 	cfg.ClusterName = "test"
@@ -56,7 +62,7 @@ func startNode(t testing.TB, name string, join []string, mutate func(*Config)) *
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	n, err := New(cfg, testLogger(t), prometheus.NewRegistry())
+	n, err := New(cfg, logger, prometheus.NewRegistry())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	tn := &testNode{Node: n, cancel: cancel, done: make(chan error, 1)}
