@@ -26,7 +26,7 @@ func (c *Config) RegisterFlags(app *kingpin.Application) {
 	flagext.Duration(app, "cluster.probe-timeout", "Gossip probe timeout (must be below the probe interval).", &t.ProbeTimeout)
 	flagext.Duration(app, "cluster.gossip-interval", "Interval between gossip rounds.", &t.GossipInterval)
 	flagext.Duration(app, "cluster.pushpull-interval", "Interval between full state syncs with a random peer.", &t.PushPullInterval)
-	flagext.Duration(app, "cluster.handoff-lead", "How far ahead ownership changes (an agent joining or leaving) are announced; every agent switches each target at that instant, so the new owner must be scraping by then. Must exceed gossip propagation plus a second or two. 0 switches when the news arrives.", &c.HandoffLead)
+	flagext.Duration(app, "cluster.handoff-lead", "How far ahead ownership changes (an agent joining or leaving) are announced; every agent switches each target at that instant, so the new owner must be scraping by then. Must exceed gossip propagation plus a second or two. 0 switches when the news arrives. Keep it the same on every agent: peers refuse an instant announced more than their own lead plus "+ClaimSlack.String()+" ahead.", &c.HandoffLead)
 }
 
 // decodeKey accepts the gossip encryption key as base64 (as `openssl rand
