@@ -753,40 +753,6 @@ func (n *Node) untrack(node *memberlist.Node) State {
 	return meta.State
 }
 
-// refusedLogEvery rate-limits the log of one member's refused metadata:
-// memberlist repeats an alive message to every member several times.
-const refusedLogEvery = time.Minute
-
-// maxRefusedLogged bounds the rate limiter's memory of member names.
-const maxRefusedLogged = 1024
-
-// peerMeta decodes and checks a peer's metadata as of now; a refusal is
-// counted and logged (once per refusedLogEvery and member). It is called
-// from memberlist callbacks and never blocks.
-func (n *Node) peerMeta(name string, b []byte) (Meta, error) {
-	now := time.Now()
-	m, err := decodeMeta(b, now, n.cfg.HandoffLead)
-	if err == nil {
-		return m, nil
-	}
-	reason := reasonOf(err)
-	n.metrics.refused.WithLabelValues(reason).Inc()
-	n.refusedMu.Lock()
-	last, seen := n.refused[name]
-	if !seen && len(n.refused) >= maxRefusedLogged {
-		clear(n.refused)
-	}
-	logIt := !seen || now.Sub(last) >= refusedLogEvery
-	if logIt {
-		n.refused[name] = now
-	}
-	n.refusedMu.Unlock()
-	if logIt {
-		n.logger.Warn("refusing a member's metadata; it stays out of the ring", "member", name, "reason", reason, "err", err)
-	}
-	return Meta{}, err
-}
-
 func cmpString(a, b string) int {
 	switch {
 	case a < b:
@@ -795,26 +761,4 @@ func cmpString(a, b string) int {
 		return 1
 	}
 	return 0
-}
-
-// mustYield reports whether this node, in state mine and started at started
-// with address myAddr, must stand down in favour of another node claiming its
-// name. A node that has finished joining never yields: the claim comes from
-// a newcomer, and a newcomer's metadata (its start time, its state) is only
-// its word. A node still joining yields to a member that has joined, and to
-// an older one when both are joining (two processes started with one name).
-func mustYield(mine State, started time.Time, other Meta, myAddr, otherAddr string) bool {
-	if mine != StateJoining {
-		return false
-	}
-	if other.State != StateJoining {
-		return true
-	}
-	if other.Started.IsZero() {
-		return false
-	}
-	if !other.Started.Equal(started) {
-		return other.Started.Before(started)
-	}
-	return otherAddr < myAddr
 }
