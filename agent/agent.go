@@ -319,6 +319,12 @@ func (a *Agent) Reload() error {
 		return err
 	}
 	a.cfg = cfg
+	// The gossip keyring reloads with the file (key rotation); a bad key
+	// file keeps the running keys and fails the reload.
+	if err := a.node.ReloadKeys(); err != nil {
+		a.reloadOK.Set(0)
+		return err
+	}
 	a.reloadOK.Set(1)
 	a.reloadTime.SetToCurrentTime()
 	a.logger.Info("completed loading of configuration file", "file", a.opts.ConfigFile)

@@ -233,11 +233,22 @@ func (w *webServer) apiMoves(rw http.ResponseWriter, _ *http.Request) {
 
 // apiSelf is this agent's own figures, which peers' pages fetch.
 type apiSelf struct {
-	Name         string `json:"name"`
-	Ready        bool   `json:"ready"`
-	OwnedTargets int    `json:"ownedTargets"`
-	Discovered   int    `json:"discoveredTargets"`
-	ActiveSeries int64  `json:"activeSeries"`
+	Name         string    `json:"name"`
+	Ready        bool      `json:"ready"`
+	OwnedTargets int       `json:"ownedTargets"`
+	Discovered   int       `json:"discoveredTargets"`
+	ActiveSeries int64     `json:"activeSeries"`
+	Gossip       apiGossip `json:"gossip"`
+}
+
+// apiGossip is how an agent's gossip is protected. Encrypts is the
+// fingerprint (first 8 hex digits of the SHA-256) of the key that encrypts,
+// so that a rotation can be checked across the fleet without showing a key.
+type apiGossip struct {
+	Encrypted bool   `json:"encrypted"`
+	Insecure  bool   `json:"insecure"`
+	Keys      int    `json:"keys"`
+	Encrypts  string `json:"encryptsWith,omitempty"`
 }
 
 func (a *Agent) self() apiSelf {
@@ -248,6 +259,7 @@ func (a *Agent) self() apiSelf {
 		OwnedTargets: st.Owned,
 		Discovered:   st.Discovered,
 		ActiveSeries: a.activeSeries(),
+		Gossip:       apiGossip(newPageGossip(a.node.Security())),
 	}
 }
 

@@ -60,6 +60,9 @@ func Load(data []byte, logger *slog.Logger) (*Config, error) {
 	if err := checkAgentMode(cfg); err != nil {
 		return nil, err
 	}
+	if err := checkRemoteWrite(cfg); err != nil {
+		return nil, err
+	}
 	return &Config{Config: cfg}, nil
 }
 
@@ -103,6 +106,25 @@ func checkAgentMode(cfg *config.Config) error {
 		return errors.New("field remote_read is not allowed in agent mode")
 	}
 	return nil
+}
+
+// checkRemoteWrite refuses remote_write URLs that Prometheus loads but
+// cannot send to: empty, relative, without a host, or with a scheme other
+// than http and https. The URL is shown redacted: it may hold a password.
+func checkRemoteWrite(cfg *config.Config) error {
+	var errs []error
+	for i, rw := range cfg.RemoteWriteConfigs {
+		u := rw.URL
+		switch {
+		case u == nil || u.URL == nil || u.String() == "":
+			errs = append(errs, fmt.Errorf("remote_write[%d].url must not be empty", i))
+		case u.Scheme != "http" && u.Scheme != "https":
+			errs = append(errs, fmt.Errorf("remote_write[%d].url %q must start with http:// or https://", i, u.Redacted()))
+		case u.Host == "" || u.Hostname() == "":
+			errs = append(errs, fmt.Errorf("remote_write[%d].url %q must name a host", i, u.Redacted()))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // quoted finds the quoted values in an error message, e.g. `"5x"` in

@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/config"
@@ -107,6 +108,32 @@ func TestLoadFile(t *testing.T) {
 
 	_, err = LoadFile(filepath.Join(dir, "missing.yml"), nil)
 	require.ErrorContains(t, err, "missing.yml")
+}
+
+// TestRemoteWriteURLChecked: URLs Prometheus loads but cannot send to are
+// refused, shown without their password.
+func TestRemoteWriteURLChecked(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ url, err string }{
+		{`""`, "remote_write[0].url must not be empty"},
+		{`rcv:9090/api/v1/write`, `remote_write[0].url "rcv:9090/api/v1/write" must start with http:// or https://`},
+		{`/api/v1/write`, `must start with http:// or https://`},
+		{`ftp://rcv/w`, `remote_write[0].url "ftp://rcv/w" must start with http:// or https://`},
+		{`http://`, `must name a host`},
+		{`https://user:secret@:9090/w`, `remote_write[0].url "https://user:xxxxx@:9090/w" must name a host`},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			path := filepath.Join(dir, "prometheus.yml")
+			require.NoError(t, os.WriteFile(path, []byte("remote_write:\n  - url: http://ok/w\n  - url: "+tc.url+"\n"), 0o600))
+			_, err := LoadFile(path, nil)
+			require.ErrorContains(t, err, strings.Replace(tc.err, "[0]", "[1]", 1))
+			require.NotContains(t, err.Error(), "secret")
+		})
+	}
+	for _, ok := range []string{"http://rcv:9090/api/v1/write", "https://user:pw@rcv/w", "http://[::1]:9090/w"} {
+		_, err := Load([]byte("remote_write: [{url: '"+ok+"'}]\n"), nil)
+		require.NoError(t, err, ok)
+	}
 }
 
 // TestAgentModeMatchesPrometheus checks that what Load refuses in agent mode

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -100,4 +102,44 @@ func TestPeerProvider(t *testing.T) {
 
 	_, err = peerProvider(specs("consul+shoal"), res, nil)(ctx)
 	require.ErrorContains(t, err, "needs --consul.address")
+}
+
+// FuzzParseJoin: --cluster.join values come from flags, the environment and
+// deployment templates. Parsing never panics; what parses has a known kind,
+// a usable host and port, and reads back the same when written out again.
+func FuzzParseJoin(f *testing.F) {
+	for _, s := range []string{"10.0.0.1:7946", "shoal-1:7946", "[::1]:7946", "dns+shoal:7946", "dns+_gossip._tcp.shoal.example.org",
+		"consul+shoal", "shoal-1", "shoal-1:99999", ":7946", "consul+", "consul+a:1", "dns+", "dns+x:port", "dns+[::1]:1", "a:b:c", "dns+dns+x:1", "[fe80::1%eth0]:7946"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		j, err := parseJoin(s)
+		if err != nil {
+			require.Contains(t, err.Error(), "--cluster.join ", "errors name the flag")
+			return
+		}
+		require.NotEmpty(t, j.host)
+		var again string
+		switch j.kind {
+		case "static", "dns":
+			require.True(t, j.port >= 1 && j.port <= 65535, "port %d", j.port)
+			again = net.JoinHostPort(j.host, strconv.Itoa(j.port))
+			if j.kind == "dns" {
+				again = prefixDNS + again
+			}
+		case "dnssrv":
+			require.Zero(t, j.port)
+			require.NotContains(t, j.host, ":")
+			again = prefixDNS + j.host
+		case "consul":
+			require.Zero(t, j.port)
+			require.False(t, strings.ContainsAny(j.host, ":/ "), "service %q", j.host)
+			again = prefixConsul + j.host
+		default:
+			t.Fatalf("unknown kind %q", j.kind)
+		}
+		j2, err := parseJoin(again)
+		require.NoError(t, err, "%q written out as %q", s, again)
+		require.Equal(t, j, j2)
+	})
 }

@@ -124,7 +124,7 @@ func (c WebConfig) Validate() error {
 // RegisterFlags declares the stop flags under --cluster.
 func (c *StopConfig) RegisterFlags(app *kingpin.Application) {
 	flagext.Duration(app, "cluster.handoff-timeout", "On shutdown, how long to wait for peers to acknowledge the leave before going on with the handoff.", &c.HandoffTimeout)
-	flagext.Duration(app, "cluster.restart-grace", "On shutdown, keep this agent's targets assigned to it for this long instead of handing them over, expecting it back under the same node name and storage path (rolling restarts): nothing moves, and its targets are not scraped while it is down. If it is not back in time, peers take them over. 0 hands targets over on every shutdown (scale-in).", &c.RestartGrace)
+	flagext.Duration(app, "cluster.restart-grace", "On shutdown, keep this agent's targets assigned to it for this long instead of handing them over, expecting it back under the same node name and storage path (rolling restarts): nothing moves, and its targets are not scraped while it is down. If it is not back in time, peers take them over. 0 hands targets over on every shutdown (scale-in). At most "+gossip.MaxRestartGrace.String()+".", &c.RestartGrace)
 }
 
 // Validate checks every option without opening a port or a file (it reads
@@ -138,6 +138,10 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Storage.Validate(), o.Web.Validate(), o.Gossip.Validate(), o.Scrape.Validate())
 	if o.Stop.HandoffTimeout < 0 || o.Stop.RestartGrace < 0 {
 		errs = append(errs, fmt.Errorf("--cluster.handoff-timeout and --cluster.restart-grace must not be negative, got %s and %s", o.Stop.HandoffTimeout, o.Stop.RestartGrace))
+	}
+	if o.Stop.RestartGrace > gossip.MaxRestartGrace {
+		errs = append(errs, fmt.Errorf("--cluster.restart-grace must be at most %s (peers refuse a claim to hold targets longer, and nobody scrapes them meanwhile), got %s",
+			gossip.MaxRestartGrace, o.Stop.RestartGrace))
 	}
 	for _, j := range o.Join {
 		s, err := parseJoin(j)

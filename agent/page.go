@@ -9,11 +9,14 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shoal-dev/shoal/gossip"
 )
 
 const (
@@ -41,8 +44,13 @@ var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 }).ParseFS(pageFS, "page.html"))
 
 // peerClient fetches peers' figures. Connections are not kept alive: the page
-// is rendered rarely, and idle connections would outlive the request.
-var peerClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+// is rendered rarely, and idle connections would outlive the request. It does
+// not follow redirects: a peer answering with one could otherwise send this
+// agent anywhere, not only to peers' /api/ paths.
+var peerClient = &http.Client{
+	Transport:     &http.Transport{DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
 
 // pageData is everything the status page renders. It is computed once per
 // request, so the template does no work and unit tests can fabricate it.
@@ -57,6 +65,7 @@ type pageData struct {
 	Agree     bool
 	Disagree  []string
 	Generated time.Time
+	Gossip    pageGossip
 
 	Members []pageMember
 
@@ -66,6 +75,22 @@ type pageData struct {
 
 	Moves      []pageMove
 	MovesTotal uint64
+}
+
+// pageGossip is how this agent's gossip is protected.
+type pageGossip struct {
+	Encrypted bool
+	Insecure  bool // --cluster.insecure and no key
+	Keys      int
+	Encrypts  string // fingerprint of the key that encrypts
+}
+
+func newPageGossip(s gossip.Security) pageGossip {
+	g := pageGossip{Encrypted: s.Encrypted, Insecure: s.Insecure, Keys: s.Keys}
+	if len(s.Fingerprints) > 0 {
+		g.Encrypts = s.Fingerprints[0]
+	}
+	return g
 }
 
 // pageMember is one row of the members table.
@@ -137,6 +162,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 		Agree:     m.Agree,
 		Disagree:  m.Disagree,
 		Generated: now,
+		Gossip:    newPageGossip(a.node.Security()),
 	}
 	if !d.Ready {
 		d.NotReady = a.notReadyReason()
@@ -230,7 +256,7 @@ func fetchSeries(ctx context.Context, c *http.Client, members []pageMember, loca
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, pagePeerTimeout)
 			defer cancel()
-			if s, err := peerSelf(ctx, c, m.URL+"api/v1/cluster/self"); err == nil {
+			if s, err := peerSelf(ctx, c, m.URL+"api/v1/cluster/self"); err == nil && s.Name == m.Name {
 				m.Series = seriesString(s.ActiveSeries)
 			}
 		})
@@ -259,16 +285,15 @@ func peerSelf(ctx context.Context, c *http.Client, url string) (apiSelf, error) 
 	return s, nil
 }
 
-// memberURL is the base URL, ending in "/", of a member's status page. The
-// advertised address is host:port, or a URL once one is configured.
+// memberURL is the base URL, ending in "/", of a member's status page, to
+// which only shoal's own paths are appended. The advertised address must be
+// host:port and nothing else (gossip refuses other metadata); anything else
+// gives "", no link and no request.
 func memberURL(httpAddr string) string {
-	if httpAddr == "" {
+	if httpAddr == "" || gossip.ValidateHTTPAddr(httpAddr) != nil {
 		return ""
 	}
-	if !strings.Contains(httpAddr, "://") {
-		httpAddr = "http://" + httpAddr
-	}
-	return strings.TrimSuffix(httpAddr, "/") + "/"
+	return (&url.URL{Scheme: "http", Host: httpAddr, Path: "/"}).String()
 }
 
 func seriesString(n int64) string {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,6 +138,46 @@ func TestPageTemplate(t *testing.T) {
 	})
 }
 
+func TestPageGossipSecurity(t *testing.T) {
+	d := pageFixture()
+	d.Gossip = pageGossip{Insecure: true}
+	doc := pageRender(t, d)
+	require.Contains(t, pageText(pageByID(t, doc, "gossip-insecure")), "Gossip is not authenticated (--cluster.insecure)")
+	require.Contains(t, pageText(pageByID(t, doc, "gossip-security")), "not authenticated")
+
+	d.Gossip = pageGossip{Encrypted: true, Keys: 2, Encrypts: "1a2b3c4d"}
+	doc = pageRender(t, d)
+	require.Nil(t, pageFindID(doc, "gossip-insecure"))
+	require.Equal(t, "encrypted, 2 keys, encrypts with 1a2b3c4d", pageText(pageByID(t, doc, "gossip-security")))
+
+	d.Gossip = pageGossip{}
+	doc = pageRender(t, d)
+	require.Nil(t, pageFindID(doc, "gossip-insecure"))
+	require.Equal(t, "not encrypted (loopback only)", pageText(pageByID(t, doc, "gossip-security")))
+}
+
+// TestPeerFetchStaysOnPeers: a peer answering the page's request with a
+// redirect cannot send this agent elsewhere.
+func TestPeerFetchStaysOnPeers(t *testing.T) {
+	var elsewhere atomic.Int64
+	victim := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	defer victim.Close()
+	var paths []string
+	var mu sync.Mutex
+	peer := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.RequestURI())
+		mu.Unlock()
+		http.Redirect(rw, r, victim.URL+"/internal", http.StatusFound)
+	}))
+	defer peer.Close()
+	members := []pageMember{{Name: "peer", URL: memberURL(peer.Listener.Addr().String())}}
+	fetchSeries(context.Background(), peerClient, members, 0)
+	require.Equal(t, "?", members[0].Series)
+	require.Zero(t, elsewhere.Load(), "the redirect was not followed")
+	require.Equal(t, []string{"/api/v1/cluster/self"}, paths)
+}
+
 func TestGroupTargets(t *testing.T) {
 	var ts []pageTarget
 	for i := range 5 {
@@ -224,8 +266,12 @@ func TestPageFormatting(t *testing.T) {
 	}
 	require.Equal(t, "?", seriesString(-1))
 	require.Equal(t, "http://h:1/", memberURL("h:1"))
-	require.Equal(t, "https://h/x/", memberURL("https://h/x/"))
+	require.Equal(t, "http://[::1]:9090/", memberURL("[::1]:9090"))
 	require.Empty(t, memberURL(""))
+	// Only host:port: a scheme, path, query or userinfo gives no URL at all.
+	for _, bad := range []string{"https://h/x/", "127.0.0.1:9090/x?", "u@h:1", "h:1#x", "h"} {
+		require.Empty(t, memberURL(bad), bad)
+	}
 }
 
 // TestPageBrowser starts a real agent and checks the page as Chromium

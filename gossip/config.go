@@ -40,9 +40,14 @@ type Config struct {
 	// SecretKey, if set, encrypts gossip with AES (16, 24 or 32 bytes). Nodes
 	// with another key cannot join.
 	SecretKey []byte
-	// SecretKeyFile, if set and SecretKey is not, is a file holding the key,
-	// raw or base64-encoded; New reads it.
+	// SecretKeyFile, if set and SecretKey is not, is a keyring file: one key
+	// per line, raw or base64-encoded, the first encrypting and all
+	// accepted. New reads it and Node.ReloadKeys re-reads it.
 	SecretKeyFile string
+	// Insecure allows gossip without a key on an address other hosts can
+	// reach. Without it, Validate refuses a non-loopback listen or advertise
+	// address without a key: anyone reaching the port could join.
+	Insecure bool
 	// HTTPAddr is advertised in metadata so peers and operators can reach
 	// this node's API.
 	HTTPAddr string
@@ -172,8 +177,12 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--cluster.advertise-address %q: host must be an IP address", c.AdvertiseAddr))
 		}
 	}
-	if _, err := c.secretKey(); err != nil {
+	if keys, err := c.keyring(); err != nil {
 		errs = append(errs, err)
+	} else if flag, addr, exposed := c.exposed(); len(keys) == 0 && exposed && !c.Insecure {
+		errs = append(errs, fmt.Errorf("%s %q is reachable from other hosts and gossip has no key, so anyone who can reach it could join the cluster and take its targets: "+
+			"create a key with `openssl rand -base64 32 > key`, give the same file to every agent with --cluster.secret-key-file, "+
+			"or pass --cluster.insecure to gossip unauthenticated", flag, addr))
 	}
 	if c.ReplicationFactor < 1 || c.ReplicationFactor > MaxReplicationFactor {
 		errs = append(errs, fmt.Errorf("--cluster.replication-factor must be between 1 and %d, got %d", MaxReplicationFactor, c.ReplicationFactor))
@@ -196,6 +205,11 @@ func (c *Config) Validate() error {
 	}
 	if len(c.HTTPAddr) > 256 {
 		errs = append(errs, fmt.Errorf("http address must be at most 256 bytes, got %d", len(c.HTTPAddr)))
+	} else if c.HTTPAddr != "" {
+		// Peers refuse a member whose address does not pass this check.
+		if err := ValidateHTTPAddr(c.HTTPAddr); err != nil {
+			errs = append(errs, fmt.Errorf("advertised http address %q: %w", c.HTTPAddr, err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -65,36 +65,40 @@ func (d *delegate) NotifyLeave(node *memberlist.Node) {
 // NotifyUpdate is called when a member's metadata changes.
 func (d *delegate) NotifyUpdate(node *memberlist.Node) { d.n.track(node) }
 
-// NotifyAlive rejects members whose metadata is not a shoal agent's, so a
-// foreign memberlist cluster reachable on the same port cannot take targets.
-// The cluster label already keeps out clusters with another name.
+// NotifyAlive rejects members whose metadata is not a shoal agent's or
+// claims what no shoal agent would (see decodeMeta): memberlist then ignores
+// the alive message, so the member stays out of the member list and the
+// ring, and an update with forged metadata leaves the last good one in
+// place. A foreign memberlist cluster reachable on the same port cannot take
+// targets either; the cluster label already keeps out clusters with another
+// name. The conflict path checks messages that claim this node's name.
 func (d *delegate) NotifyAlive(peer *memberlist.Node) error {
 	if peer.Name == d.n.cfg.Name {
 		return nil
 	}
-	_, err := decodeMeta(peer.Meta)
+	_, err := d.n.peerMeta(peer.Name, peer.Meta)
 	return err
 }
 
 // NotifyConflict is called when two members claim the same name. If one of
-// them is this node, the younger of the two stands down.
+// them is this node, it stands down only while it is still joining (see
+// mustYield): a running agent never leaves on a newcomer's word.
 func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 	d.n.metrics.conflicts.Inc()
+	otherAddr := net.JoinHostPort(other.Addr.String(), strconv.Itoa(int(other.Port)))
 	if existing.Name != d.n.cfg.Name {
-		d.n.logger.Error("two members claim the same node name; the younger one stands down",
-			"name", existing.Name, "addr", existing.Address(), "other_addr", other.Address())
+		d.n.logger.Error("two members claim the same node name; keeping the one already known",
+			"name", existing.Name, "addr", existing.Address(), "other_addr", otherAddr)
 		return
 	}
-	otherMeta, err := decodeMeta(other.Meta)
-	otherAddr := net.JoinHostPort(other.Addr.String(), strconv.Itoa(int(other.Port)))
-	mine := d.n.started
-	if err == nil && youngerYields(mine, otherMeta, d.n.advertised(), otherAddr) {
+	otherMeta, err := d.n.peerMeta(other.Name, other.Meta)
+	if err == nil && mustYield(d.n.State(), d.n.started, otherMeta, d.n.advertised(), otherAddr) {
 		select {
 		case d.n.conflict <- otherAddr:
 		default:
 		}
 		return
 	}
-	d.n.logger.Error("another node uses this node's name; it is younger and will stand down",
-		"name", existing.Name, "other_addr", otherAddr)
+	d.n.logger.Error("another node claims this node's name; keeping it, the other one must stand down or be renamed",
+		"name", existing.Name, "other_addr", otherAddr, "state", d.n.State())
 }

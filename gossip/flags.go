@@ -3,8 +3,6 @@ package gossip
 import (
 	"encoding/base64"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -19,7 +17,8 @@ func (c *Config) RegisterFlags(app *kingpin.Application) {
 	flagext.String(app, "cluster.node-name", "Unique name of this agent in the cluster. Keep it across restarts.", &c.Name)
 	flagext.String(app, "cluster.listen-address", "Address to listen on for gossip (TCP and UDP).", &c.BindAddr)
 	flagext.String(app, "cluster.advertise-address", "Address peers use to reach this agent's gossip port (IP:port); default derived from the listen address.", &c.AdvertiseAddr)
-	flagext.String(app, "cluster.secret-key-file", "File holding a 16, 24 or 32-byte key (raw or base64, e.g. `openssl rand -base64 32`) that encrypts gossip; agents with another key cannot join.", &c.SecretKeyFile)
+	flagext.String(app, "cluster.secret-key-file", "File holding the gossip keyring: one 16, 24 or 32-byte key per line (raw or base64, e.g. `openssl rand -base64 32 > key`); the first encrypts, all are accepted, and SIGHUP or POST /-/reload re-reads it (rotation). Agents without a key it holds cannot join. Required when gossip listens on or advertises a non-loopback address, unless --cluster.insecure.", &c.SecretKeyFile)
+	flagext.Bool(app, "cluster.insecure", "Allow gossip without --cluster.secret-key-file on a non-loopback address: anyone who can reach the gossip port can then join the cluster, take targets and make agents contact addresses it chooses. Logs a warning and shows on the status page.", &c.Insecure)
 	flagext.Int(app, "cluster.replication-factor", fmt.Sprintf("How many agents scrape each target (1-%d). Use with a deduplicating backend.", MaxReplicationFactor), &c.ReplicationFactor)
 	flagext.Duration(app, "cluster.rejoin-interval", "How often to re-resolve --cluster.join and join peers that are not members, which merges a healed partition. 0 disables.", &c.RejoinInterval)
 	flagext.Float(app, "cluster.weight", fmt.Sprintf("Share of targets relative to other agents (e.g. 2 on an agent twice as large), above 0 and at most %d.", maxWeight), &c.Weight)
@@ -27,27 +26,7 @@ func (c *Config) RegisterFlags(app *kingpin.Application) {
 	flagext.Duration(app, "cluster.probe-timeout", "Gossip probe timeout (must be below the probe interval).", &t.ProbeTimeout)
 	flagext.Duration(app, "cluster.gossip-interval", "Interval between gossip rounds.", &t.GossipInterval)
 	flagext.Duration(app, "cluster.pushpull-interval", "Interval between full state syncs with a random peer.", &t.PushPullInterval)
-	flagext.Duration(app, "cluster.handoff-lead", "How far ahead ownership changes (an agent joining or leaving) are announced; every agent switches each target at that instant, so the new owner must be scraping by then. Must exceed gossip propagation plus a second or two. 0 switches when the news arrives.", &c.HandoffLead)
-}
-
-// secretKey returns the key: SecretKey, or the key read from SecretKeyFile.
-func (c *Config) secretKey() ([]byte, error) {
-	if len(c.SecretKey) > 0 || c.SecretKeyFile == "" {
-		switch len(c.SecretKey) {
-		case 0, 16, 24, 32:
-			return c.SecretKey, nil
-		}
-		return nil, fmt.Errorf("cluster secret key must be 16, 24 or 32 bytes (AES-128/192/256), got %d bytes", len(c.SecretKey))
-	}
-	b, err := os.ReadFile(c.SecretKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("--cluster.secret-key-file: %w", err)
-	}
-	key, err := decodeKey(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("--cluster.secret-key-file %s: %w", c.SecretKeyFile, err)
-	}
-	return key, nil
+	flagext.Duration(app, "cluster.handoff-lead", "How far ahead ownership changes (an agent joining or leaving) are announced; every agent switches each target at that instant, so the new owner must be scraping by then. Must exceed gossip propagation plus a second or two. 0 switches when the news arrives. Keep it the same on every agent: peers refuse an instant announced more than their own lead plus "+ClaimSlack.String()+" ahead.", &c.HandoffLead)
 }
 
 // decodeKey accepts the gossip encryption key as base64 (as `openssl rand

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -62,7 +63,7 @@ type Meta struct {
 	Version  string    // shoal version
 	Digest   uint64    // ring digest of the member set it currently sees
 	Started  time.Time // process start; the younger of two same-named nodes yields
-	Weight   float64   // ring weight, 0 = default
+	Weight   float64   // ring weight, in (0, ring.MaxWeight]
 	// Since is when an active member starts owning keys; zero means since it
 	// became active. Until is when a leaving member stops owning keys; zero
 	// means at once. Both are announced ahead so that every member switches
@@ -107,40 +108,115 @@ func encodeMeta(m Meta) ([]byte, error) {
 	return b, nil
 }
 
-// decodeMeta parses metadata received from the network. It never panics and
-// rejects anything a shoal agent would not have sent.
-func decodeMeta(b []byte) (Meta, error) {
+// Bounds on what a peer may claim in its metadata. They keep a peer (a bug,
+// a bad clock, or whoever holds the key) from freezing ownership for longer
+// than shoal itself ever would.
+const (
+	// MaxRestartGrace bounds --cluster.restart-grace, and so how far ahead a
+	// leaving peer may say it keeps its targets: while it is away nobody
+	// scrapes them, and beyond half an hour a gap in the data costs more
+	// than moving the targets and back. A rolling restart (pull an image,
+	// replay the WAL) takes minutes.
+	MaxRestartGrace = 30 * time.Minute
+	// ClaimSlack is how far beyond the handoff lead (or MaxRestartGrace) an
+	// instant a peer announces may lie in the future: it absorbs clock skew
+	// between hosts (NTP keeps it well under a second; a minute tolerates a
+	// host that has drifted) and a peer configured with a somewhat longer
+	// --cluster.handoff-lead while that flag is being changed fleet-wide.
+	ClaimSlack = time.Minute
+)
+
+// Reasons a peer's metadata is refused, as labels of
+// shoal_cluster_peer_meta_rejected_total.
+const (
+	reasonFormat  = "format"
+	reasonAddress = "http_address"
+	reasonWeight  = "weight"
+	reasonInstant = "instant"
+)
+
+// refusal is an error in a peer's metadata, with its reason label.
+type refusal struct {
+	reason string
+	err    error
+}
+
+func (r refusal) Error() string { return "node metadata: " + r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+
+func refuse(reason, format string, args ...any) error {
+	return refusal{reason: reason, err: fmt.Errorf(format, args...)}
+}
+
+// reasonOf returns the reason label of an error from decodeMeta.
+func reasonOf(err error) string {
+	var r refusal
+	if errors.As(err, &r) {
+		return r.reason
+	}
+	return reasonFormat
+}
+
+// decodeMeta parses metadata received from the network and checks the
+// peer's claims as of now, for a node whose own handoff lead is lead. It never
+// panics and rejects anything a shoal agent would not have sent: an HTTP
+// address that is not host:port (see ValidateHTTPAddr), a weight outside
+// (0, ring.MaxWeight], a start time more than ClaimSlack ahead, an owning
+// instant (Since) more than lead plus ClaimSlack ahead, and an end of
+// ownership (Until) more than the longer of lead and MaxRestartGrace, plus
+// ClaimSlack, ahead. A member whose metadata is refused is kept out of
+// memberlist and so of the ring.
+func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 	if len(b) == 0 {
-		return Meta{}, fmt.Errorf("node metadata is empty (not a shoal agent?)")
+		return Meta{}, refuse(reasonFormat, "empty (not a shoal agent?)")
 	}
 	if len(b) > maxMetaSize {
-		return Meta{}, fmt.Errorf("node metadata is %d bytes, limit is %d", len(b), maxMetaSize)
+		return Meta{}, refuse(reasonFormat, "%d bytes, limit is %d", len(b), maxMetaSize)
 	}
 	var w wireMeta
 	if err := json.Unmarshal(b, &w); err != nil {
-		return Meta{}, fmt.Errorf("decode node metadata: %w", err)
+		return Meta{}, refuse(reasonFormat, "decode: %w", err)
 	}
 	if w.V < 1 {
-		return Meta{}, fmt.Errorf("node metadata version must be >= 1, got %d", w.V)
+		return Meta{}, refuse(reasonFormat, "version must be >= 1, got %d", w.V)
 	}
 	st, err := parseState(w.State)
 	if err != nil {
-		return Meta{}, fmt.Errorf("node metadata: %w", err)
+		return Meta{}, refuse(reasonFormat, "%w", err)
 	}
 	m := Meta{State: st, HTTPAddr: w.HTTP, Version: w.Version, Weight: w.Weight}
 	if w.Digest != "" {
 		d, err := strconv.ParseUint(w.Digest, 16, 64)
 		if err != nil {
-			return Meta{}, fmt.Errorf("node metadata: digest must be hexadecimal, got %q", w.Digest)
+			return Meta{}, refuse(reasonFormat, "digest must be hexadecimal, got %q", w.Digest)
 		}
 		m.Digest = d
 	}
-	m.Started, m.Since, m.Until = fromUnixMilli(w.Started), fromUnixMilli(w.Since), fromUnixMilli(w.Until)
-	if w.Since < 0 || w.Until < 0 || w.Started < 0 {
-		return Meta{}, fmt.Errorf("node metadata: times must not be negative, got started=%d since=%d until=%d", w.Started, w.Since, w.Until)
+	if w.HTTP != "" {
+		if err := ValidateHTTPAddr(w.HTTP); err != nil {
+			return Meta{}, refuse(reasonAddress, "http address %q: %w", w.HTTP, err)
+		}
 	}
-	if w.Weight < 0 || w.Weight > maxWeight || w.Weight != w.Weight {
-		return Meta{}, fmt.Errorf("node metadata: weight must be in [0, %d], got %v", maxWeight, w.Weight)
+	if !(w.Weight > 0 && w.Weight <= maxWeight) {
+		return Meta{}, refuse(reasonWeight, "weight must be above 0 and at most %d, got %v", maxWeight, w.Weight)
+	}
+	if w.Since < 0 || w.Until < 0 || w.Started < 0 {
+		return Meta{}, refuse(reasonInstant, "times must not be negative, got started=%d since=%d until=%d", w.Started, w.Since, w.Until)
+	}
+	m.Started, m.Since, m.Until = fromUnixMilli(w.Started), fromUnixMilli(w.Since), fromUnixMilli(w.Until)
+	for _, c := range []struct {
+		name string
+		t    time.Time
+		max  time.Duration
+	}{
+		{"start time", m.Started, ClaimSlack},
+		{"owning instant (since)", m.Since, lead + ClaimSlack},
+		{"end of ownership (until)", m.Until, max(lead, MaxRestartGrace) + ClaimSlack},
+	} {
+		if ahead := c.t.Sub(now); ahead > c.max {
+			return Meta{}, refuse(reasonInstant, "%s is %s ahead, at most %s is allowed (handoff lead %s, restart grace up to %s, clock slack %s)",
+				c.name, ahead.Round(time.Second), c.max, lead, MaxRestartGrace, ClaimSlack)
+		}
 	}
 	return m, nil
 }

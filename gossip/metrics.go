@@ -9,12 +9,14 @@ import (
 
 type metrics struct {
 	joins, leaves, failures, conflicts, ringChanges prometheus.Counter
+	refused                                         *prometheus.CounterVec
 }
 
 // collector exports gauges computed from the node's state at scrape time.
 type collector struct {
 	n                                         *Node
 	peers, health, ringMembers, agree, ringID *prometheus.Desc
+	keys, insecure                            *prometheus.Desc
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -43,6 +45,13 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Name: "shoal_cluster_ring_changes_total",
 			Help: "Times the set of active members, and so the ring, changed.",
 		}),
+		refused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_cluster_peer_meta_rejected_total",
+			Help: "Gossip messages whose member metadata was refused (the member is kept out of the ring), by reason: format, http_address, weight, instant.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{reasonFormat, reasonAddress, reasonWeight, reasonInstant} {
+		m.refused.WithLabelValues(r)
 	}
 	c := &collector{
 		n: n,
@@ -56,6 +65,10 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			"1 if every alive peer advertises the same ring digest as this node.", nil, nil),
 		ringID: prometheus.NewDesc("shoal_cluster_ring_info",
 			"Digest of the member set this node places targets on; equal digests mean equal placement.", []string{"digest"}, nil),
+		keys: prometheus.NewDesc("shoal_cluster_gossip_keys",
+			"Keys in the gossip keyring (--cluster.secret-key-file); 0 means gossip is neither encrypted nor authenticated.", nil, nil),
+		insecure: prometheus.NewDesc("shoal_cluster_gossip_insecure",
+			"1 if this agent gossips without a key because --cluster.insecure was given.", nil, nil),
 	}
 	if err := reg.Register(c); err != nil {
 		return nil, fmt.Errorf("register gossip metrics: %w", err)
@@ -69,6 +82,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.ringMembers
 	ch <- c.agree
 	ch <- c.ringID
+	ch <- c.keys
+	ch <- c.insecure
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -93,4 +108,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.agree, prometheus.GaugeValue, agree)
 	ch <- prometheus.MustNewConstMetric(c.ringID, prometheus.GaugeValue, 1, fmt.Sprintf("%016x", c.n.Schedule().Final().Digest()))
+	sec := c.n.Security()
+	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(sec.Keys))
+	insecure := 0.0
+	if sec.Insecure {
+		insecure = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.insecure, prometheus.GaugeValue, insecure)
 }

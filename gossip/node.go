@@ -91,6 +91,14 @@ type Node struct {
 	// until then. Guarded by membersMu.
 	tombs map[string]tomb
 
+	// keys is the gossip keyring, nil without encryption; keysMu
+	// serializes ReloadKeys (the keyring guards itself).
+	keys   *memberlist.Keyring
+	keysMu sync.Mutex
+	// refused rate-limits the log of refused peer metadata, by member name.
+	refusedMu sync.Mutex
+	refused   map[string]time.Time
+
 	sched atomic.Pointer[Schedule]
 	peers atomic.Pointer[[]Peer]
 	self  atomic.Pointer[string] // advertised gossip address once running
@@ -102,11 +110,10 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	key, err := cfg.secretKey()
+	keys, err := cfg.keyring()
 	if err != nil {
 		return nil, err
 	}
-	cfg.SecretKey = key
 	if cfg.Peers == nil {
 		cfg.Peers = StaticPeers()
 	}
@@ -124,7 +131,13 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 		nudge:     make(chan struct{}, 1),
 		members:   map[string]member{},
 		tombs:     map[string]tomb{},
+		refused:   map[string]time.Time{},
 		state:     StateJoining,
+	}
+	if len(keys) > 0 {
+		if n.keys, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {
+			return nil, fmt.Errorf("cluster secret key: %w", err)
+		}
 	}
 	n.sched.Store(emptySchedule)
 	n.peers.Store(&[]Peer{})
@@ -244,7 +257,14 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	addr := ml.LocalNode().Address()
 	n.self.Store(&addr)
-	n.logger.Info("gossip started", "name", n.cfg.Name, "addr", addr, "cluster", n.cfg.ClusterName)
+	sec := n.Security()
+	n.logger.Info("gossip started", "name", n.cfg.Name, "addr", addr, "cluster", n.cfg.ClusterName, "encrypted", sec.Encrypted, "keys", sec.Keys)
+	if !sec.Encrypted {
+		if _, exposed, ok := n.cfg.exposed(); ok {
+			n.logger.Warn("gossip is not encrypted or authenticated (--cluster.insecure): anyone who can reach this address can join the cluster, take targets and make agents contact addresses it chooses; set --cluster.secret-key-file",
+				"addr", exposed)
+		}
+	}
 
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -290,7 +310,7 @@ func (n *Node) Run(ctx context.Context) error {
 			_ = ml.Shutdown()
 			return nil
 		case other := <-n.conflict:
-			n.logger.Error("another, older node uses this node's name; standing down",
+			n.logger.Error("another node already uses this node's name; standing down before joining",
 				"name", n.cfg.Name, "other_addr", other)
 			// No Leave: its dead message would be about the other node's name.
 			_ = ml.Shutdown()
@@ -318,12 +338,9 @@ func (n *Node) create() (*memberlist.Memberlist, error) {
 		ah, ap, _ := splitHostPort(n.cfg.AdvertiseAddr)
 		c.AdvertiseAddr, c.AdvertisePort = ah, ap
 	}
-	if len(n.cfg.SecretKey) > 0 {
-		kr, err := memberlist.NewKeyring(nil, n.cfg.SecretKey)
-		if err != nil {
-			return nil, fmt.Errorf("cluster secret key: %w", err)
-		}
-		c.Keyring = kr
+	if n.keys != nil {
+		// memberlist keeps the pointer: ReloadKeys changes the keys in place.
+		c.Keyring = n.keys
 	}
 	t := n.cfg.Timers
 	c.ProbeInterval = t.ProbeInterval
@@ -623,7 +640,7 @@ func (n *Node) rebuild(ml *memberlist.Memberlist) {
 		if p.Self {
 			p.State, p.HTTPAddr, p.Version, p.Started, p.Weight = selfState, n.cfg.HTTPAddr, n.cfg.Version, n.started, n.cfg.Weight
 			p.Since, p.Until = selfSince, selfUntil
-		} else if meta, err := decodeMeta(m.meta); err == nil {
+		} else if meta, err := n.peerMeta(m.name, m.meta); err == nil {
 			p.State, p.HTTPAddr, p.Version, p.Digest, p.Started, p.Weight = meta.State, meta.HTTPAddr, meta.Version, meta.Digest, meta.Started, meta.Weight
 			p.Since, p.Until = meta.Since, meta.Until
 		}
@@ -727,7 +744,7 @@ func (n *Node) untrack(node *memberlist.Node) State {
 	n.membersMu.Lock()
 	last := n.members[node.Name]
 	delete(n.members, node.Name)
-	meta, _ := decodeMeta(last.meta)
+	meta, _ := decodeMeta(last.meta, time.Now(), n.cfg.HandoffLead)
 	if meta.State == StateLeaving && meta.Until.After(time.Now()) {
 		n.tombs[node.Name] = tomb{name: node.Name, weight: meta.Weight, since: meta.Since, until: meta.Until}
 	}
@@ -744,16 +761,4 @@ func cmpString(a, b string) int {
 		return 1
 	}
 	return 0
-}
-
-// youngerYields reports whether this node, started at mine with address
-// myAddr, must stand down in favour of a node with the same name.
-func youngerYields(mine time.Time, other Meta, myAddr, otherAddr string) bool {
-	if other.Started.IsZero() {
-		return false
-	}
-	if !other.Started.Equal(mine) {
-		return other.Started.Before(mine)
-	}
-	return otherAddr < myAddr
 }

@@ -42,6 +42,12 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func startNode(t testing.TB, name string, join []string, mutate func(*Config)) *testNode {
 	t.Helper()
+	return startNodeLog(t, name, join, mutate, testLogger(t))
+}
+
+// startNodeLog is startNode with a logger of the test's choosing.
+func startNodeLog(t testing.TB, name string, join []string, mutate func(*Config), logger *slog.Logger) *testNode {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Name = name
 	cfg.ClusterName = "test"
@@ -56,7 +62,7 @@ func startNode(t testing.TB, name string, join []string, mutate func(*Config)) *
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	n, err := New(cfg, testLogger(t), prometheus.NewRegistry())
+	n, err := New(cfg, logger, prometheus.NewRegistry())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	tn := &testNode{Node: n, cancel: cancel, done: make(chan error, 1)}
@@ -320,6 +326,18 @@ func TestConfigValidation(t *testing.T) {
 		{"zero timer", func(c *Config) { c.Timers.GossipInterval = 0 }, "--cluster.gossip-interval must be positive, got 0s"},
 		{"key file", func(c *Config) { c.SecretKeyFile = "/nonexistent/key" }, "--cluster.secret-key-file: open /nonexistent/key"},
 		{"probe", func(c *Config) { c.Timers.ProbeTimeout = 2 * time.Second }, "must be shorter than --cluster.probe-interval"},
+		{"no key on every interface", func(c *Config) { c.BindAddr = "0.0.0.0:7946" },
+			`--cluster.listen-address "0.0.0.0:7946" is reachable from other hosts and gossip has no key, so anyone who can reach it could join the cluster and take its targets: create a key with ` +
+				"`openssl rand -base64 32 > key`, give the same file to every agent with --cluster.secret-key-file, or pass --cluster.insecure to gossip unauthenticated"},
+		{"no key on a private address", func(c *Config) { c.BindAddr = "10.1.2.3:7946" }, `--cluster.listen-address "10.1.2.3:7946" is reachable from other hosts`},
+		{"no key on a host name", func(c *Config) { c.BindAddr = "shoal-1:7946" }, `--cluster.listen-address "shoal-1:7946" is reachable`},
+		{"no key, loopback listen, public advertise", func(c *Config) { c.AdvertiseAddr = "192.0.2.1:7946" }, `--cluster.advertise-address "192.0.2.1:7946" is reachable`},
+		{"insecure on every interface", func(c *Config) { c.BindAddr, c.Insecure = "0.0.0.0:7946", true }, ""},
+		{"key on every interface", func(c *Config) { c.BindAddr, c.SecretKey = "0.0.0.0:7946", []byte("0123456789abcdef") }, ""},
+		{"loopback needs no key", func(c *Config) { c.BindAddr, c.AdvertiseAddr = "127.0.0.1:7946", "127.0.0.1:7946" }, ""},
+		{"localhost needs no key", func(c *Config) { c.BindAddr = "localhost:7946" }, ""},
+		{"ipv6 loopback needs no key", func(c *Config) { c.BindAddr = "[::1]:0" }, ""},
+		{"http address with a path", func(c *Config) { c.HTTPAddr = "127.0.0.1:9090/x" }, `advertised http address "127.0.0.1:9090/x": port must be a number`},
 		{"ok", func(*Config) {}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

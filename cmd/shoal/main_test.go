@@ -109,6 +109,9 @@ func TestBadFlagValues(t *testing.T) {
 		{"replica label", []string{"--cluster.replica-label=__replica"}, `--cluster.replica-label: replica label must not start with "__"`},
 		{"weight zero", []string{"--cluster.weight=0"}, "--cluster.weight must be above 0"},
 		{"key file", []string{"--cluster.secret-key-file=" + filepath.Join(t.TempDir(), "key")}, "--cluster.secret-key-file"},
+		{"exposed gossip without a key", []string{"--cluster.listen-address=0.0.0.0:7946"}, `--cluster.listen-address "0.0.0.0:7946" is reachable from other hosts and gossip has no key`},
+		{"advertised gossip without a key", []string{"--cluster.advertise-address=192.0.2.7:7946"}, "pass --cluster.insecure"},
+		{"restart grace too long", []string{"--cluster.restart-grace=2h"}, "--cluster.restart-grace must be at most 30m0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := slices.Clone(tc.args)
@@ -180,6 +183,18 @@ func TestCheckConfig(t *testing.T) {
 	code, _, stderr = runShoal("check", "config", agentOnly)
 	require.Equal(t, exitFailure, code)
 	require.Contains(t, stderr, "rule_files")
+
+	for _, tc := range []struct{ url, want string }{
+		{`""`, "remote_write[0].url must not be empty"},
+		{"rcv:9090/api/v1/write", `remote_write[0].url "rcv:9090/api/v1/write" must start with http:// or https://`},
+		{"http://user:secret@:9090/w", `remote_write[0].url "http://user:xxxxx@:9090/w" must name a host`},
+	} {
+		badURL := writeFile(t, "url.yml", goodConfig+"remote_write:\n  - url: "+tc.url+"\n")
+		code, _, stderr = runShoal("check", "config", badURL)
+		require.Equal(t, exitFailure, code, tc.url)
+		require.Contains(t, stderr, tc.want)
+		require.NotContains(t, stderr, "secret")
+	}
 
 	missing := filepath.Join(t.TempDir(), "missing.yml")
 	code, _, stderr = runShoal("check", "config", missing)
