@@ -5,6 +5,7 @@ package dockertest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -246,4 +247,30 @@ func (d *docker) readyClients(t *testing.T, containers []string) []*e2e.Client {
 	}
 	t.Logf("%d agents ready after %v", len(containers), time.Since(t0).Round(time.Second))
 	return out
+}
+
+// gossipKeyPath is where copyKey puts the fleet's gossip key in a container;
+// keyFlag points the agent at it. Containers gossip on a Docker network, not
+// loopback, so an agent without a key (or --cluster.insecure) refuses to start.
+const (
+	gossipKeyPath = "/etc/shoal/gossip.key"
+	keyFlag       = "--cluster.secret-key-file=" + gossipKeyPath
+)
+
+// copyKey copies the test's gossip key (made once, 32 random bytes in
+// base64) into the created container name.
+func (d *docker) copyKey(ctx context.Context, name string) error {
+	f := filepath.Join(d.work, "gossip.key")
+	if _, err := os.Stat(f); err != nil {
+		key := make([]byte, 32)
+		for i := range key {
+			key[i] = byte(rand.IntN(256))
+		}
+		// Readable by the image's non-root user once copied in.
+		if err := os.WriteFile(f, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	_, err := d.run(ctx, "cp", f, name+":"+gossipKeyPath)
+	return err
 }

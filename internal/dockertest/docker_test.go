@@ -72,8 +72,16 @@ func TestDockerImage(t *testing.T) {
 	require.NoError(t, err)
 
 	t.Run("default", func(t *testing.T) {
+		// Secure by default: on a Docker network, not loopback, the image's
+		// defaults refuse to gossip without a key, and say how to make one.
+		out, err := exec.CommandContext(ctx, "docker", "run", "--rm", "--label", d.label, "--network", net, d.image("shoal")).CombinedOutput()
+		require.Error(t, err, "an agent without a gossip key started on a non-loopback address: %s", out)
+		require.Contains(t, string(out), "--cluster.secret-key-file")
+		require.Contains(t, string(out), "openssl rand -base64 32")
+		// The explicit opt-out starts with the image's other defaults.
 		c := d.id + "-default"
-		_, err := d.run(ctx, "run", "-d", "--name", c, "--label", d.label, "--network", net, "-p", "127.0.0.1::9090", d.image("shoal"))
+		_, err = d.run(ctx, "run", "-d", "--name", c, "--label", d.label, "--network", net, "-p", "127.0.0.1::9090",
+			"-e", "SHOAL_CLUSTER_INSECURE=true", d.image("shoal"))
 		require.NoError(t, err)
 		t0 := time.Now()
 		require.NoError(t, d.waitReady(ctx, c))
@@ -109,9 +117,10 @@ remote_write:
 	var agents []string
 	for n := 1; n <= 3; n++ {
 		c := fmt.Sprintf("%s-shoal-%d", d.id, n)
-		require.NoError(t, d.createWithConfig(ctx, c, "/etc/shoal/cluster.yml", cfg, nil, "--hostname", fmt.Sprintf("shoal-%d", n),
+		require.NoError(t, d.createWithConfig(ctx, c, "/etc/shoal/cluster.yml", cfg, func() error { return d.copyKey(ctx, c) },
+			"--hostname", fmt.Sprintf("shoal-%d", n),
 			"--network", net, "--network-alias", "shoal", "-p", "127.0.0.1::9090", d.image("shoal"),
-			"--config.file=/etc/shoal/cluster.yml", "--storage.path=/data", "--cluster.join=dns+shoal:7946",
+			"--config.file=/etc/shoal/cluster.yml", "--storage.path=/data", "--cluster.join=dns+shoal:7946", keyFlag,
 			"--cluster.rejoin-interval=2s", "--cluster.handoff-timeout=10s", "--storage.remote.flush-deadline=5s"))
 		agents = append(agents, c)
 	}

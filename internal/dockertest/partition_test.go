@@ -91,6 +91,9 @@ func (d *docker) fleetPartition(t *testing.T, net string) {
 	for n := 1; n <= 3; n++ {
 		c := fmt.Sprintf("%s-fleet-%d", d.id, n)
 		require.NoError(t, d.createWithConfig(ctx, c, "/etc/shoal/fleet.yml", cfg, func() error {
+			if err := d.copyKey(ctx, c); err != nil {
+				return err
+			}
 			_, err := d.run(ctx, "network", "connect", "--ip", gip(n), gnet, c)
 			return err
 		}, "--hostname", fmt.Sprintf("fleet-%d", n), "--network", net, "-p", "127.0.0.1::9090", d.image("shoal"),
@@ -98,7 +101,7 @@ func (d *docker) fleetPartition(t *testing.T, net string) {
 			fmt.Sprintf("--cluster.node-name=fleet-%d", n), "--cluster.listen-address=0.0.0.0:7946",
 			"--cluster.advertise-address="+gip(n)+":7946",
 			"--consul.address=consul:8500", "--consul.register=shoal", "--cluster.join=consul+shoal",
-			"--storage.remote.flush-deadline=5s"))
+			"--storage.remote.flush-deadline=5s", keyFlag))
 		fleet = append(fleet, c)
 	}
 	clients := d.readyClients(t, fleet)
