@@ -5,7 +5,7 @@ CACHE_BIN := $(CURDIR)/.cache/bin
 LINT_VERSION ?= v2.15.0
 export PATH := $(CACHE_BIN):$(PATH)
 
-.PHONY: all build deps test-deps test test-short lint bench bench-ring demo docker fleet fmt vet clean
+.PHONY: all build deps test-deps test fuzz-short test-short lint bench bench-ring demo docker fleet fmt vet clean
 
 all: build
 
@@ -24,6 +24,13 @@ test-deps: deps
 test: test-deps
 	$(GO) vet ./...
 	SHOAL_REQUIRE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 40m ./...
+	$(MAKE) fuzz-short
+
+# fuzz-short fuzzes what parses outside input for a few seconds each: gossip
+# metadata (with its validation rules) and --cluster.join specs.
+fuzz-short:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime 10s ./gossip/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseJoin$$' -fuzztime 10s ./agent/
 
 test-short:
 	$(GO) test -race -short ./...
