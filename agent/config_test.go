@@ -10,15 +10,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestLoad(t *testing.T) {
-	tests := []struct {
-		name    string
-		yaml    string
-		wantErr []string // substrings, all required; none means success
-	}{
-		{
-			name: "plain prometheus config",
-			yaml: `
+// loadCases are TestLoad's files and the error substrings each must give
+// (all required; none means success).
+var loadCases = []struct {
+	name    string
+	yaml    string
+	wantErr []string
+}{
+	{
+		name: "plain prometheus config",
+		yaml: `
 global:
   scrape_interval: 15s
   external_labels: {cluster: eu1}
@@ -34,49 +35,51 @@ scrape_configs:
 remote_write:
   - url: http://localhost:9090/api/v1/write
 `,
-		},
-		{
-			name:    "unknown field",
-			yaml:    "global:\n  scrape_intervall: 15s\n",
-			wantErr: []string{"line 2", "unknown field global.scrape_intervall (line 2)"},
-		},
-		{
-			name:    "bad duration names the field",
-			yaml:    "scrape_configs:\n  - job_name: a\n    scrape_interval: 5x\n",
-			wantErr: []string{"scrape_configs[0].scrape_interval (line 3)", `duration "5x"`},
-		},
-		{
-			name:    "bad global duration",
-			yaml:    "global:\n  scrape_timeout: soon\n",
-			wantErr: []string{"global.scrape_timeout (line 2)", `"soon"`},
-		},
-		{
-			name:    "rule_files refused",
-			yaml:    "rule_files: [rules.yml]\n",
-			wantErr: []string{"field rule_files is not allowed in agent mode"},
-		},
-		{
-			name:    "alerting refused",
-			yaml:    "alerting:\n  alertmanagers: [{static_configs: [{targets: ['am:9093']}]}]\n",
-			wantErr: []string{"field alerting is not allowed in agent mode"},
-		},
-		{
-			name:    "remote_read refused",
-			yaml:    "remote_read: [{url: 'http://r/read'}]\n",
-			wantErr: []string{"field remote_read is not allowed in agent mode"},
-		},
-		{
-			name:    "unsupported discovery",
-			yaml:    "scrape_configs:\n  - job_name: a\n    kubernetes_sd_configs: [{role: pod}]\n",
-			wantErr: []string{"line 3", "scrape_configs[0].kubernetes_sd_configs (line 3): service discovery kubernetes_sd_configs is not supported by shoal"},
-		},
-		{
-			name:    "duplicate job",
-			yaml:    "scrape_configs: [{job_name: a}, {job_name: a}]\n",
-			wantErr: []string{`"a"`},
-		},
-	}
-	for _, tt := range tests {
+	},
+	{
+		name:    "unknown field",
+		yaml:    "global:\n  scrape_intervall: 15s\n",
+		wantErr: []string{"line 2", "unknown field global.scrape_intervall (line 2)"},
+	},
+	{
+		name:    "bad duration names the field",
+		yaml:    "scrape_configs:\n  - job_name: a\n    scrape_interval: 5x\n",
+		wantErr: []string{"scrape_configs[0].scrape_interval (line 3)", `duration "5x"`},
+	},
+	{
+		name:    "bad global duration",
+		yaml:    "global:\n  scrape_timeout: soon\n",
+		wantErr: []string{"global.scrape_timeout (line 2)", `"soon"`},
+	},
+	{
+		name:    "rule_files refused",
+		yaml:    "rule_files: [rules.yml]\n",
+		wantErr: []string{"field rule_files is not allowed in agent mode"},
+	},
+	{
+		name:    "alerting refused",
+		yaml:    "alerting:\n  alertmanagers: [{static_configs: [{targets: ['am:9093']}]}]\n",
+		wantErr: []string{"field alerting is not allowed in agent mode"},
+	},
+	{
+		name:    "remote_read refused",
+		yaml:    "remote_read: [{url: 'http://r/read'}]\n",
+		wantErr: []string{"field remote_read is not allowed in agent mode"},
+	},
+	{
+		name:    "unsupported discovery",
+		yaml:    "scrape_configs:\n  - job_name: a\n    kubernetes_sd_configs: [{role: pod}]\n",
+		wantErr: []string{"line 3", "scrape_configs[0].kubernetes_sd_configs (line 3): service discovery kubernetes_sd_configs is not supported by shoal"},
+	},
+	{
+		name:    "duplicate job",
+		yaml:    "scrape_configs: [{job_name: a}, {job_name: a}]\n",
+		wantErr: []string{`"a"`},
+	},
+}
+
+func TestLoad(t *testing.T) {
+	for _, tt := range loadCases {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := Load([]byte(tt.yaml), nil)
 			if len(tt.wantErr) == 0 {
