@@ -150,9 +150,7 @@ func (o *Options) Validate() error {
 		}
 		errs = append(errs, err)
 	}
-	if _, err := o.Consul.Client(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, o.Consul.Validate())
 	if o.Registration.Service != "" {
 		if o.Consul.Address == "" {
 			errs = append(errs, fmt.Errorf("--consul.register=%s needs --consul.address", o.Registration.Service))

@@ -29,19 +29,26 @@ func (c *ConsulConfig) RegisterFlags(app *kingpin.Application) {
 	flagext.String(app, "consul.token-file", "File with the Consul ACL token.", &c.TokenFile)
 }
 
-// Client returns a Consul client, or nil when no address is set.
+// Validate checks that the token file exists; Consul's client reads it on
+// every request, and a missing one would fail them all.
+func (c ConsulConfig) Validate() error {
+	if c.TokenFile == "" {
+		return nil
+	}
+	if _, err := os.Stat(c.TokenFile); err != nil {
+		return fmt.Errorf("--consul.token-file: %w", err)
+	}
+	return nil
+}
+
+// Client returns a Consul client, or nil when no address is set. Call
+// Validate first.
 func (c ConsulConfig) Client() (*api.Client, error) {
 	if c.Address == "" {
 		return nil, nil
 	}
 	cfg := api.DefaultConfig()
-	cfg.Address = c.Address
-	if c.TokenFile != "" {
-		if _, err := os.Stat(c.TokenFile); err != nil {
-			return nil, fmt.Errorf("--consul.token-file: %w", err)
-		}
-		cfg.TokenFile = c.TokenFile
-	}
+	cfg.Address, cfg.TokenFile = c.Address, c.TokenFile
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("--consul.address %q: %w", c.Address, err)

@@ -106,6 +106,7 @@ func TestBadFlagValues(t *testing.T) {
 		{"web address", []string{"--web.listen-address=nohost"}, "--web.listen-address"},
 		{"web config", []string{"--web.config.file=" + filepath.Join(t.TempDir(), "web.yml")}, "--web.config.file"},
 		{"consul ttl too short", []string{"--consul.check-ttl=2ns", "--consul.register=shoal", "--consul.address=127.0.0.1:1"}, "--consul.check-ttl must be at least 1s, got 2ns"},
+		{"consul token file", []string{"--consul.token-file=" + filepath.Join(t.TempDir(), "token")}, "--consul.token-file: stat"},
 		{"replica label", []string{"--cluster.replica-label=__replica"}, `--cluster.replica-label: replica label must not start with "__"`},
 		{"weight zero", []string{"--cluster.weight=0"}, "--cluster.weight must be above 0"},
 		{"key file", []string{"--cluster.secret-key-file=" + filepath.Join(t.TempDir(), "key")}, "--cluster.secret-key-file"},
