@@ -199,9 +199,6 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	if err != nil {
 		return err
 	}
-	// Remote write reads metric metadata from the scrape manager.
-	a.store.SetScrapeManager(a.scraper)
-
 	// Re-shard on every membership change, after the ring is updated. The
 	// observer only pokes: Notify never blocks.
 	a.node.Observe(gossip.ObserverFunc(a.membershipChanged))
@@ -339,7 +336,7 @@ func (a *Agent) Ready() bool {
 		return false
 	default:
 	}
-	return a.node.Ready() && a.discoverySynced()
+	return a.node.Ready() && a.discoverySynced() && a.store.Health() == nil
 }
 
 // discoverySynced reports whether the first discovery snapshot has arrived.

@@ -290,5 +290,8 @@ func (a *Agent) notReadyReason() string {
 	if !a.node.Ready() {
 		return "not joined the cluster yet"
 	}
+	if err := a.store.Health(); err != nil {
+		return err.Error()
+	}
 	return "waiting for the first service discovery sync"
 }

@@ -75,7 +75,7 @@ func DefaultOptions(nodeName string) Options {
 		ConfigFile:   "shoal.yml",
 		Gossip:       g,
 		Registration: sd.DefaultRegistrationConfig(),
-		Storage:      StorageConfig{Path: "data/", FlushDeadline: DefaultFlushDeadline},
+		Storage:      StorageConfig{Path: "data/", MaxSize: DefaultMaxSize, FlushDeadline: DefaultFlushDeadline},
 		Web:          WebConfig{ListenAddress: "0.0.0.0:9090"},
 		Stop:         StopConfig{HandoffTimeout: DefaultHandoffTimeout},
 	}

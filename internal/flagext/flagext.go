@@ -7,6 +7,7 @@ package flagext
 
 import (
 	"fmt"
+	"github.com/alecthomas/units"
 	"strconv"
 	"strings"
 	"time"
@@ -104,3 +105,24 @@ func (v durationValue) Set(s string) error {
 	return nil
 }
 func (v durationValue) String() string { return v.p.String() }
+
+// Bytes declares a size flag such as 512MB or 2GiB (powers of 1024; 0 is
+// allowed) whose default is *p.
+func Bytes(app *kingpin.Application, name, help string, p *uint64) {
+	Flag(app, name, help).Default(units.Base2Bytes(*p).String()).SetValue(bytesValue{name, p})
+}
+
+type bytesValue struct {
+	name string
+	p    *uint64
+}
+
+func (v bytesValue) Set(s string) error {
+	n, err := units.ParseBase2Bytes(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("--%s must be a size such as 512MB or 2GB (powers of 1024), got %q", v.name, s)
+	}
+	*v.p = uint64(n)
+	return nil
+}
+func (v bytesValue) String() string { return units.Base2Bytes(*v.p).String() }

@@ -1,0 +1,246 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// endpoint is one remote_write target: its queue, its savepoint and the
+// sender that ships the queue in order, one request at a time, so a strict
+// receiver sees every series in order.
+type endpoint struct {
+	name, url string
+	logger    *slog.Logger
+	q         *queue
+	sp        *savepoint
+	m         *metrics
+
+	mu     sync.Mutex
+	cfg    *config.RemoteWriteConfig
+	client writeClient
+	ext    labels.Labels
+
+	acked    atomic.Uint64 // mirror of the savepoint for stats
+	oldest   atomic.Int64  // min timestamp of the first unsent record, ms; 0: none
+	lastErr  atomic.Pointer[string]
+	drain    chan struct{}
+	done     chan struct{}
+	cancel   context.CancelFunc
+	start    position
+	resendOK atomic.Uint64 // samples of a resent request the receiver refused as already written
+}
+
+func (e *endpoint) config() (*config.RemoteWriteConfig, writeClient) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg, e.client
+}
+
+type batch struct {
+	raw     []byte
+	samples int
+	end     uint64
+	mint    int64
+}
+
+var errDrained = errors.New("queue drained")
+
+// collect reads records from r into a batch: up to max samples, sent when
+// full or deadline after its first record; with upto > r.off exactly the
+// records before upto (the request in flight when the agent stopped).
+func (e *endpoint) collect(ctx context.Context, r *reader, b *batch, upto uint64, maxSamples int, deadline time.Duration) error {
+	b.raw, b.samples, b.end, b.mint = b.raw[:0], 0, r.off, 0
+	var timer <-chan time.Time
+	for {
+		if upto > 0 && r.off >= upto {
+			return nil
+		}
+		if upto == 0 && b.samples >= maxSamples {
+			return nil
+		}
+		payload, samples, mint, next, wait, err := r.next()
+		if err != nil {
+			return err
+		}
+		if wait == nil {
+			dec, err := snappy.Decode(nil, payload)
+			if err != nil {
+				// A record that passed its checksum but does not decode: skip it.
+				e.logger.Error("Skipping an undecodable record in the delivery queue", "endpoint", e.name, "err", err)
+				r.off = next
+				continue
+			}
+			if b.samples == 0 {
+				b.mint = mint
+				timer = time.After(deadline)
+			}
+			b.raw = append(b.raw, dec...)
+			b.samples += int(samples)
+			r.off, b.end = next, next
+			continue
+		}
+		if upto > 0 {
+			// The queue ends before the savepoint's request did (a torn
+			// tail): send what there is.
+			b.end = r.off
+			return nil
+		}
+		select {
+		case <-e.drain:
+			if b.samples == 0 {
+				return errDrained
+			}
+			return nil
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wait:
+		case <-timer:
+			return nil
+		case <-e.drain:
+		}
+	}
+}
+
+// run ships the queue until ctx ends or, once drain is closed, the queue
+// is empty.
+func (e *endpoint) run(ctx context.Context) {
+	defer close(e.done)
+	r := &reader{q: e.q, off: e.start.acked}
+	defer r.close()
+	pos := e.start
+	if pos.inflight < pos.acked {
+		pos.inflight = pos.acked
+	}
+	resend := pos.inflight > pos.acked
+	var b batch
+	for {
+		cfg, _ := e.config()
+		upto := uint64(0)
+		if resend {
+			upto = pos.inflight
+		}
+		e.oldest.Store(e.headMint(r))
+		err := e.collect(ctx, r, &b, upto, cfg.QueueConfig.MaxSamplesPerSend, time.Duration(cfg.QueueConfig.BatchSendDeadline))
+		if err != nil {
+			if !errors.Is(err, errDrained) && ctx.Err() == nil {
+				e.logger.Error("Reading the delivery queue failed", "endpoint", e.name, "err", err)
+			}
+			return
+		}
+		if b.end == pos.acked {
+			resend = false
+			continue
+		}
+		pos.inflight = b.end
+		e.q.setInflight(b.end)
+		if err := e.sp.save(pos); err != nil {
+			e.logger.Error("Saving the delivery position failed; a restart may resend more", "endpoint", e.name, "err", err)
+		}
+		if !e.send(ctx, &b, resend) {
+			return // stopped before the request was acknowledged
+		}
+		resend = false
+		pos.acked = b.end
+		if err := e.sp.save(pos); err != nil {
+			e.logger.Error("Saving the delivery position failed; a restart may resend more", "endpoint", e.name, "err", err)
+		}
+		e.acked.Store(pos.acked)
+		e.q.release(pos.acked)
+	}
+}
+
+// headMint is the min timestamp of the record at r, or 0.
+func (e *endpoint) headMint(r *reader) int64 {
+	off := r.off
+	_, _, mint, _, wait, err := r.next()
+	r.off = off
+	if err != nil || wait != nil {
+		return 0
+	}
+	return mint
+}
+
+// send delivers b, retrying recoverable errors with back-off until ctx
+// ends (then it returns false). A request the receiver refuses is dropped
+// and counted: retrying it would block every later sample.
+func (e *endpoint) send(ctx context.Context, b *batch, resend bool) bool {
+	req := snappy.Encode(nil, b.raw)
+	cfg, client := e.config()
+	backoff := time.Duration(cfg.QueueConfig.MinBackoff)
+	for attempt := 0; ; attempt++ {
+		err := client.store(ctx, req, attempt)
+		if err == nil {
+			e.m.sent.WithLabelValues(e.name, e.url).Add(float64(b.samples))
+			e.m.bytes.WithLabelValues(e.name, e.url).Add(float64(len(req)))
+			e.m.highest.WithLabelValues(e.name, e.url).Set(float64(time.Now().Unix()))
+			e.lastErr.Store(nil)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		msg := err.Error()
+		e.lastErr.Store(&msg)
+		if !recoverable(err) {
+			if resend {
+				// The request in flight at the last stop may have been
+				// written already; a strict receiver then refuses its
+				// older samples as out of order.
+				e.resendOK.Add(uint64(b.samples))
+				e.logger.Info("The receiver refused the request resent after a restart; it was most likely written before the stop", "endpoint", e.name, "samples", b.samples, "err", err)
+				return true
+			}
+			e.m.failed.WithLabelValues(e.name, e.url).Add(float64(b.samples))
+			e.logger.Error("The receiver refused a request; its samples are dropped", "endpoint", e.name, "samples", b.samples, "err", err)
+			return true
+		}
+		e.m.retried.WithLabelValues(e.name, e.url).Add(float64(b.samples))
+		if attempt == 0 || attempt%20 == 0 {
+			e.logger.Warn("Remote write failed, retrying; samples stay queued on disk", "endpoint", e.name, "attempt", attempt+1, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Duration(cfg.QueueConfig.MaxBackoff))
+	}
+}
+
+func (e *endpoint) status() EndpointStatus {
+	bytes, samples := e.q.stats(e.acked.Load())
+	st := EndpointStatus{Name: e.name, URL: e.url, BacklogBytes: bytes, BacklogSamples: samples}
+	if m := e.oldest.Load(); m > 0 && bytes > 0 {
+		st.OldestUnsent = time.UnixMilli(m)
+	}
+	if p := e.lastErr.Load(); p != nil {
+		st.LastError = *p
+	}
+	return st
+}
+
+// EndpointStatus is what the status page and the API show of an endpoint.
+type EndpointStatus struct {
+	Name           string    `json:"name"`
+	URL            string    `json:"url"`
+	BacklogBytes   uint64    `json:"backlogBytes"`
+	BacklogSamples uint64    `json:"backlogSamples"`
+	OldestUnsent   time.Time `json:"oldestUnsent,omitzero"`
+	LastError      string    `json:"lastError,omitempty"`
+}
+
+func (s EndpointStatus) String() string {
+	return fmt.Sprintf("%s: %d bytes unsent", s.Name, s.BacklogBytes)
+}
