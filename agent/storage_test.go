@@ -34,7 +34,7 @@ func TestStorageOpenAppendClose(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close(), "close is idempotent")
 
-	// The WAL replays on reopen; the directory lock was released.
+	// The queue reopens; the directory lock was released.
 	s, err = OpenStorage(nil, prometheus.NewRegistry(), StorageConfig{Path: dir, FlushDeadline: time.Second}, nil)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
@@ -104,9 +104,7 @@ remote_write:
 	require.NoError(t, err)
 	defer func() { require.NoError(t, s.Close()) }()
 
-	// Append like a scraper does, continuously: remote write skips samples
-	// older than its WAL watcher's start, and it drops write notifications
-	// that arrive while it is busy, catching up only every 15s.
+	// Append like a scraper does, continuously.
 	var v float64
 	require.Eventually(t, func() bool {
 		v++

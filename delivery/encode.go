@@ -22,7 +22,9 @@ import (
 //	Sample       { double value = 1; int64 timestamp = 2; }
 //	Exemplar     { repeated Label labels = 1; double value = 2; int64 timestamp = 3; }
 
-func appendTag(b []byte, field, wire int) []byte { return binary.AppendUvarint(b, uint64(field<<3|wire)) }
+func appendTag(b []byte, field, wire int) []byte {
+	return binary.AppendUvarint(b, uint64(field<<3|wire))
+}
 
 func appendBytesField(b []byte, field int, v string) []byte {
 	b = appendTag(b, field, 2)

@@ -315,9 +315,14 @@ func (s *Storage) Close(flushDeadline time.Duration) error {
 	for _, e := range eps {
 		close(e.drain)
 	}
+	// The queue is on disk: an endpoint that is failing is not waited for
+	// (the next start sends its backlog); a healthy one gets the deadline.
 	timer := time.NewTimer(flushDeadline)
 	defer timer.Stop()
 	for _, e := range eps {
+		if e.lastErr.Load() != nil {
+			continue
+		}
 		select {
 		case <-e.done:
 		case <-timer.C:
@@ -329,7 +334,7 @@ func (s *Storage) Close(flushDeadline time.Duration) error {
 		case <-e.done:
 		default:
 			bytes, _ := e.q.stats(e.acked.Load())
-			s.logger.Warn("Flush deadline reached; the unsent queue stays on disk and is sent after the next start", "endpoint", e.name, "unsent_bytes", bytes)
+			s.logger.Warn("Stopping with samples not yet sent: they stay in the queue on disk and are sent after the next start with this --storage.path", "endpoint", e.name, "unsent_bytes", bytes, "dir", e.q.dir, "last_error", e.status().LastError)
 		}
 		e.stop(s.logger)
 	}
