@@ -18,6 +18,7 @@ import (
 	// Registers the service discovery sections shoal supports (consul, file,
 	// http, dns) with Prometheus' config package, so that the config loads
 	// with exactly the mechanisms the agent can run.
+	"github.com/shoal-dev/shoal/delivery"
 	_ "github.com/shoal-dev/shoal/sd"
 )
 
@@ -123,6 +124,9 @@ func checkRemoteWrite(cfg *config.Config) error {
 		case u.Host == "" || u.Hostname() == "":
 			errs = append(errs, fmt.Errorf("remote_write[%d].url %q must name a host", i, u.Redacted()))
 		}
+	}
+	if err := delivery.Validate(cfg); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
