@@ -27,15 +27,41 @@ func writeRestartMarker(dir, node string, until time.Time) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, restartMarkerFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("write restart marker: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, restartMarkerFile), b); err != nil {
 		return fmt.Errorf("write restart marker: %w", err)
 	}
 	return nil
+}
+
+// writeFileAtomic replaces path with b so that a crash at any instant
+// leaves either the old file or the new one: write a temporary file, fsync
+// it, rename it over path, fsync the directory.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // takeRestartMarker reads and removes the restart marker and returns the
