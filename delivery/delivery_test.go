@@ -217,7 +217,15 @@ func TestResumesAfterACrash(t *testing.T) {
 	s, _ = open(t, dir, cfg, Options{})
 	defer func() { require.NoError(t, s.Close(time.Second)) }()
 	require.Eventually(t, func() bool { return rcv.count() == 600 }, 10*time.Second, 5*time.Millisecond)
-	require.Zero(t, rcv.rejected)
+	// A request the receiver wrote but whose answer the crash cut off is
+	// resent first and refused as out of order: counted, nothing lost.
+	rcv.mu.Lock()
+	rejected := rcv.rejected
+	rcv.mu.Unlock()
+	require.LessOrEqual(t, rejected, 1)
+	if rejected == 1 {
+		require.Positive(t, s.endpoints[0].resendOK.Load(), "the refused resend is counted")
+	}
 }
 
 // crash abandons s as kill -9 would: no flush, no final savepoint, files
@@ -322,9 +330,10 @@ func TestMaxSizeDropsTheOldestCounted(t *testing.T) {
 	require.Positive(t, dropped, "samples deleted by the limit are counted")
 
 	rcv.setDown(false)
+	require.Eventually(t, func() bool { return rcv.count() == 4000-int(dropped) }, 10*time.Second, 5*time.Millisecond, "what was kept is sent")
 	require.NoError(t, s.Close(5*time.Second))
 	require.Zero(t, rcv.rejected)
-	require.Equal(t, 4000-int(dropped), rcv.count(), "what was kept is sent")
+	require.Equal(t, 4000-int(dropped), rcv.count(), "and nothing more")
 }
 
 // The queue on a 1 MiB tmpfs fills up: commits fail and say so, Health
