@@ -1,0 +1,77 @@
+package scrape
+
+import (
+	"github.com/alecthomas/units"
+	"github.com/prometheus/prometheus/config"
+)
+
+// Default scrape limits, for jobs whose configuration sets none (Prometheus
+// has none: one target can exhaust an agent's memory, and then, when its
+// peer takes the target over, the peer's). Each scrape of a target that
+// exceeds one fails (up 0, "body size limit exceeded" or "sample limit
+// exceeded") instead.
+//
+// A scrape costs about 30 bytes of RSS per body byte while it is parsed into
+// series the first time (TestPoisonTarget in agent: 3 GB for a 100 MB,
+// 1.3 M series body), and about 2 KB per series it keeps.
+//
+//   - DefaultBodySizeLimit bounds what one scrape reads before it parses:
+//     64 MiB (uncompressed) is 8 times a large kube-state-metrics (5-10 MB
+//     for 10k pods), four times vmagent's default (-promscrape.maxScrapeSize,
+//     16 MiB), and a body that large costs only its buffer when refused.
+//   - DefaultSampleLimit bounds the series a scrape adds: 200,000 series
+//     cost about 400 MB, what a 1-2 GB container can hold next to its other
+//     targets, and are 20 times a large node_exporter or cAdvisor. Within the
+//     body limit a body of short lines reaches it first.
+const (
+	DefaultBodySizeLimit = 64 * units.MiB
+	DefaultSampleLimit   = 200_000
+)
+
+// MinBodySizeLimit is the smallest default body size limit accepted: below
+// it every target fails (node_exporter alone exposes ~100 KiB), so a smaller
+// value is a typo for a larger unit.
+const MinBodySizeLimit = units.KiB
+
+// Limits are the scrape limits shoal gives a job that sets none of its own.
+// A zero field applies no default: the job keeps Prometheus' (no limit).
+type Limits struct {
+	// BodySize is the default body_size_limit.
+	BodySize units.Base2Bytes
+	// Samples is the default sample_limit.
+	Samples uint
+}
+
+// OwnLimits records which limits a job's configuration sets itself, in the
+// job or in global, with any value, 0 included. Prometheus' config cannot
+// tell an explicit 0 from an absent field once loaded, so the caller reads
+// this from the YAML.
+type OwnLimits struct {
+	BodySize, Samples bool
+}
+
+// Defaulted is what Apply gave one job; a zero field means the job keeps
+// its own limit or got no default.
+type Defaulted struct {
+	Job      string
+	BodySize units.Base2Bytes
+	Samples  uint
+}
+
+// Any reports whether a default was applied.
+func (d Defaulted) Any() bool { return d.BodySize != 0 || d.Samples != 0 }
+
+// Apply sets on sc every default limit it does not set itself and returns
+// what it set. Call it once per loaded config, before ApplyConfig.
+func (l Limits) Apply(sc *config.ScrapeConfig, own OwnLimits) Defaulted {
+	d := Defaulted{Job: sc.JobName}
+	if !own.BodySize && sc.BodySizeLimit == 0 && l.BodySize > 0 {
+		sc.BodySizeLimit = l.BodySize
+		d.BodySize = l.BodySize
+	}
+	if !own.Samples && sc.SampleLimit == 0 && l.Samples > 0 {
+		sc.SampleLimit = l.Samples
+		d.Samples = l.Samples
+	}
+	return d
+}
