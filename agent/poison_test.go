@@ -182,11 +182,12 @@ func (r poisonResult) String() string {
 // against the shipped defaults.
 func TestPoisonTarget(t *testing.T) {
 	if testing.Short() {
-		t.Skip("scrapes a 20 MB target three times")
+		t.Skip("scrapes a 10 MB target three times")
 	}
-	const series = 250_000 // ~20 MB
+	const series = 120_000 // ~10 MB
 	target := poisonTarget(t, poisonBody(series))
-	const interval = 5 * time.Second
+	// A scrape timeout (4/5 of it) that -race on a loaded machine meets.
+	const interval = 10 * time.Second
 
 	none := scrapePoison(t, target, scrape.Limits{}, interval)
 	t.Logf("no limit:     %s", none)
@@ -199,7 +200,7 @@ func TestPoisonTarget(t *testing.T) {
 		err     string
 		counter func(poisonResult) float64
 	}{
-		{"body size", scrape.Limits{BodySize: 4 * units.MiB}, "body size limit exceeded", func(r poisonResult) float64 { return r.exceededBody }},
+		{"body size", scrape.Limits{BodySize: 2 * units.MiB}, "body size limit exceeded", func(r poisonResult) float64 { return r.exceededBody }},
 		{"samples", scrape.Limits{Samples: series / 10}, "sample limit exceeded", func(r poisonResult) float64 { return r.exceededSamples }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

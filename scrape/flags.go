@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/alecthomas/units"
 
 	"github.com/shoal-dev/shoal/internal/flagext"
 )
@@ -36,7 +35,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--cluster.replica-label: %w", err)
 	}
 	if b := c.DefaultLimits.BodySize; b < 0 || b > 0 && b < MinBodySizeLimit {
-		return fmt.Errorf("--scrape.default-body-size-limit must be 0 (no default) or at least %s, got %s", units.Base2Bytes(MinBodySizeLimit), b)
+		return fmt.Errorf("--scrape.default-body-size-limit must be 0 (no default) or at least %s, got %s", MinBodySizeLimit, b)
 	}
 	return nil
 }
