@@ -69,7 +69,7 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (*Agent, e
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	cfg, err := LoadFile(opts.ConfigFile, logger)
+	cfg, err := loadConfig(opts, logger)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -268,6 +268,18 @@ func privateIP() (string, error) {
 	return "", errors.New("no non-loopback IPv4 address")
 }
 
+// loadConfig loads the config file and gives its jobs the default limits.
+func loadConfig(opts Options, logger *slog.Logger) (*Config, error) {
+	cfg, err := LoadFile(opts.ConfigFile, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.ApplyDefaultLimits(opts.Scrape.DefaultLimits); err != nil {
+		return nil, fmt.Errorf("load config file %s: %w", opts.ConfigFile, err)
+	}
+	return cfg, nil
+}
+
 // applyConfig applies cfg to every reloadable component, in Prometheus'
 // order: remote storage, then scraping (and the ownership filter), then
 // discovery, so that targets discovered under the new config find their
@@ -275,6 +287,10 @@ func privateIP() (string, error) {
 func (a *Agent) applyConfig(cfg *Config) error {
 	for _, w := range cfg.Warnings() {
 		a.logger.Warn("configuration: " + w)
+	}
+	for _, d := range cfg.DefaultedLimits() {
+		a.logger.Info("scrape job sets no limit of its own, applying the default", "job", d.Job,
+			"body_size_limit", d.BodySize.String(), "sample_limit", d.Samples)
 	}
 	if err := a.store.ApplyConfig(cfg.Config); err != nil {
 		return fmt.Errorf("apply remote write config: %w", err)
@@ -300,7 +316,7 @@ func (a *Agent) Reload() error {
 	a.cfgMu.Lock()
 	defer a.cfgMu.Unlock()
 	a.logger.Info("loading configuration file", "file", a.opts.ConfigFile)
-	cfg, err := LoadFile(a.opts.ConfigFile, a.logger)
+	cfg, err := loadConfig(a.opts, a.logger)
 	if err == nil {
 		err = a.applyConfig(cfg)
 		if err != nil {

@@ -27,6 +27,11 @@ import (
 // identity and cluster settings come from flags, not from this file.
 type Config struct {
 	*config.Config
+	// raw is the file as read, for what the loaded config cannot tell
+	// (ownLimits).
+	raw []byte
+	// jobLimits are what ApplyDefaultLimits found and applied, per job.
+	jobLimits []jobLimits
 }
 
 // LoadFile reads and validates the Prometheus configuration file at path.
@@ -64,7 +69,7 @@ func Load(data []byte, logger *slog.Logger) (*Config, error) {
 	if err := checkRemoteWrite(cfg); err != nil {
 		return nil, err
 	}
-	return &Config{Config: cfg}, nil
+	return &Config{Config: cfg, raw: data}, nil
 }
 
 // Warnings lists settings that load but undermine continuity under churn.

@@ -74,6 +74,7 @@ func DefaultOptions(nodeName string) Options {
 	return Options{
 		ConfigFile:   "shoal.yml",
 		Gossip:       g,
+		Scrape:       scrape.DefaultConfig(),
 		Registration: sd.DefaultRegistrationConfig(),
 		Storage:      StorageConfig{Path: "data/", MaxSize: DefaultMaxSize, FlushDeadline: DefaultFlushDeadline},
 		Web:          WebConfig{ListenAddress: "0.0.0.0:9090"},

@@ -123,6 +123,9 @@ type pageTarget struct {
 	URL    string
 	Owners []string
 	Mine   bool
+	// Error is the last scrape error of a target this agent scrapes (a
+	// limit exceeded, a refused connection); empty when healthy.
+	Error string
 }
 
 // pageMove is one ownership move as the page prints it.
@@ -185,10 +188,16 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	slices.SortFunc(d.Members, func(x, y pageMember) int { return cmp.Compare(x.Name, y.Name) })
 	fetchSeries(ctx, peerClient, d.Members, a.activeSeries())
 
+	scrapeErrs := map[[2]string]string{}
+	for _, t := range a.activeTargets() {
+		if t.LastError != "" {
+			scrapeErrs[[2]string{t.ScrapePool, t.ScrapeURL}] = t.LastError
+		}
+	}
 	var ts []pageTarget
 	for _, t := range a.scraper.Filter().Targets() {
 		owners := v.Owners(nil, t.Key)
-		ts = append(ts, pageTarget{Job: t.Job, URL: t.URL, Owners: owners, Mine: slices.Contains(owners, d.Name)})
+		ts = append(ts, pageTarget{Job: t.Job, URL: t.URL, Owners: owners, Mine: slices.Contains(owners, d.Name), Error: scrapeErrs[[2]string{t.Job, t.URL}]})
 	}
 	d.Jobs, d.Discovered, d.Owned = groupTargets(ts, pageMaxTargetsPerJob)
 

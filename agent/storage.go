@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/storage"
@@ -34,7 +35,7 @@ type StorageConfig struct {
 	Path string
 	// MaxSize bounds each endpoint's queue in bytes; the oldest unsent
 	// data is dropped first, counted. 0: unlimited.
-	MaxSize uint64
+	MaxSize units.Base2Bytes
 	// FlushDeadline bounds how long remote write may take to send what is
 	// queued when the agent stops; the rest is sent after the next start.
 	FlushDeadline time.Duration
@@ -59,8 +60,8 @@ func (c StorageConfig) Validate() error {
 		return errors.New("--storage.path must not be empty")
 	case c.FlushDeadline < 0:
 		return fmt.Errorf("--storage.remote.flush-deadline must not be negative, got %s", c.FlushDeadline)
-	case c.MaxSize != 0 && c.MaxSize < 32<<20:
-		return fmt.Errorf("--storage.max-size must be 0 (unlimited) or at least 32MiB, got %d bytes", c.MaxSize)
+	case c.MaxSize < 0 || c.MaxSize != 0 && c.MaxSize < 32<<20:
+		return fmt.Errorf("--storage.max-size must be 0 (unlimited) or at least 32MiB, got %s", c.MaxSize)
 	}
 	return nil
 }
@@ -74,7 +75,7 @@ func OpenStorage(logger *slog.Logger, reg prometheus.Registerer, c StorageConfig
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	d, err := delivery.Open(logger.With("component", "delivery"), reg, delivery.Options{Dir: c.Path, MaxBytes: c.MaxSize})
+	d, err := delivery.Open(logger.With("component", "delivery"), reg, delivery.Options{Dir: c.Path, MaxBytes: uint64(c.MaxSize)})
 	if err != nil {
 		return nil, fmt.Errorf("open storage in %s: %w", c.Path, err)
 	}

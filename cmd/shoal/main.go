@@ -63,11 +63,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cmd == checkConfig.FullCommand() {
 		cfg, err := agent.LoadFile(*checkFile, nil)
+		if err == nil {
+			// The --scrape.default-* flags given to check are the ones used.
+			err = cfg.ApplyDefaultLimits(o.Scrape.DefaultLimits)
+		}
 		if err != nil {
 			_, _ = fmt.Fprintf(stderr, "FAILED: %s\n", err)
 			return exitFailure
 		}
-		for _, w := range cfg.Warnings() {
+		for _, w := range append(cfg.Warnings(), cfg.LimitWarnings()...) {
 			_, _ = fmt.Fprintf(stderr, "WARNING: %s\n", w)
 		}
 		_, _ = fmt.Fprintf(stdout, "SUCCESS: %s is valid shoal (Prometheus agent) configuration\n", *checkFile)

@@ -113,6 +113,9 @@ func TestBadFlagValues(t *testing.T) {
 		{"exposed gossip without a key", []string{"--cluster.listen-address=0.0.0.0:7946"}, `--cluster.listen-address "0.0.0.0:7946" is reachable from other hosts and gossip has no key`},
 		{"advertised gossip without a key", []string{"--cluster.advertise-address=192.0.2.7:7946"}, "pass --cluster.insecure"},
 		{"restart grace too long", []string{"--cluster.restart-grace=2h"}, "--cluster.restart-grace must be at most 30m0s"},
+		{"body size limit without a unit", []string{"--scrape.default-body-size-limit=64"}, `--scrape.default-body-size-limit must be a size such as 64MB, 512KB or 0, got "64"`},
+		{"body size limit too small", []string{"--scrape.default-body-size-limit=512B"}, "--scrape.default-body-size-limit must be 0 (no default) or at least 1KiB, got 512B"},
+		{"negative sample limit", []string{"--scrape.default-sample-limit=-1"}, `--scrape.default-sample-limit must be a non-negative integer, got "-1"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := slices.Clone(tc.args)
@@ -158,15 +161,27 @@ func TestVersionAndHelp(t *testing.T) {
 	require.Contains(t, stdout, "($SHOAL_CLUSTER_JOIN)")
 }
 
+// limitedConfig is goodConfig with scrape limits of its own.
+const limitedConfig = `
+global:
+  scrape_interval: 15s
+  body_size_limit: 10MB
+  sample_limit: 5000
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ["127.0.0.1:9100"]
+`
+
 func TestCheckConfig(t *testing.T) {
-	good := writeFile(t, "good.yml", goodConfig)
+	good := writeFile(t, "good.yml", limitedConfig)
 	code, stdout, stderr := runShoal("check", "config", good)
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, "SUCCESS: "+good)
 	require.Empty(t, stderr)
 
 	// Valid but risky: a warning on stderr, still a success.
-	risky := writeFile(t, "risky.yml", goodConfig+"remote_write:\n  - url: http://rcv/api/v1/write\n    queue_config: {batch_send_deadline: 20s}\n")
+	risky := writeFile(t, "risky.yml", limitedConfig+"remote_write:\n  - url: http://rcv/api/v1/write\n    queue_config: {batch_send_deadline: 20s}\n")
 	code, stdout, stderr = runShoal("check", "config", risky)
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, "SUCCESS: "+risky)
@@ -206,4 +221,52 @@ func TestCheckConfig(t *testing.T) {
 	code, _, stderr = runShoal("check", "config")
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, stderr, "file")
+}
+
+// TestCheckConfigLimits: check config warns, without failing, for every job
+// that sets no limit of its own, and names the default that applies.
+func TestCheckConfigLimits(t *testing.T) {
+	const jobs = `
+scrape_configs:
+  - job_name: bare
+    static_configs: [{targets: ["127.0.0.1:9100"]}]
+  - job_name: own
+    body_size_limit: 1MB
+    sample_limit: 100
+    static_configs: [{targets: ["127.0.0.1:9100"]}]
+  - job_name: unlimited
+    body_size_limit: 0
+    sample_limit: 0
+    static_configs: [{targets: ["127.0.0.1:9100"]}]
+  - job_name: half
+    sample_limit: 0
+    static_configs: [{targets: ["127.0.0.1:9100"]}]
+`
+	file := writeFile(t, "limits.yml", jobs)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		want  []string
+	}{
+		{"defaults", nil, []string{
+			`WARNING: job "bare" sets no scrape limit of its own: shoal applies body_size_limit 64MiB (--scrape.default-body-size-limit) and sample_limit 200000 (--scrape.default-sample-limit)`,
+			`WARNING: job "half" sets no scrape limit of its own: shoal applies body_size_limit 64MiB (--scrape.default-body-size-limit);`,
+		}},
+		{"flags", []string{"--scrape.default-body-size-limit=16MB", "--scrape.default-sample-limit=0"}, []string{
+			`WARNING: job "bare" sets no scrape limit of its own: shoal applies body_size_limit 16MiB (--scrape.default-body-size-limit) and no sample_limit (--scrape.default-sample-limit is 0)`,
+			`WARNING: job "half" sets no scrape limit of its own: shoal applies body_size_limit 16MiB (--scrape.default-body-size-limit);`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runShoal(append([]string{"check", "config", file}, tc.flags...)...)
+			require.Equal(t, 0, code, stderr)
+			require.Contains(t, stdout, "SUCCESS")
+			require.Equal(t, len(tc.want), strings.Count(stderr, "WARNING: "), stderr)
+			for _, w := range tc.want {
+				require.Contains(t, stderr, w)
+			}
+			require.NotContains(t, stderr, `"own"`)
+			require.NotContains(t, stderr, `"unlimited"`)
+		})
+	}
 }

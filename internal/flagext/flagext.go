@@ -7,12 +7,12 @@ package flagext
 
 import (
 	"fmt"
-	"github.com/alecthomas/units"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
 )
 
 // EnvName is a flag's environment twin: --cluster.node-name is
@@ -47,6 +47,17 @@ func Int(app *kingpin.Application, name, help string, p *int) {
 	Flag(app, name, help).Default(strconv.Itoa(*p)).SetValue(intValue{name, p})
 }
 
+// Uint declares a non-negative integer flag whose default is *p.
+func Uint(app *kingpin.Application, name, help string, p *uint) {
+	Flag(app, name, help).Default(strconv.FormatUint(uint64(*p), 10)).SetValue(uintValue{name, p})
+}
+
+// Bytes declares a non-negative size flag in Prometheus' notation (64MB,
+// 512KiB, 0), whose default is *p.
+func Bytes(app *kingpin.Application, name, help string, p *units.Base2Bytes) {
+	Flag(app, name, help).Default(formatBytes(*p)).SetValue(bytesValue{name, p})
+}
+
 // Float declares a number flag whose default is *p.
 func Float(app *kingpin.Application, name, help string, p *float64) {
 	Flag(app, name, help).Default(strconv.FormatFloat(*p, 'g', -1, 64)).SetValue(floatValue{name, p})
@@ -75,6 +86,45 @@ func (v intValue) Set(s string) error {
 	return nil
 }
 func (v intValue) String() string { return strconv.Itoa(*v.p) }
+
+type uintValue struct {
+	name string
+	p    *uint
+}
+
+func (v uintValue) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, strconv.IntSize)
+	if err != nil {
+		return fmt.Errorf("--%s must be a non-negative integer, got %q", v.name, s)
+	}
+	*v.p = uint(n)
+	return nil
+}
+func (v uintValue) String() string { return strconv.FormatUint(uint64(*v.p), 10) }
+
+type bytesValue struct {
+	name string
+	p    *units.Base2Bytes
+}
+
+func (v bytesValue) Set(s string) error {
+	b, err := units.ParseBase2Bytes(s)
+	if err != nil || b < 0 {
+		return fmt.Errorf("--%s must be a size such as 64MB, 512KB or 0, got %q", v.name, s)
+	}
+	*v.p = b
+	return nil
+}
+func (v bytesValue) String() string { return formatBytes(*v.p) }
+
+// formatBytes writes 0 as "0", which ParseBase2Bytes reads back, where
+// Base2Bytes.String writes "0B".
+func formatBytes(b units.Base2Bytes) string {
+	if b == 0 {
+		return "0"
+	}
+	return b.String()
+}
 
 type floatValue struct {
 	name string
@@ -105,24 +155,3 @@ func (v durationValue) Set(s string) error {
 	return nil
 }
 func (v durationValue) String() string { return v.p.String() }
-
-// Bytes declares a size flag such as 512MB or 2GiB (powers of 1024; 0 is
-// allowed) whose default is *p.
-func Bytes(app *kingpin.Application, name, help string, p *uint64) {
-	Flag(app, name, help).Default(units.Base2Bytes(*p).String()).SetValue(bytesValue{name, p})
-}
-
-type bytesValue struct {
-	name string
-	p    *uint64
-}
-
-func (v bytesValue) Set(s string) error {
-	n, err := units.ParseBase2Bytes(s)
-	if err != nil || n < 0 {
-		return fmt.Errorf("--%s must be a size such as 512MB or 2GB (powers of 1024), got %q", v.name, s)
-	}
-	*v.p = uint64(n)
-	return nil
-}
-func (v bytesValue) String() string { return units.Base2Bytes(*v.p).String() }
