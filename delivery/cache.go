@@ -26,7 +26,10 @@ type series struct {
 	ls   labels.Labels
 	seen atomic.Uint64 // the GC generation it was last used in
 
-	mu    sync.Mutex
+	enc atomic.Pointer[encodedLabels]
+}
+
+type encodedLabels struct {
 	epoch uint64
 	enc   [][]byte // per endpoint of epoch; nil: dropped by relabeling
 }
@@ -42,8 +45,12 @@ func (c *seriesCache) get(ref uint64, ls labels.Labels) *series {
 	c.mu.RLock()
 	s := c.byRef[ref]
 	c.mu.RUnlock()
-	if s != nil && labels.Equal(s.ls, ls) {
-		s.seen.Store(gen)
+	// A reference is never reused: the scrape cache hands back the one this
+	// cache gave for the same series, as Prometheus' head trusts its refs.
+	if s != nil {
+		if s.seen.Load() != gen {
+			s.seen.Store(gen)
+		}
 		return s
 	}
 	h := ls.Hash()
@@ -95,10 +102,8 @@ func (c *seriesCache) len() int {
 
 // encoded returns the labels encoded for each endpoint of epoch.
 func (s *series) encoded(epoch uint64, eps []*endpoint) [][]byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.epoch == epoch && len(s.enc) == len(eps) {
-		return s.enc
+	if e := s.enc.Load(); e != nil && e.epoch == epoch && len(e.enc) == len(eps) {
+		return e.enc
 	}
 	enc := make([][]byte, len(eps))
 	for i, e := range eps {
@@ -118,6 +123,6 @@ func (s *series) encoded(epoch uint64, eps []*endpoint) [][]byte {
 		}
 		enc[i] = encodeLabels(make([]byte, 0, 64), ls)
 	}
-	s.epoch, s.enc = epoch, enc
+	s.enc.Store(&encodedLabels{epoch: epoch, enc: enc})
 	return enc
 }

@@ -254,7 +254,7 @@ func TestTornRecordIsCutOnOpen(t *testing.T) {
 	q, err := openQueue(dir, 1<<20, 0)
 	require.NoError(t, err)
 	for i := range 5 {
-		require.NoError(t, q.append([]byte{byte(i), 1, 2, 3}, 1, int64(i)))
+		require.NoError(t, q.appendPayload([]byte{byte(i), 1, 2, 3}, 1, int64(i)))
 	}
 	require.NoError(t, q.close())
 	seg := filepath.Join(dir, segmentName(0))
@@ -281,7 +281,7 @@ func TestTornRecordIsCutOnOpen(t *testing.T) {
 	_, _, _, _, wait, err := r.next()
 	require.NoError(t, err)
 	require.NotNil(t, wait, "the torn record is gone")
-	require.NoError(t, q.append([]byte{9}, 1, 9), "appends continue after the cut")
+	require.NoError(t, q.appendPayload([]byte{9}, 1, 9), "appends continue after the cut")
 }
 
 func TestSavepointSurvivesATornSlot(t *testing.T) {

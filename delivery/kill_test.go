@@ -32,7 +32,7 @@ func TestChildWriter(t *testing.T) {
 	for {
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], seq)
-		if err := q.append(b[:], 1, int64(seq)); err != nil {
+		if err := q.appendPayload(b[:], 1, int64(seq)); err != nil {
 			t.Fatal(err)
 		}
 		seq++

@@ -227,15 +227,15 @@ func (q *queue) end() uint64 {
 	return q.segs[len(q.segs)-1].end()
 }
 
-// append writes one record. A failed write (disk full) leaves the queue as
+// append writes one record: rec is headerSize bytes of room for the header
+// followed by the payload. A failed write (disk full) leaves the queue as
 // it was: the record is not there, and the next append starts a new
 // segment if the failed one could not be cut back.
-func (q *queue) append(payload []byte, samples uint32, mint int64) error {
-	rec := make([]byte, headerSize+len(payload))
-	binary.LittleEndian.PutUint32(rec[0:], uint32(len(payload)))
+func (q *queue) append(rec []byte, samples uint32, mint int64) error {
+	binary.LittleEndian.PutUint32(rec[0:], uint32(len(rec)-headerSize))
 	binary.LittleEndian.PutUint32(rec[8:], samples)
+	binary.LittleEndian.PutUint32(rec[12:], 0)
 	binary.LittleEndian.PutUint64(rec[16:], uint64(mint))
-	copy(rec[headerSize:], payload)
 	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(rec[8:], castagnoli))
 
 	q.mu.Lock()
@@ -260,6 +260,13 @@ func (q *queue) append(payload []byte, samples uint32, mint int64) error {
 	close(q.notify)
 	q.notify = make(chan struct{})
 	return nil
+}
+
+// appendPayload copies payload behind a header and appends it (tests).
+func (q *queue) appendPayload(payload []byte, samples uint32, mint int64) error {
+	rec := make([]byte, headerSize+len(payload))
+	copy(rec[headerSize:], payload)
+	return q.append(rec, samples, mint)
 }
 
 // roll closes the written segment and starts the next one.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,7 @@ func (e *endpoint) config() (*config.RemoteWriteConfig, writeClient) {
 
 type batch struct {
 	raw     []byte
+	req     []byte // the compressed request, reused
 	samples int
 	end     uint64
 	mint    int64
@@ -72,7 +74,11 @@ func (e *endpoint) collect(ctx context.Context, r *reader, b *batch, upto uint64
 			return err
 		}
 		if wait == nil {
-			dec, err := snappy.Decode(nil, payload)
+			n, err := snappy.DecodedLen(payload)
+			if err == nil {
+				b.raw = slices.Grow(b.raw, n)
+				_, err = snappy.Decode(b.raw[len(b.raw):len(b.raw)+n], payload)
+			}
 			if err != nil {
 				// A record that passed its checksum but does not decode: skip it.
 				e.logger.Error("Skipping an undecodable record in the delivery queue", "endpoint", e.name, "err", err)
@@ -83,7 +89,7 @@ func (e *endpoint) collect(ctx context.Context, r *reader, b *batch, upto uint64
 				b.mint = mint
 				timer = time.After(deadline)
 			}
-			b.raw = append(b.raw, dec...)
+			b.raw = b.raw[:len(b.raw)+n]
 			b.samples += int(samples)
 			r.off, b.end = next, next
 			continue
@@ -176,7 +182,8 @@ func (e *endpoint) headMint(r *reader) int64 {
 // ends (then it returns false). A request the receiver refuses is dropped
 // and counted: retrying it would block every later sample.
 func (e *endpoint) send(ctx context.Context, b *batch, resend bool) bool {
-	req := snappy.Encode(nil, b.raw)
+	b.req = snappy.Encode(b.req[:cap(b.req)], b.raw)
+	req := b.req
 	cfg, client := e.config()
 	backoff := time.Duration(cfg.QueueConfig.MinBackoff)
 	for attempt := 0; ; attempt++ {

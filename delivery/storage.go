@@ -385,6 +385,9 @@ func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, _, t int64, v
 		if (h != nil || fh != nil) && !a.hist[i] {
 			continue
 		}
+		if a.bufs[i] == nil {
+			a.bufs[i] = (*bufPool.Get().(*[]byte))[:0]
+		}
 		a.bufs[i] = appendSeries(a.bufs[i], lbls[i], t, v, h, fh, ex)
 		if a.count[i] == 0 || t < a.mint[i] {
 			a.mint[i] = t
@@ -395,13 +398,21 @@ func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, _, t int64, v
 }
 
 func (a *appender) Commit() error {
+	defer a.release()
 	var errs []error
 	for i, e := range a.eps {
 		if a.count[i] == 0 {
 			continue
 		}
-		payload := snappy.Encode(nil, a.bufs[i])
-		if err := e.q.append(payload, a.count[i], a.mint[i]); err != nil {
+		rec := recordPool.Get().(*[]byte)
+		n := headerSize + snappy.MaxEncodedLen(len(a.bufs[i]))
+		if cap(*rec) < n {
+			*rec = make([]byte, n)
+		}
+		enc := snappy.Encode((*rec)[headerSize:n], a.bufs[i])
+		err := e.q.append((*rec)[:headerSize+len(enc)], a.count[i], a.mint[i])
+		recordPool.Put(rec)
+		if err != nil {
 			a.s.m.dropped.WithLabelValues(e.name, reasonOf(err)).Add(float64(a.count[i]))
 			errs = append(errs, fmt.Errorf("queue for %s: %w", e.name, err))
 			continue
@@ -422,7 +433,26 @@ func (a *appender) Commit() error {
 	return nil
 }
 
-func (a *appender) Rollback() error { return nil }
+func (a *appender) Rollback() error {
+	a.release()
+	return nil
+}
+
+var (
+	recordPool = sync.Pool{New: func() any { return new([]byte) }}
+	bufPool    = sync.Pool{New: func() any { return new([]byte) }}
+)
+
+// release returns the commit's buffers to the pool.
+func (a *appender) release() {
+	for i, b := range a.bufs {
+		if b != nil {
+			b = b[:0]
+			bufPool.Put(&b)
+			a.bufs[i] = nil
+		}
+	}
+}
 
 func reasonOf(err error) string {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
