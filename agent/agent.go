@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/shoal-dev/shoal/gossip"
+	"github.com/shoal-dev/shoal/internal/redact"
 	"github.com/shoal-dev/shoal/scrape"
 	"github.com/shoal-dev/shoal/sd"
 )
@@ -63,6 +64,9 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (*Agent, e
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// Every component's logger derives from this one, Prometheus' remote
+	// write, scrape and discovery included: none logs a URL's password.
+	logger = redact.Logger(logger)
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
