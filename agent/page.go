@@ -188,7 +188,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	var ts []pageTarget
 	for _, t := range a.scraper.Filter().Targets() {
 		owners := v.Owners(nil, t.Key)
-		ts = append(ts, pageTarget{Job: t.Job, URL: t.URL, Owners: owners, Mine: slices.Contains(owners, d.Name)})
+		ts = append(ts, pageTarget{Job: t.Job, URL: a.showURL(t.URL), Owners: owners, Mine: slices.Contains(owners, d.Name)})
 	}
 	d.Jobs, d.Discovered, d.Owned = groupTargets(ts, pageMaxTargetsPerJob)
 
@@ -196,7 +196,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	d.MovesTotal = total
 	for _, mv := range moves {
 		d.Moves = append(d.Moves, pageMove{
-			Time: mv.Time, Ago: ageString(now, mv.Time), Job: mv.Job, URL: mv.URL,
+			Time: mv.Time, Ago: ageString(now, mv.Time), Job: mv.Job, URL: a.showURL(mv.URL),
 			From: mv.From, To: mv.To, Reason: mv.Reason,
 			Mine: slices.Contains(mv.From, d.Name) || slices.Contains(mv.To, d.Name),
 		})
@@ -264,8 +264,8 @@ func fetchSeries(ctx context.Context, c *http.Client, members []pageMember, loca
 	wg.Wait()
 }
 
-func peerSelf(ctx context.Context, c *http.Client, url string) (apiSelf, error) {
-	var s apiSelf
+func peerSelf(ctx context.Context, c *http.Client, url string) (Self, error) {
+	var s Self
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return s, err
@@ -278,7 +278,7 @@ func peerSelf(ctx context.Context, c *http.Client, url string) (apiSelf, error) 
 	if resp.StatusCode != http.StatusOK {
 		return s, fmt.Errorf("get %s: %s", url, resp.Status)
 	}
-	env := apiResponse{Data: &s}
+	env := Response{Data: &s}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, pagePeerBodyLimit)).Decode(&env); err != nil {
 		return s, fmt.Errorf("decode %s: %w", url, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strings"
 )
 
 // Handler is a slog.Handler that masks the passwords of URLs (String) in
@@ -153,9 +152,6 @@ func redactAny(v slog.Value) (slog.Value, bool) {
 	default:
 		// Slices, maps, structs: their text is what a text handler prints.
 		s = fmt.Sprintf("%+v", x)
-	}
-	if strings.IndexByte(s, '@') < 0 {
-		return v, false
 	}
 	if r := String(s); r != s {
 		return slog.StringValue(r), true

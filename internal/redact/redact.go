@@ -22,9 +22,19 @@ const Mask = "xxxxx"
 // "user:pass@host" becomes the URL "http://user:pass%40host/metrics" in
 // Prometheus' scrape pools, which no valid host contains.
 func String(s string) string {
-	if strings.IndexByte(s, '@') < 0 && !strings.Contains(s, "%40") {
+	hasAt, hasEscaped := strings.IndexByte(s, '@') >= 0, strings.Contains(s, "%40")
+	if !hasAt && !hasEscaped {
 		return s
 	}
+	s = userinfo(s)
+	if hasEscaped {
+		s = escapedUserinfo(s)
+	}
+	return s
+}
+
+// userinfo masks the passwords of the "scheme://user:password@" in s.
+func userinfo(s string) string {
 	var b strings.Builder
 	last, pos := 0, 0
 	for {
@@ -60,6 +70,55 @@ func String(s string) string {
 	return b.String()
 }
 
+// escapedUserinfo masks "user:password%40host" outside a URL too: Go's
+// url.Parse quotes the bad port of such a scrape URL in its error (invalid
+// port ":password%40host:9100"). In each word (up to a space, quote, '/',
+// '?', '&' or '=') holding "%40", what lies between the word's first ':'
+// and its last "%40" is masked; a query value such as "a:b%40c" is masked
+// too, which costs a log line some detail, not a secret.
+func escapedUserinfo(s string) string {
+	var b strings.Builder
+	last, pos := 0, 0
+	for {
+		i := strings.Index(s[pos:], "%40")
+		if i < 0 {
+			break
+		}
+		at := pos + i
+		start := at
+		for start > 0 && !wordEnd(s[start-1]) {
+			start--
+		}
+		end := at + len("%40")
+		for end < len(s) && !wordEnd(s[end]) {
+			end++
+		}
+		pos = end
+		word := s[start:end]
+		colon := strings.IndexByte(word, ':')
+		esc := strings.LastIndex(word, "%40")
+		if colon < 0 || colon > esc || start < last || word[colon+1:esc] == Mask {
+			continue
+		}
+		b.WriteString(s[last : start+colon+1])
+		b.WriteString(Mask)
+		last = start + esc
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+func wordEnd(c byte) bool {
+	switch c {
+	case '/', '?', '&', '=', '#', ' ', '\t', '\n', '\r', '"', '\'', '`', '<', '>', '\\', '{', '}', '|', '^':
+		return true
+	}
+	return false
+}
+
 // authorityLen is the length of the URL authority (userinfo@host:port) at
 // the start of s: up to the path, query or fragment, or anything that cannot
 // be in a URL and so ends it in running text (space, quote, bracket).
@@ -82,21 +141,70 @@ func URL(u *url.URL) string {
 	return u.Redacted()
 }
 
-// Query returns rawURL with the value of every query parameter replaced by
-// Mask (the names are kept), and its password masked. Scrape URLs carry
-// their config's params (?token=...) in the query. rawURL is returned as is
-// when it has no query; one that does not parse is masked after its '?'.
-func Query(rawURL string) string {
-	q := strings.IndexByte(rawURL, '?')
-	if q < 0 {
-		return String(rawURL)
+// Address masks the password of a target address "user:password@host:port"
+// (scrape targets are addresses, not URLs); other values go through String.
+func Address(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 || strings.Contains(s[:at], "://") {
+		return String(s)
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return String(rawURL[:q+1]) + Mask
+	colon := strings.IndexByte(s[:at], ':')
+	if colon < 0 {
+		return s
 	}
-	u.RawQuery = QueryValues(u.RawQuery)
-	return u.Redacted()
+	return s[:colon+1] + Mask + s[at:]
+}
+
+// Queries masks the value of every query parameter of every URL in s (the
+// names are kept: "http://h/m?token=abc" is "http://h/m?token=xxxxx"), as
+// well as URL passwords (String). Scrape URLs carry their config's params
+// (?token=...) in the query, and Prometheus' scrape errors quote the URL. s
+// is returned as is when it has no "://" followed by a '?'.
+func Queries(s string) string {
+	s = String(s)
+	if strings.IndexByte(s, '?') < 0 || !strings.Contains(s, "://") {
+		return s
+	}
+	var b strings.Builder
+	last, pos := 0, 0
+	for {
+		i := strings.Index(s[pos:], "://")
+		if i < 0 {
+			break
+		}
+		start := pos + i + len("://")
+		end := start + urlLen(s[start:])
+		pos = end
+		q := strings.IndexByte(s[start:end], '?')
+		if q < 0 {
+			continue
+		}
+		qs := start + q + 1
+		qe := end
+		if h := strings.IndexByte(s[qs:end], '#'); h >= 0 {
+			qe = qs + h
+		}
+		b.WriteString(s[last:qs])
+		b.WriteString(QueryValues(s[qs:qe]))
+		last = qe
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// urlLen is the length of the rest of a URL at the start of s in running
+// text: up to a space, quote or bracket.
+func urlLen(s string) int {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ' ', '\t', '\n', '\r', '"', '\'', '`', '<', '>', '\\', '{', '}', '|', '^':
+			return i
+		}
+	}
+	return len(s)
 }
 
 // QueryValues masks the value of every parameter of the raw query rawQuery,

@@ -32,6 +32,9 @@ func TestString(t *testing.T) {
 		{"://u:p@h", "://u:xxxxx@h"},
 		{`parse "http://u:p%40127.0.0.1:1/metrics": invalid port`, `parse "http://u:xxxxx%40127.0.0.1:1/metrics": invalid port`},
 		{"http://h/x?q=a%40b", "http://h/x?q=a%40b"},
+		{`invalid port ":pw%40127.0.0.1:1" after host`, `invalid port ":xxxxx%40127.0.0.1:1" after host`},
+		{`parse "http://u:pw%40h:1/m": invalid port ":pw%40h:1" after host`, `parse "http://u:xxxxx%40h:1/m": invalid port ":xxxxx%40h:1" after host`},
+		{"instance=u:pw%40h:1", "instance=u:xxxxx%40h:1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -51,22 +54,30 @@ func TestStringAllocatesNothingWithoutAURL(t *testing.T) {
 	require.Zero(t, testing.AllocsPerRun(100, func() { _ = String(u) }))
 }
 
-func TestQuery(t *testing.T) {
+func TestQueries(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"http://h:9100/metrics", "http://h:9100/metrics"},
+		{"what? no url", "what? no url"},
 		{"http://h:9100/metrics?token=abc", "http://h:9100/metrics?token=xxxxx"},
 		{"http://h/m?a=1&b=2&c&a=3", "http://h/m?a=xxxxx&b=xxxxx&c&a=xxxxx"},
-		{"http://h/m?module=http_2xx&target=http%3A%2F%2Fx", "http://h/m?module=xxxxx&target=xxxxx"},
+		{"http://h/m?module=http_2xx&target=http%3A%2F%2Fx#frag", "http://h/m?module=xxxxx&target=xxxxx#frag"},
 		{"http://u:p@h/m?x=1", "http://u:xxxxx@h/m?x=xxxxx"},
-		{"http://u:p@h/m", "http://u:xxxxx@h/m"},
 		{"http://h/m?", "http://h/m?"},
-		{"http://[::1/m?t=1", "http://[::1/m?xxxxx"},
+		{`Get "http://h/m?token=abc": context deadline exceeded`, `Get "http://h/m?token=xxxxx": context deadline exceeded`},
+		{"http://a/?x=1 and https://b/p?y=2&z=3", "http://a/?x=xxxxx and https://b/p?y=xxxxx&z=xxxxx"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			require.Equal(t, tt.want, Query(tt.in))
+			require.Equal(t, tt.want, Queries(tt.in))
 		})
 	}
+}
+
+func TestAddress(t *testing.T) {
+	require.Equal(t, "h:9100", Address("h:9100"))
+	require.Equal(t, "u:xxxxx@h:9100", Address("u:pw@h:9100"))
+	require.Equal(t, "u@h:9100", Address("u@h:9100"))
+	require.Equal(t, "http://u:xxxxx@h", Address("http://u:pw@h"))
 }
 
 type stringer string
