@@ -132,12 +132,12 @@ type Member struct {
 
 // Members is /api/v1/cluster/members: an agent's view of the cluster.
 type Members struct {
-	Self      string      `json:"self"`
-	Digest    string      `json:"digest"`
-	Agree     bool        `json:"agree"`
-	Disagree  []string    `json:"disagree"`
-	RingSize  int         `json:"ringSize"`
-	Replicas  int         `json:"replicationFactor"`
+	Self      string    `json:"self"`
+	Digest    string    `json:"digest"`
+	Agree     bool      `json:"agree"`
+	Disagree  []string  `json:"disagree"`
+	RingSize  int       `json:"ringSize"`
+	Replicas  int       `json:"replicationFactor"`
 	Members   []Member  `json:"members"`
 	Generated time.Time `json:"generated"`
 }
