@@ -62,7 +62,9 @@ func TestRegistrationFailures(t *testing.T) {
 			http.Error(w, "Permission denied: token with AccessorID '...' lacks permission 'service:write' on \"shoal\"", http.StatusForbidden)
 		}},
 		{"404", ReasonNotFound, func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "Unknown check ID", http.StatusNotFound) }},
-		{"500", ReasonServerError, func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "rpc error", http.StatusInternalServerError) }},
+		{"500", ReasonServerError, func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "rpc error", http.StatusInternalServerError)
+		}},
 		{"timeout", ReasonTimeout, func(_ http.ResponseWriter, r *http.Request) {
 			// Read the body: the server notices the client going away
 			// (its context ends) only once the body is read.
