@@ -12,6 +12,7 @@ import (
 	promscrape "github.com/prometheus/prometheus/scrape"
 
 	"github.com/shoal-dev/shoal/gossip"
+	"github.com/shoal-dev/shoal/internal/redact"
 	"github.com/shoal-dev/shoal/scrape"
 )
 
@@ -303,6 +304,35 @@ type Self struct {
 	Discovered   int            `json:"discoveredTargets"`
 	ActiveSeries int64          `json:"activeSeries"`
 	Gossip       GossipSecurity `json:"gossip"`
+	// Consul is the agent's own Consul registration; absent without
+	// --consul.register.
+	Consul *ConsulRegistration `json:"consulRegistration,omitempty"`
+}
+
+// ConsulRegistration is how the agent's registration in Consul fares.
+// Failing is true after a failed attempt, until one succeeds; Reason is one
+// of shoal_consul_registration_failures_total's and Error Consul's answer.
+type ConsulRegistration struct {
+	Service      string    `json:"service"`
+	OK           bool      `json:"ok"`
+	Failing      bool      `json:"failing"`
+	LastSuccess  time.Time `json:"lastSuccess"`
+	Failures     int       `json:"failures"`
+	FailingSince time.Time `json:"failingSince"`
+	Reason       string    `json:"reason,omitempty"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// consulRegistration is the registration's status; nil without one.
+func (a *Agent) consulRegistration() *ConsulRegistration {
+	if a.regist == nil {
+		return nil
+	}
+	st := a.regist.Status()
+	return &ConsulRegistration{
+		Service: st.Service, OK: st.OK, Failing: st.Failures > 0, LastSuccess: st.LastSuccess,
+		Failures: st.Failures, FailingSince: st.FailingSince, Reason: st.Reason, Error: redact.String(st.LastError),
+	}
 }
 
 // GossipSecurity is how an agent's gossip is protected. Encrypts is the
@@ -324,6 +354,7 @@ func (a *Agent) self() Self {
 		Discovered:   st.Discovered,
 		ActiveSeries: a.activeSeries(),
 		Gossip:       GossipSecurity(newPageGossip(a.node.Security())),
+		Consul:       a.consulRegistration(),
 	}
 }
 

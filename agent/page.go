@@ -66,6 +66,8 @@ type pageData struct {
 	Disagree  []string
 	Generated time.Time
 	Gossip    pageGossip
+	// Consul is the agent's Consul registration; nil without one.
+	Consul *pageConsul
 
 	Members []pageMember
 
@@ -75,6 +77,12 @@ type pageData struct {
 
 	Moves      []pageMove
 	MovesTotal uint64
+}
+
+// pageConsul is the agent's Consul registration as the page shows it.
+type pageConsul struct {
+	ConsulRegistration
+	Since string // how long it has been failing
 }
 
 // pageGossip is how this agent's gossip is protected.
@@ -166,6 +174,9 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	}
 	if !d.Ready {
 		d.NotReady = a.notReadyReason()
+	}
+	if c := a.consulRegistration(); c != nil {
+		d.Consul = &pageConsul{ConsulRegistration: *c, Since: ageString(now, c.FailingSince)}
 	}
 
 	for _, p := range m.Members {

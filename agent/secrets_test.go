@@ -5,11 +5,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-dev/shoal/internal/testenv"
@@ -132,4 +135,74 @@ scrape_configs:
 			require.Contains(t, page, "token=xxxxx")
 		})
 	}
+}
+
+// TestConsulRegistrationFailureIsVisible runs an agent registering in a
+// real Consul with ACLs, with a token Consul does not know: the agent stays
+// ready, and the failure is a metric, a page banner with Consul's answer and
+// a field of /api/v1/cluster/self. Writing the right token into the file
+// and reloading (the SIGHUP path) fixes it without a restart; a reload with
+// an empty file fails and keeps the running token.
+func TestConsulRegistrationFailureIsVisible(t *testing.T) {
+	testenv.SkipWithout(t, testenv.ConsulBinary)
+	t.Parallel()
+	const root = "aaaaaaaa-2222-3333-4444-555555555555"
+	consul, err := testenv.RunConsul(t.Context(), testenv.ForTest(t), testenv.ConsulOptions{ACLToken: root})
+	require.NoError(t, err)
+	admin := consul.Client()
+	_, _, err = admin.ACL().PolicyCreate(&api.ACLPolicy{Name: "shoal", Rules: `service "shoal-banner" { policy = "write" }`}, nil)
+	require.NoError(t, err)
+	good, _, err := admin.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{Name: "shoal"}}}, nil)
+	require.NoError(t, err)
+
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("00000000-0000-0000-0000-000000000000"), 0o600))
+	opts := agentOptions(t, "banner", writeConfig(t, staticConfig(map[string][]string{"a": {"127.0.0.1:1"}})))
+	opts.Consul.Address, opts.Consul.TokenFile = consul.Addr, tokenFile
+	opts.Registration.Service, opts.Registration.TTL = "shoal-banner", 1500*time.Millisecond
+	a := startAgent(t, opts)
+	a.waitReady()
+
+	forbidden := func() float64 {
+		_, body := a.get("/metrics")
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, `shoal_consul_registration_failures_total{reason="forbidden"} `); ok {
+				var f float64
+				_, _ = fmt.Sscan(v, &f)
+				return f
+			}
+		}
+		return -1
+	}
+	require.Eventually(t, func() bool { return forbidden() >= 2 }, convergeTimeout, pollInterval)
+	var self Self
+	require.NoError(t, a.getJSON("/api/v1/cluster/self", &self))
+	require.True(t, self.Ready, "a failing registration does not make the agent unready")
+	require.NotNil(t, self.Consul)
+	require.True(t, self.Consul.Failing)
+	require.Equal(t, "forbidden", self.Consul.Reason)
+	require.Contains(t, self.Consul.Error, "403")
+	_, page := a.get("/")
+	require.Contains(t, page, `id="consul-registration-failing"`)
+	require.Contains(t, page, "ACL not found")
+	require.Equal(t, 0.0, a.metric("shoal_consul_registration_last_successful"))
+
+	require.NoError(t, os.WriteFile(tokenFile, []byte(good.SecretID), 0o600))
+	require.NoError(t, a.Reload())
+	require.Eventually(t, func() bool {
+		_, page := a.get("/")
+		return !strings.Contains(page, `id="consul-registration-failing"`) && a.metric("shoal_consul_registration_last_successful") == 1
+	}, convergeTimeout, pollInterval)
+	es, _, err := admin.Health().Service("shoal-banner", "", true, nil)
+	require.NoError(t, err)
+	require.Len(t, es, 1)
+
+	require.NoError(t, os.WriteFile(tokenFile, nil, 0o600))
+	require.ErrorContains(t, a.Reload(), "is empty")
+	require.Equal(t, 0.0, a.metric("shoal_config_last_reload_successful"))
+	f := forbidden()
+	time.Sleep(time.Second) // two renewals with the kept token
+	require.Equal(t, f, forbidden())
+	require.Equal(t, 1.0, a.metric("shoal_consul_registration_last_successful"))
+	require.NotContains(t, a.logs.String(), good.SecretID)
 }
