@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/shoal-dev/shoal/gossip"
+	"github.com/shoal-dev/shoal/internal/redact"
 	"github.com/shoal-dev/shoal/scrape"
 	"github.com/shoal-dev/shoal/sd"
 )
@@ -36,6 +37,9 @@ type Agent struct {
 	scraper *scrape.Manager
 	store   *Storage
 	regist  *sd.Registration
+	// consulToken is the --consul.token-file token, re-read on reload and
+	// when the file changes; nil without one.
+	consulToken *sd.TokenFile
 	// peerWatch follows the Consul services named by consul+ join specs.
 	peerWatch []*sd.PeerProvider
 	moves     *moveLog
@@ -63,6 +67,9 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (*Agent, e
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// Every component's logger derives from this one, Prometheus' remote
+	// write, scrape and discovery included: none logs a URL's password.
+	logger = redact.Logger(logger)
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -109,7 +116,14 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (*Agent, e
 // buildCluster builds the Consul registration, the peer watch and the
 // gossip node.
 func (a *Agent) buildCluster() error {
-	consul, err := a.opts.Consul.Client()
+	if a.opts.Consul.TokenFile != "" && a.opts.Consul.Address != "" {
+		t, err := sd.OpenTokenFile(a.opts.Consul.TokenFile, a.logger)
+		if err != nil {
+			return usageError{err}
+		}
+		a.consulToken = t
+	}
+	consul, err := a.opts.Consul.Client(a.consulToken)
 	if err != nil {
 		return err
 	}
@@ -154,7 +168,7 @@ func (a *Agent) newRegistration(consul *api.Client) (*sd.Registration, error) {
 		Port:               port,
 		GossipAddr:         a.gossipAdvertise(),
 		Version:            a.opts.Version,
-	}, a.logger)
+	}, a.logger, a.reg)
 }
 
 // consulPeerList lists the agents registered in Consul for consul+ joins;
@@ -337,6 +351,13 @@ func (a *Agent) Reload() error {
 	if err := a.node.ReloadKeys(); err != nil {
 		a.reloadOK.Set(0)
 		return err
+	}
+	// So does the Consul token; a bad file keeps the running token.
+	if a.consulToken != nil {
+		if err := a.consulToken.Reload(); err != nil {
+			a.reloadOK.Set(0)
+			return err
+		}
 	}
 	a.reloadOK.Set(1)
 	a.reloadTime.SetToCurrentTime()

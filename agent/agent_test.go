@@ -62,7 +62,7 @@ func TestReload(t *testing.T) {
 		return j != nil && j["a"] == 0 && j["b"] == 2
 	}, convergeTimeout, pollInterval)
 	require.Eventually(t, func() bool {
-		var tg apiTargets
+		var tg Targets
 		if err := a.getJSON("/api/v1/targets", &tg); err != nil {
 			return false
 		}
@@ -204,9 +204,9 @@ func startCluster(t *testing.T, n int, cfg string, mutate func(i int, o *Options
 func waitAgreement(t *testing.T, agents []*testAgent, members int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		var first *apiClusterTargets
+		var first *ClusterTargets
 		for _, a := range agents {
-			var m apiMembers
+			var m Members
 			if err := a.getJSON("/api/v1/cluster/members", &m); err != nil || !m.Agree || len(m.Members) != members {
 				return false
 			}
@@ -218,7 +218,7 @@ func waitAgreement(t *testing.T, agents []*testAgent, members int) {
 				first = &ct
 				continue
 			}
-			if ct.Digest != first.Digest || !slices.EqualFunc(ct.Targets, first.Targets, func(x, y apiClusterTarget) bool {
+			if ct.Digest != first.Digest || !slices.EqualFunc(ct.Targets, first.Targets, func(x, y ClusterTarget) bool {
 				return x.URL == y.URL && slices.Equal(x.Owners, y.Owners)
 			}) {
 				return false
@@ -233,10 +233,10 @@ func TestAPIAgreement(t *testing.T) {
 	f := startFarm(t, 12)
 	agents := startCluster(t, 3, staticConfig(map[string][]string{"farm": farmAddrs(f)}), nil)
 
-	var members []apiMembers
-	var targets []apiClusterTargets
+	var members []Members
+	var targets []ClusterTargets
 	for _, a := range agents {
-		var m apiMembers
+		var m Members
 		require.NoError(t, a.getJSON("/api/v1/cluster/members", &m))
 		ct, err := a.clusterTargets()
 		require.NoError(t, err)
@@ -293,7 +293,7 @@ func requireScrapesOwned(t *testing.T, agents []*testAgent, owned map[string][]s
 		want := slices.Clone(owned[a.name])
 		slices.Sort(want)
 		require.Eventually(t, func() bool {
-			var tg apiTargets
+			var tg Targets
 			if err := a.getJSON("/api/v1/targets", &tg); err != nil {
 				return false
 			}

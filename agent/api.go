@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
@@ -11,11 +12,15 @@ import (
 	promscrape "github.com/prometheus/prometheus/scrape"
 
 	"github.com/shoal-dev/shoal/gossip"
+	"github.com/shoal-dev/shoal/internal/redact"
 	"github.com/shoal-dev/shoal/scrape"
 )
 
-// apiResponse is Prometheus' API envelope.
-type apiResponse struct {
+// The types below are the JSON of shoal's API: the server writes them and
+// clients (internal/e2e, the page's fetch of peers' figures) decode them.
+
+// Response is Prometheus' API envelope.
+type Response struct {
 	Status string `json:"status"`
 	Data   any    `json:"data,omitempty"`
 	Error  string `json:"error,omitempty"`
@@ -24,11 +29,16 @@ type apiResponse struct {
 func writeJSON(rw http.ResponseWriter, data any) {
 	rw.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(rw)
-	_ = enc.Encode(apiResponse{Status: "success", Data: data})
+	_ = enc.Encode(Response{Status: "success", Data: data})
 }
 
-// apiTarget is one target in Prometheus' /api/v1/targets shape.
-type apiTarget struct {
+// Target is one target this agent scrapes, in Prometheus' /api/v1/targets
+// shape. Unless --web.show-scrape-params is set, the values of its URL's
+// query parameters (the config's params, such as ?token=) and of its
+// __param_* labels are masked, here and in LastError; URL passwords are
+// always masked. Key is the ownership key, computed from the real URL, the
+// same on every agent.
+type Target struct {
 	DiscoveredLabels   labels.Labels           `json:"discoveredLabels"`
 	Labels             labels.Labels           `json:"labels"`
 	ScrapePool         string                  `json:"scrapePool"`
@@ -40,40 +50,47 @@ type apiTarget struct {
 	Health             promscrape.TargetHealth `json:"health"`
 	ScrapeInterval     string                  `json:"scrapeInterval"`
 	ScrapeTimeout      string                  `json:"scrapeTimeout"`
+	Key                string                  `json:"key"`
 }
 
-type apiTargets struct {
-	ActiveTargets  []apiTarget `json:"activeTargets"`
-	DroppedTargets []any       `json:"droppedTargets"`
+// Instance returns the target's instance label.
+func (t Target) Instance() string { return t.Labels.Get("instance") }
+
+// Targets is /api/v1/targets: this agent's targets; it drops none.
+type Targets struct {
+	ActiveTargets  []Target `json:"activeTargets"`
+	DroppedTargets []any    `json:"droppedTargets"`
 }
 
 // apiTargets answers like Prometheus' /api/v1/targets, with this agent's
 // (owned) targets only.
 func (w *webServer) apiTargets(rw http.ResponseWriter, r *http.Request) {
 	state := r.URL.Query().Get("state")
-	out := apiTargets{ActiveTargets: []apiTarget{}, DroppedTargets: []any{}}
+	out := Targets{ActiveTargets: []Target{}, DroppedTargets: []any{}}
 	if state == "" || state == "any" || state == "active" {
 		out.ActiveTargets = w.a.activeTargets()
 	}
 	writeJSON(rw, out)
 }
 
-func (a *Agent) activeTargets() []apiTarget {
-	res := []apiTarget{}
+func (a *Agent) activeTargets() []Target {
+	res := []Target{}
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	for pool, ts := range a.scraper.TargetsActive() {
 		for _, t := range ts {
 			lastErr := ""
 			if err := t.LastError(); err != nil {
-				lastErr = err.Error()
+				lastErr = a.showURL(err.Error())
 			}
-			u := t.URL().String()
-			res = append(res, apiTarget{
-				DiscoveredLabels:   discoveredLabels(t, lb),
-				Labels:             t.Labels(lb),
+			u := a.showURL(t.URL().String())
+			dl, key := discoveredLabels(t, lb)
+			res = append(res, Target{
+				DiscoveredLabels:   a.showLabels(dl),
+				Labels:             a.showLabels(t.Labels(lb)),
 				ScrapePool:         pool,
 				ScrapeURL:          u,
 				GlobalURL:          u,
+				Key:                key,
 				LastError:          lastErr,
 				LastScrape:         t.LastScrape(),
 				LastScrapeDuration: t.LastScrapeDuration().Seconds(),
@@ -92,14 +109,16 @@ func (a *Agent) activeTargets() []apiTarget {
 	return res
 }
 
-// discoveredLabels are t's labels before relabeling as discovery found them:
-// without the key the filter carries to the fence, which is shoal's.
-func discoveredLabels(t *promscrape.Target, lb *labels.Builder) labels.Labels {
-	return labels.NewBuilder(t.DiscoveredLabels(lb)).Del(scrape.KeyLabel).Labels()
+// discoveredLabels are t's labels before relabeling as discovery found them,
+// without the ownership key the filter carries to the fence in them, which
+// is shoal's and returned apart.
+func discoveredLabels(t *promscrape.Target, lb *labels.Builder) (labels.Labels, string) {
+	dl := t.DiscoveredLabels(lb)
+	return labels.NewBuilder(dl).Del(scrape.KeyLabel).Labels(), dl.Get(scrape.KeyLabel)
 }
 
-// apiMember is one member in /api/v1/cluster/members.
-type apiMember struct {
+// Member is one member in /api/v1/cluster/members.
+type Member struct {
 	Name         string    `json:"name"`
 	Addr         string    `json:"addr"`
 	State        string    `json:"state"`
@@ -112,22 +131,45 @@ type apiMember struct {
 	Agrees       bool      `json:"agrees"`
 }
 
-type apiMembers struct {
-	Self      string      `json:"self"`
-	Digest    string      `json:"digest"`
-	Agree     bool        `json:"agree"`
-	Disagree  []string    `json:"disagree"`
-	RingSize  int         `json:"ringSize"`
-	Replicas  int         `json:"replicationFactor"`
-	Members   []apiMember `json:"members"`
-	Generated time.Time   `json:"generated"`
+// Members is /api/v1/cluster/members: an agent's view of the cluster.
+type Members struct {
+	Self      string    `json:"self"`
+	Digest    string    `json:"digest"`
+	Agree     bool      `json:"agree"`
+	Disagree  []string  `json:"disagree"`
+	RingSize  int       `json:"ringSize"`
+	Replicas  int       `json:"replicationFactor"`
+	Members   []Member  `json:"members"`
+	Generated time.Time `json:"generated"`
+}
+
+// Active returns the names of the active members, sorted.
+func (m Members) Active() []string {
+	var out []string
+	for _, mem := range m.Members {
+		if mem.State == gossip.StateActive.String() {
+			out = append(out, mem.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Owned returns how many targets the members own in all, by their
+// OwnedTargets.
+func (m Members) Owned() int {
+	n := 0
+	for _, mem := range m.Members {
+		n += mem.OwnedTargets
+	}
+	return n
 }
 
 func digestString(d uint64) string { return fmt.Sprintf("%016x", d) }
 
 // clusterMembers is what /api/v1/cluster/members and the page show, as of
 // view v.
-func (a *Agent) clusterMembers(v gossip.View) apiMembers {
+func (a *Agent) clusterMembers(v gossip.View) Members {
 	peers := a.node.Peers()
 	agree, differ := a.node.Agreement()
 	owned := map[string]int{}
@@ -138,21 +180,21 @@ func (a *Agent) clusterMembers(v gossip.View) apiMembers {
 			owned[o]++
 		}
 	}
-	out := apiMembers{
+	out := Members{
 		Self:      v.Self(),
 		Digest:    digestString(v.Digest()),
 		Agree:     agree,
 		Disagree:  differ,
 		RingSize:  v.Size(),
 		Replicas:  v.ReplicationFactor(),
-		Members:   make([]apiMember, 0, len(peers)),
+		Members:   make([]Member, 0, len(peers)),
 		Generated: time.Now(),
 	}
 	if out.Disagree == nil {
 		out.Disagree = []string{}
 	}
 	for _, p := range peers {
-		out.Members = append(out.Members, apiMember{
+		out.Members = append(out.Members, Member{
 			Name:         p.Name,
 			Addr:         p.Addr,
 			State:        stateString(p.State),
@@ -179,8 +221,9 @@ func (w *webServer) apiMembers(rw http.ResponseWriter, _ *http.Request) {
 	writeJSON(rw, w.a.clusterMembers(w.a.node.View()))
 }
 
-// apiClusterTarget is one discovered target with its owners.
-type apiClusterTarget struct {
+// ClusterTarget is one discovered target with its owners. URL and Labels
+// are masked as Target's are; Key is computed from the real URL.
+type ClusterTarget struct {
 	Job    string            `json:"job"`
 	URL    string            `json:"url"`
 	Key    string            `json:"key"`
@@ -188,18 +231,29 @@ type apiClusterTarget struct {
 	Labels map[string]string `json:"labels"`
 }
 
-type apiClusterTargets struct {
-	Digest  string             `json:"digest"`
-	Jobs    map[string]int     `json:"jobs"`
-	Targets []apiClusterTarget `json:"targets"`
+// ClusterTargets is /api/v1/cluster/targets: where an agent places every
+// discovered target.
+type ClusterTargets struct {
+	Digest  string          `json:"digest"`
+	Jobs    map[string]int  `json:"jobs"`
+	Targets []ClusterTarget `json:"targets"`
+}
+
+// Owners maps each target's instance label to its owners.
+func (c ClusterTargets) Owners() map[string][]string {
+	out := make(map[string][]string, len(c.Targets))
+	for _, t := range c.Targets {
+		out[t.Labels["instance"]] = t.Owners
+	}
+	return out
 }
 
 // clusterTargets lists every discovered target (optionally of one job) with
 // its owners in the local ownership view. After convergence every agent
 // returns the same list and digest.
-func (a *Agent) clusterTargets(job string) apiClusterTargets {
+func (a *Agent) clusterTargets(job string) ClusterTargets {
 	v := a.node.View()
-	out := apiClusterTargets{Digest: digestString(v.Digest()), Jobs: map[string]int{}, Targets: []apiClusterTarget{}}
+	out := ClusterTargets{Digest: digestString(v.Digest()), Jobs: map[string]int{}, Targets: []ClusterTarget{}}
 	for _, t := range a.scraper.Filter().Targets() {
 		out.Jobs[t.Job]++
 		if job != "" && t.Job != job {
@@ -208,15 +262,15 @@ func (a *Agent) clusterTargets(job string) apiClusterTargets {
 		lbls := map[string]string{}
 		t.Labels.Range(func(l labels.Label) {
 			if len(l.Name) < 2 || l.Name[:2] != "__" {
-				lbls[l.Name] = l.Value
+				lbls[l.Name] = a.showLabel(l.Name, l.Value)
 			}
 		})
 		owners := v.Owners(nil, t.Key)
 		if owners == nil {
 			owners = []string{}
 		}
-		out.Targets = append(out.Targets, apiClusterTarget{
-			Job: t.Job, URL: t.URL, Key: digestString(t.Key), Owners: owners, Labels: lbls,
+		out.Targets = append(out.Targets, ClusterTarget{
+			Job: t.Job, URL: a.showURL(t.URL), Key: digestString(t.Key), Owners: owners, Labels: lbls,
 		})
 	}
 	return out
@@ -226,40 +280,81 @@ func (w *webServer) apiClusterTargets(rw http.ResponseWriter, r *http.Request) {
 	writeJSON(rw, w.a.clusterTargets(r.URL.Query().Get("job")))
 }
 
+// Moves is /api/v1/cluster/moves: the recent ownership moves, newest
+// first, with URLs masked as Target's are, and how many were ever recorded.
+type Moves struct {
+	Total uint64 `json:"total"`
+	Moves []Move `json:"moves"`
+}
+
 func (w *webServer) apiMoves(rw http.ResponseWriter, _ *http.Request) {
 	moves, total := w.a.moves.recent(moveLogSize)
-	writeJSON(rw, map[string]any{"total": total, "moves": moves})
+	for i := range moves {
+		moves[i].URL = w.a.showURL(moves[i].URL)
+	}
+	writeJSON(rw, Moves{Total: total, Moves: moves})
 }
 
-// apiSelf is this agent's own figures, which peers' pages fetch.
-type apiSelf struct {
-	Name         string    `json:"name"`
-	Ready        bool      `json:"ready"`
-	OwnedTargets int       `json:"ownedTargets"`
-	Discovered   int       `json:"discoveredTargets"`
-	ActiveSeries int64     `json:"activeSeries"`
-	Gossip       apiGossip `json:"gossip"`
+// Self is /api/v1/cluster/self: an agent's own figures, which peers' pages
+// fetch.
+type Self struct {
+	Name         string         `json:"name"`
+	Ready        bool           `json:"ready"`
+	OwnedTargets int            `json:"ownedTargets"`
+	Discovered   int            `json:"discoveredTargets"`
+	ActiveSeries int64          `json:"activeSeries"`
+	Gossip       GossipSecurity `json:"gossip"`
+	// Consul is the agent's own Consul registration; absent without
+	// --consul.register.
+	Consul *ConsulRegistration `json:"consulRegistration,omitempty"`
 }
 
-// apiGossip is how an agent's gossip is protected. Encrypts is the
+// ConsulRegistration is how the agent's registration in Consul fares.
+// Failing is true after a failed attempt, until one succeeds; Reason is one
+// of shoal_consul_registration_failures_total's and Error Consul's answer.
+type ConsulRegistration struct {
+	Service      string    `json:"service"`
+	OK           bool      `json:"ok"`
+	Failing      bool      `json:"failing"`
+	LastSuccess  time.Time `json:"lastSuccess"`
+	Failures     int       `json:"failures"`
+	FailingSince time.Time `json:"failingSince"`
+	Reason       string    `json:"reason,omitempty"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// consulRegistration is the registration's status; nil without one.
+func (a *Agent) consulRegistration() *ConsulRegistration {
+	if a.regist == nil {
+		return nil
+	}
+	st := a.regist.Status()
+	return &ConsulRegistration{
+		Service: st.Service, OK: st.OK, Failing: st.Failures > 0, LastSuccess: st.LastSuccess,
+		Failures: st.Failures, FailingSince: st.FailingSince, Reason: st.Reason, Error: redact.String(st.LastError),
+	}
+}
+
+// GossipSecurity is how an agent's gossip is protected. Encrypts is the
 // fingerprint (first 8 hex digits of the SHA-256) of the key that encrypts,
 // so that a rotation can be checked across the fleet without showing a key.
-type apiGossip struct {
+type GossipSecurity struct {
 	Encrypted bool   `json:"encrypted"`
 	Insecure  bool   `json:"insecure"`
 	Keys      int    `json:"keys"`
 	Encrypts  string `json:"encryptsWith,omitempty"`
 }
 
-func (a *Agent) self() apiSelf {
+func (a *Agent) self() Self {
 	st := a.scraper.Filter().Stats()
-	return apiSelf{
+	return Self{
 		Name:         a.node.Name(),
 		Ready:        a.Ready(),
 		OwnedTargets: st.Owned,
 		Discovered:   st.Discovered,
 		ActiveSeries: a.activeSeries(),
-		Gossip:       apiGossip(newPageGossip(a.node.Security())),
+		Gossip:       GossipSecurity(newPageGossip(a.node.Security())),
+		Consul:       a.consulRegistration(),
 	}
 }
 

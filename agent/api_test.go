@@ -25,14 +25,16 @@ func TestDiscoveredLabelsHideTheKey(t *testing.T) {
 		name string
 		disc model.LabelSet
 		want labels.Labels
+		key  string
 	}{
-		{"with key", model.LabelSet{model.AddressLabel: "h:80", scrape.KeyLabel: "0123456789abcdef", "dc": "x"}, labels.FromStrings(model.AddressLabel, "h:80", "dc", "x")},
-		{"without key", model.LabelSet{model.AddressLabel: "h:80"}, labels.FromStrings(model.AddressLabel, "h:80")},
+		{"with key", model.LabelSet{model.AddressLabel: "h:80", scrape.KeyLabel: "0123456789abcdef", "dc": "x"}, labels.FromStrings(model.AddressLabel, "h:80", "dc", "x"), "0123456789abcdef"},
+		{"without key", model.LabelSet{model.AddressLabel: "h:80"}, labels.FromStrings(model.AddressLabel, "h:80"), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tgt := promscrape.NewTarget(labels.FromStrings(model.AddressLabel, "h:80"), &config.ScrapeConfig{}, tc.disc, nil)
-			got := discoveredLabels(tgt, labels.NewBuilder(labels.EmptyLabels()))
+			got, key := discoveredLabels(tgt, labels.NewBuilder(labels.EmptyLabels()))
 			require.Empty(t, got.Get(scrape.KeyLabel))
+			require.Equal(t, tc.key, key)
 			tc.want.Range(func(l labels.Label) { require.Equal(t, l.Value, got.Get(l.Name), l.Name) })
 		})
 	}
@@ -56,18 +58,18 @@ func TestGossipKeysReloadWithTheConfig(t *testing.T) {
 	opts.Gossip.SecretKeyFile = keyFile
 	a := startAgent(t, opts)
 	a.waitReady()
-	self := func() apiGossip {
-		var s apiSelf
+	self := func() GossipSecurity {
+		var s Self
 		require.NoError(t, a.getJSON("/api/v1/cluster/self", &s))
 		return s.Gossip
 	}
-	require.Equal(t, apiGossip{Encrypted: true, Keys: 1, Encrypts: fp(keyA)}, self())
+	require.Equal(t, GossipSecurity{Encrypted: true, Keys: 1, Encrypts: fp(keyA)}, self())
 	require.Equal(t, 1.0, a.metric("shoal_cluster_gossip_keys"))
 
 	require.NoError(t, os.WriteFile(keyFile, []byte(keyB+"\n"+keyA+"\n"), 0o600))
 	code, body := a.post("/-/reload")
 	require.Equal(t, http.StatusOK, code, body)
-	require.Equal(t, apiGossip{Encrypted: true, Keys: 2, Encrypts: fp(keyB)}, self())
+	require.Equal(t, GossipSecurity{Encrypted: true, Keys: 2, Encrypts: fp(keyB)}, self())
 	require.Equal(t, 2.0, a.metric("shoal_cluster_gossip_keys"))
 	require.Equal(t, 1.0, a.metric("shoal_config_last_reload_successful"))
 
@@ -76,7 +78,7 @@ func TestGossipKeysReloadWithTheConfig(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, code, body)
 	require.Contains(t, body, "reload gossip keyring: --cluster.secret-key-file")
 	require.Equal(t, 0.0, a.metric("shoal_config_last_reload_successful"))
-	require.Equal(t, apiGossip{Encrypted: true, Keys: 2, Encrypts: fp(keyB)}, self(), "the running keys stay")
+	require.Equal(t, GossipSecurity{Encrypted: true, Keys: 2, Encrypts: fp(keyB)}, self(), "the running keys stay")
 	require.Error(t, a.Reload(), "SIGHUP path")
 	a.waitReady()
 }
@@ -88,9 +90,9 @@ func TestInsecureShows(t *testing.T) {
 	opts.Gossip.Insecure = true
 	a := startAgent(t, opts)
 	a.waitReady()
-	var s apiSelf
+	var s Self
 	require.NoError(t, a.getJSON("/api/v1/cluster/self", &s))
-	require.Equal(t, apiGossip{Insecure: true}, s.Gossip)
+	require.Equal(t, GossipSecurity{Insecure: true}, s.Gossip)
 	require.Equal(t, 1.0, a.metric("shoal_cluster_gossip_insecure"))
 	require.Equal(t, 0.0, a.metric("shoal_cluster_gossip_keys"))
 	_, page := a.get("/")

@@ -28,7 +28,8 @@ func (a *Agent) confirmHandoff(ctx context.Context) error {
 	for _, p := range a.node.Peers() {
 		addrs[p.Name] = p.HTTPAddr
 	}
-	// peer HTTP address -> "job url" of the targets it must scrape
+	// peer HTTP address -> keys of the targets it must scrape. The key, not
+	// the URL: peers' APIs mask their URLs' query values.
 	want := map[string]map[string]bool{}
 	var owners []string
 	for _, t := range a.scraper.Filter().Targets() {
@@ -43,7 +44,7 @@ func (a *Agent) confirmHandoff(ctx context.Context) error {
 			if want[addrs[o]] == nil {
 				want[addrs[o]] = map[string]bool{}
 			}
-			want[addrs[o]][t.Job+" "+t.URL] = true
+			want[addrs[o]][digestString(t.Key)] = true
 		}
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -59,7 +60,7 @@ func (a *Agent) confirmHandoff(ctx context.Context) error {
 				continue
 			}
 			for _, t := range active {
-				delete(targets, t.ScrapePool+" "+t.ScrapeURL)
+				delete(targets, t.Key)
 			}
 			if len(targets) == 0 {
 				delete(want, addr)
@@ -81,7 +82,7 @@ func (a *Agent) confirmHandoff(ctx context.Context) error {
 }
 
 // peerActiveTargets reads a peer's /api/v1/targets?state=active.
-func peerActiveTargets(ctx context.Context, client *http.Client, addr string) ([]apiTarget, error) {
+func peerActiveTargets(ctx context.Context, client *http.Client, addr string) ([]Target, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/targets?state=active", nil)
 	if err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ func peerActiveTargets(ctx context.Context, client *http.Client, addr string) ([
 		return nil, fmt.Errorf("GET /api/v1/targets: %s", resp.Status)
 	}
 	var body struct {
-		Data apiTargets `json:"data"`
+		Data Targets `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		return nil, fmt.Errorf("decode /api/v1/targets: %w", err)

@@ -198,8 +198,8 @@ func (ta *testAgent) waitReady() {
 }
 
 // clusterTargets is /api/v1/cluster/targets.
-func (ta *testAgent) clusterTargets() (apiClusterTargets, error) {
-	var ct apiClusterTargets
+func (ta *testAgent) clusterTargets() (ClusterTargets, error) {
+	var ct ClusterTargets
 	err := ta.getJSON("/api/v1/cluster/targets", &ct)
 	return ct, err
 }

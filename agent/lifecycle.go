@@ -59,6 +59,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if len(a.peerWatch) > 0 {
 		peers = a.start("consul peer watch", a.watchPeers, failed)
 	}
+	if a.consulToken != nil {
+		// Stopped last: the deregistration still needs the token.
+		token := a.start("consul token", a.consulToken.Run, failed)
+		defer func() { _ = token.stop(context.Background()) }()
+	}
 
 	var cause error
 	select {

@@ -44,6 +44,10 @@ type WebConfig struct {
 	// ConfigFile is an exporter-toolkit web config (TLS, basic auth).
 	ConfigFile      string
 	EnableLifecycle bool
+	// ShowScrapeParams shows the values of scrape URLs' query parameters
+	// (a scrape config's params, such as ?token=) in the API and on the
+	// status page; by default they are masked.
+	ShowScrapeParams bool
 }
 
 // StopConfig bounds how the agent hands its targets over when it stops.
@@ -101,6 +105,7 @@ func (c *WebConfig) RegisterFlags(app *kingpin.Application) {
 	flagext.String(app, "web.listen-address", "Address to listen on for the API, the status page and /metrics.", &c.ListenAddress)
 	flagext.String(app, "web.config.file", "[EXPERIMENTAL] Path to a web configuration file enabling TLS or basic authentication (Prometheus exporter-toolkit format).", &c.ConfigFile)
 	flagext.Bool(app, "web.enable-lifecycle", "Enable shutdown and reload via HTTP request (POST /-/quit, /-/reload).", &c.EnableLifecycle)
+	flagext.Bool(app, "web.show-scrape-params", "Show the values of scrape URLs' query parameters (params such as ?token=, __param_* labels) in the API and on the status page. By default they are masked (xxxxx); URL passwords are always masked.", &c.ShowScrapeParams)
 }
 
 // Validate checks the address and the web config file.

@@ -66,6 +66,8 @@ type pageData struct {
 	Disagree  []string
 	Generated time.Time
 	Gossip    pageGossip
+	// Consul is the agent's Consul registration; nil without one.
+	Consul *pageConsul
 
 	Members []pageMember
 
@@ -75,6 +77,12 @@ type pageData struct {
 
 	Moves      []pageMove
 	MovesTotal uint64
+}
+
+// pageConsul is the agent's Consul registration as the page shows it.
+type pageConsul struct {
+	ConsulRegistration
+	Since string // how long it has been failing
 }
 
 // pageGossip is how this agent's gossip is protected.
@@ -170,6 +178,9 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	if !d.Ready {
 		d.NotReady = a.notReadyReason()
 	}
+	if c := a.consulRegistration(); c != nil {
+		d.Consul = &pageConsul{ConsulRegistration: *c, Since: ageString(now, c.FailingSince)}
+	}
 
 	for _, p := range m.Members {
 		d.Members = append(d.Members, pageMember{
@@ -197,7 +208,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	var ts []pageTarget
 	for _, t := range a.scraper.Filter().Targets() {
 		owners := v.Owners(nil, t.Key)
-		ts = append(ts, pageTarget{Job: t.Job, URL: t.URL, Owners: owners, Mine: slices.Contains(owners, d.Name), Error: scrapeErrs[[2]string{t.Job, t.URL}]})
+		ts = append(ts, pageTarget{Job: t.Job, URL: a.showURL(t.URL), Owners: owners, Mine: slices.Contains(owners, d.Name), Error: a.showURL(scrapeErrs[[2]string{t.Job, t.URL}])})
 	}
 	d.Jobs, d.Discovered, d.Owned = groupTargets(ts, pageMaxTargetsPerJob)
 
@@ -205,7 +216,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	d.MovesTotal = total
 	for _, mv := range moves {
 		d.Moves = append(d.Moves, pageMove{
-			Time: mv.Time, Ago: ageString(now, mv.Time), Job: mv.Job, URL: mv.URL,
+			Time: mv.Time, Ago: ageString(now, mv.Time), Job: mv.Job, URL: a.showURL(mv.URL),
 			From: mv.From, To: mv.To, Reason: mv.Reason,
 			Mine: slices.Contains(mv.From, d.Name) || slices.Contains(mv.To, d.Name),
 		})
@@ -273,8 +284,8 @@ func fetchSeries(ctx context.Context, c *http.Client, members []pageMember, loca
 	wg.Wait()
 }
 
-func peerSelf(ctx context.Context, c *http.Client, url string) (apiSelf, error) {
-	var s apiSelf
+func peerSelf(ctx context.Context, c *http.Client, url string) (Self, error) {
+	var s Self
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return s, err
@@ -287,7 +298,7 @@ func peerSelf(ctx context.Context, c *http.Client, url string) (apiSelf, error) 
 	if resp.StatusCode != http.StatusOK {
 		return s, fmt.Errorf("get %s: %s", url, resp.Status)
 	}
-	env := apiResponse{Data: &s}
+	env := Response{Data: &s}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, pagePeerBodyLimit)).Decode(&env); err != nil {
 		return s, fmt.Errorf("decode %s: %w", url, err)
 	}

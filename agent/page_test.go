@@ -215,7 +215,7 @@ func TestFetchSeries(t *testing.T) {
 			http.NotFound(rw, r)
 			return
 		}
-		writeJSON(rw, apiSelf{Name: "good", ActiveSeries: 1234567})
+		writeJSON(rw, Self{Name: "good", ActiveSeries: 1234567})
 	}))
 	defer good.Close()
 	broken := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {

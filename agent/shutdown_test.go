@@ -113,7 +113,7 @@ func (o *takeover) poll(p, victim *testAgent, moving []string, total int) {
 	if err != nil {
 		return
 	}
-	if needOwned && len(ct.Targets) == total && !slices.ContainsFunc(ct.Targets, func(tg apiClusterTarget) bool {
+	if needOwned && len(ct.Targets) == total && !slices.ContainsFunc(ct.Targets, func(tg ClusterTarget) bool {
 		return slices.Contains(tg.Owners, victim.name) || len(tg.Owners) != 1
 	}) {
 		o.mu.Lock()
@@ -125,7 +125,7 @@ func (o *takeover) poll(p, victim *testAgent, moving []string, total int) {
 	}
 	// Both peers together must scrape every moving target; each peer
 	// records when it scrapes its own share.
-	var tg apiTargets
+	var tg Targets
 	if err := p.getJSON("/api/v1/targets", &tg); err != nil {
 		return
 	}
@@ -159,7 +159,7 @@ func start(a *testAgent) time.Time {
 }
 
 // mostLoaded returns the index of the agent that owns the most targets in ct.
-func mostLoaded(ct apiClusterTargets, agents []*testAgent) int {
+func mostLoaded(ct ClusterTargets, agents []*testAgent) int {
 	best, bestN := 0, -1
 	for i, a := range agents {
 		n := 0
@@ -175,8 +175,8 @@ func mostLoaded(ct apiClusterTargets, agents []*testAgent) int {
 	return best
 }
 
-func (ct apiClusterTargets) hasOwner(name string) bool {
-	return slices.ContainsFunc(ct.Targets, func(tg apiClusterTarget) bool { return slices.Contains(tg.Owners, name) })
+func (ct ClusterTargets) hasOwner(name string) bool {
+	return slices.ContainsFunc(ct.Targets, func(tg ClusterTarget) bool { return slices.Contains(tg.Owners, name) })
 }
 
 // TestSecondStopCutsTheHandoffShort stops an agent whose handoff lead is

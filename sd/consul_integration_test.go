@@ -51,7 +51,7 @@ func runRegistrationStoppable(t *testing.T, client *api.Client, id, gossip strin
 	r, err := NewRegistration(client, RegistrationOptions{
 		RegistrationConfig: cfg, ID: id, Address: "127.0.0.1", Port: 8080,
 		GossipAddr: gossip, Version: "test",
-	}, nil)
+	}, nil, nil)
 	require.NoError(t, err)
 	require.NoError(t, r.Register(t.Context()))
 	ready := &atomic.Bool{}

@@ -3,7 +3,6 @@ package sd
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -18,37 +17,46 @@ import (
 type ConsulConfig struct {
 	// Address is Consul's HTTP address (host:port); empty means no Consul.
 	Address string
-	// TokenFile holds the ACL token; Consul's client re-reads it on every
-	// request.
+	// TokenFile holds the ACL token. The agent re-reads it on reload and
+	// when it changes (TokenFile).
 	TokenFile string
 }
 
 // RegisterFlags declares --consul.address and --consul.token-file.
 func (c *ConsulConfig) RegisterFlags(app *kingpin.Application) {
 	flagext.String(app, "consul.address", "Consul HTTP address (host:port) for --cluster.join=consul+... and --consul.register. Empty: no Consul. Scrape targets use consul_sd_configs in the config file.", &c.Address)
-	flagext.String(app, "consul.token-file", "File with the Consul ACL token.", &c.TokenFile)
+	flagext.String(app, "consul.token-file", "File with the Consul ACL token; re-read on SIGHUP, POST /-/reload and when it changes (a bad file keeps the running token).", &c.TokenFile)
 }
 
-// Validate checks that the token file exists; Consul's client reads it on
-// every request, and a missing one would fail them all.
+// Validate checks that the token file holds a token: a missing or empty
+// one would fail every request.
 func (c ConsulConfig) Validate() error {
 	if c.TokenFile == "" {
 		return nil
 	}
-	if _, err := os.Stat(c.TokenFile); err != nil {
-		return fmt.Errorf("--consul.token-file: %w", err)
-	}
-	return nil
+	_, err := readToken(c.TokenFile)
+	return err
 }
 
-// Client returns a Consul client, or nil when no address is set. Call
-// Validate first.
-func (c ConsulConfig) Client() (*api.Client, error) {
+// Client returns a Consul client, or nil when no address is set. When token
+// is not nil, every request carries its running token (a rotated file is
+// used without a new client). Call Validate first.
+func (c ConsulConfig) Client(token *TokenFile) (*api.Client, error) {
 	if c.Address == "" {
 		return nil, nil
 	}
 	cfg := api.DefaultConfig()
-	cfg.Address, cfg.TokenFile = c.Address, c.TokenFile
+	cfg.Address = c.Address
+	if token != nil {
+		// The client api.NewClient would build, TLS settings from the
+		// CONSUL_* environment included, with the token set per request.
+		hc, err := api.NewHttpClient(cfg.Transport, cfg.TLSConfig)
+		if err != nil {
+			return nil, fmt.Errorf("--consul.address %q: %w", c.Address, err)
+		}
+		hc.Transport = token.RoundTripper(hc.Transport)
+		cfg.HttpClient = hc
+	}
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("--consul.address %q: %w", c.Address, err)

@@ -34,11 +34,11 @@ func TestNewRegistrationValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := valid
 			tt.mutate(&opts)
-			_, err := NewRegistration(&api.Client{}, opts, nil)
+			_, err := NewRegistration(&api.Client{}, opts, nil, nil)
 			require.ErrorContains(t, err, tt.wantErr)
 		})
 	}
-	r, err := NewRegistration(&api.Client{}, valid, nil)
+	r, err := NewRegistration(&api.Client{}, valid, nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, DefaultTTL, r.opts.TTL)
 	require.Equal(t, DefaultDeregisterCriticalServiceAfter, r.opts.DeregisterCriticalServiceAfter)
@@ -86,17 +86,17 @@ func TestRegistrationRegistersAgainWhenLost(t *testing.T) {
 	r, err := NewRegistration(fakeConsul(t, fake.ServeHTTP), RegistrationOptions{
 		RegistrationConfig: cfg, ID: "n1", Address: "10.0.0.1", Port: 8080,
 		GossipAddr: "10.0.0.1:7946", Version: "v1",
-	}, nil)
+	}, nil, nil)
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, func() bool { return true }) }()
-	require.Eventually(t, func() bool { return len(fake.seen()) == 3 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return len(fake.seen()) == 4 }, 10*time.Second, time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
 
-	require.Equal(t, []string{"update service:n1 passing", "register", "update service:n1 passing"}, fake.seen())
+	require.Equal(t, []string{"register", "update service:n1 passing", "register", "update service:n1 passing"}, fake.seen())
 	require.Equal(t, "n1", fake.reg.ID)
 	require.Equal(t, "shoal", fake.reg.Name)
 	require.Equal(t, map[string]string{MetaGossipAddr: "10.0.0.1:7946", MetaVersion: "v1"}, fake.reg.Meta)
@@ -109,7 +109,7 @@ func TestRegistrationErrorsNameTheService(t *testing.T) {
 	client := fakeConsul(t, func(w http.ResponseWriter, _ *http.Request) { fail(w) })
 	cfg := DefaultRegistrationConfig()
 	cfg.Service = "shoal"
-	r, err := NewRegistration(client, RegistrationOptions{RegistrationConfig: cfg, ID: "n1", Port: 8080, GossipAddr: "h:1"}, nil)
+	r, err := NewRegistration(client, RegistrationOptions{RegistrationConfig: cfg, ID: "n1", Port: 8080, GossipAddr: "h:1"}, nil, nil)
 	require.NoError(t, err)
 	require.ErrorContains(t, r.Register(context.Background()), `register service "shoal" as "n1"`)
 	require.ErrorContains(t, r.Deregister(context.Background()), `deregister service "n1"`)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/promslog"
 
 	"github.com/shoal-dev/shoal/agent"
+	"github.com/shoal-dev/shoal/internal/redact"
 )
 
 // version is set at build time: -ldflags "-X main.version=v0.1.0".
@@ -143,5 +144,10 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	if err := f.Set(l.format); err != nil {
 		return nil, fmt.Errorf("--log.format: %w", err)
 	}
-	return promslog.New(&promslog.Config{Level: lvl, Format: f, Writer: w}), nil
+	// Passwords of URLs are masked in every line, from shoal or from the
+	// Prometheus packages; slog.SetDefault routes the standard library's log
+	// package (net/http's server errors) through it too.
+	logger := redact.Logger(promslog.New(&promslog.Config{Level: lvl, Format: f, Writer: w}))
+	slog.SetDefault(logger)
+	return logger, nil
 }

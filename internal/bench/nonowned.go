@@ -122,7 +122,7 @@ func ownedInstances(ctx context.Context, a *subject) ([]Instance, error) {
 	}
 	ins := make([]Instance, 0, len(ts))
 	for _, t := range ts {
-		ins = append(ins, Instance{ID: t.Labels["target"], Addr: t.Labels["instance"]})
+		ins = append(ins, Instance{ID: t.Labels.Get("target"), Addr: t.Instance()})
 	}
 	return ins, nil
 }

@@ -6,117 +6,32 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"time"
+
+	"github.com/shoal-dev/shoal/agent"
 )
 
 // requestTimeout bounds each request to an agent's HTTP API.
 const requestTimeout = 5 * time.Second
 
-// The types below decode shoal's own API. They mirror the JSON of
-// agent/api.go field for field (apiTarget, apiMember, apiMembers,
-// apiClusterTarget, apiClusterTargets, apiSelf), until agent exports them.
-
-// ActiveTarget is one target an agent scrapes, from /api/v1/targets.
-type ActiveTarget struct {
-	DiscoveredLabels   map[string]string `json:"discoveredLabels"`
-	Labels             map[string]string `json:"labels"`
-	Job                string            `json:"scrapePool"`
-	ScrapeURL          string            `json:"scrapeUrl"`
-	GlobalURL          string            `json:"globalUrl"`
-	LastError          string            `json:"lastError"`
-	LastScrape         time.Time         `json:"lastScrape"`
-	LastScrapeDuration float64           `json:"lastScrapeDuration"`
-	Health             string            `json:"health"`
-	ScrapeInterval     string            `json:"scrapeInterval"`
-	ScrapeTimeout      string            `json:"scrapeTimeout"`
-}
-
-// Instance returns the target's instance label.
-func (t ActiveTarget) Instance() string { return t.Labels["instance"] }
-
-// ClusterTarget is one discovered target with its owners, from
-// /api/v1/cluster/targets.
-type ClusterTarget struct {
-	Job    string            `json:"job"`
-	URL    string            `json:"url"`
-	Key    string            `json:"key"`
-	Owners []string          `json:"owners"`
-	Labels map[string]string `json:"labels"`
-}
-
-// ClusterTargets is an agent's view of where every discovered target goes.
-type ClusterTargets struct {
-	Digest  string          `json:"digest"`
-	Jobs    map[string]int  `json:"jobs"`
-	Targets []ClusterTarget `json:"targets"`
-}
-
-// Owners maps each target's instance label to its owners.
-func (c ClusterTargets) Owners() map[string][]string {
-	out := make(map[string][]string, len(c.Targets))
-	for _, t := range c.Targets {
-		out[t.Labels["instance"]] = t.Owners
-	}
-	return out
-}
-
-// Member is one member in /api/v1/cluster/members.
-type Member struct {
-	Name         string    `json:"name"`
-	Addr         string    `json:"addr"`
-	State        string    `json:"state"`
-	Self         bool      `json:"self"`
-	HTTPAddr     string    `json:"httpAddr"`
-	Version      string    `json:"version"`
-	Digest       string    `json:"digest"`
-	Started      time.Time `json:"started"`
-	OwnedTargets int       `json:"ownedTargets"`
-	Agrees       bool      `json:"agrees"`
-}
-
-// Members is an agent's view of the cluster, from /api/v1/cluster/members.
-type Members struct {
-	Self      string    `json:"self"`
-	Digest    string    `json:"digest"`
-	Agree     bool      `json:"agree"`
-	Disagree  []string  `json:"disagree"`
-	RingSize  int       `json:"ringSize"`
-	Replicas  int       `json:"replicationFactor"`
-	Members   []Member  `json:"members"`
-	Generated time.Time `json:"generated"`
-}
-
-// Active returns the names of the active members, sorted.
-func (m Members) Active() []string {
-	var out []string
-	for _, mem := range m.Members {
-		if mem.State == "active" {
-			out = append(out, mem.Name)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// Owned returns how many targets the members own in all, by their
-// ownedTargets.
-func (m Members) Owned() int {
-	n := 0
-	for _, mem := range m.Members {
-		n += mem.OwnedTargets
-	}
-	return n
-}
-
-// Self is an agent's own figures, from /api/v1/cluster/self.
-type Self struct {
-	Name         string `json:"name"`
-	Ready        bool   `json:"ready"`
-	OwnedTargets int    `json:"ownedTargets"`
-	Discovered   int    `json:"discoveredTargets"`
-	ActiveSeries int64  `json:"activeSeries"`
-}
+// The agent's own API types, which the server writes: the client decodes
+// into them, so the two cannot drift apart. The names are the ones the
+// harness' callers have used.
+type (
+	// ActiveTarget is one target an agent scrapes, from /api/v1/targets.
+	ActiveTarget = agent.Target
+	// ClusterTarget is one discovered target with its owners, from
+	// /api/v1/cluster/targets.
+	ClusterTarget = agent.ClusterTarget
+	// ClusterTargets is an agent's view of where every discovered target goes.
+	ClusterTargets = agent.ClusterTargets
+	// Member is one member in /api/v1/cluster/members.
+	Member = agent.Member
+	// Members is an agent's view of the cluster, from /api/v1/cluster/members.
+	Members = agent.Members
+	// Self is an agent's own figures, from /api/v1/cluster/self.
+	Self = agent.Self
+)
 
 // Client reads one agent's HTTP API: the one client of shoal's API the
 // tests, the demo, the benchmark and the docker test share. Its methods
@@ -139,9 +54,7 @@ func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
 // ActiveTargets returns the targets the agent scrapes.
 func (c *Client) ActiveTargets(ctx context.Context) ([]ActiveTarget, error) {
-	var out struct {
-		ActiveTargets []ActiveTarget `json:"activeTargets"`
-	}
+	var out agent.Targets
 	err := c.getJSON(ctx, "/api/v1/targets?state=active", &out)
 	return out.ActiveTargets, err
 }
@@ -187,19 +100,12 @@ func (c *Client) getJSON(ctx context.Context, path string, v any) error {
 	if code != http.StatusOK {
 		return fmt.Errorf("GET %s on %s: status %d: %s", path, c.name, code, body)
 	}
-	env := struct {
-		Status string          `json:"status"`
-		Data   json.RawMessage `json:"data"`
-		Error  string          `json:"error"`
-	}{}
+	env := agent.Response{Data: v}
 	if err := json.Unmarshal(body, &env); err != nil {
 		return fmt.Errorf("decode GET %s on %s: %w", path, c.name, err)
 	}
 	if env.Status != "success" {
 		return fmt.Errorf("GET %s on %s: status %q: %s", path, c.name, env.Status, env.Error)
-	}
-	if err := json.Unmarshal(env.Data, v); err != nil {
-		return fmt.Errorf("decode data of GET %s on %s: %w", path, c.name, err)
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func TestClient(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, ts, 1)
 	require.Equal(t, "h:1", ts[0].Instance())
-	require.Equal(t, "up", ts[0].Health)
+	require.Equal(t, "up", string(ts[0].Health))
 
 	_, err = c.Self(ctx)
 	require.ErrorContains(t, err, `status "error": not yet`)

@@ -39,6 +39,7 @@ type Consul struct {
 	client *api.Client
 	proc   *Process
 	node   string
+	token  string
 	args   []string
 }
 
@@ -51,6 +52,10 @@ type ConsulOptions struct {
 	NodeName string
 	// UI serves Consul's web UI on the HTTP port.
 	UI bool
+	// ACLToken, when set, enables ACLs with a default policy of deny and
+	// makes this the management token, which Client uses. Requests without
+	// a token, or with an unknown one, get 403.
+	ACLToken string
 }
 
 // RunConsul starts `consul agent -dev` on loopback ports and waits until
@@ -91,6 +96,16 @@ func RunConsul(ctx context.Context, g *Group, opts ConsulOptions) (*Consul, erro
   https = -1
 }`, httpPort, dnsPort, serfLAN, serfWAN, serverPort, grpcPort)
 
+	hcl := ports
+	if opts.ACLToken != "" {
+		hcl += fmt.Sprintf(`
+acl {
+  enabled = true
+  default_policy = "deny"
+  tokens { initial_management = %q }
+}`, opts.ACLToken)
+	}
+
 	c := &Consul{
 		Addr:    Loopback(httpPort),
 		DNSAddr: Loopback(dnsPort),
@@ -98,6 +113,7 @@ func RunConsul(ctx context.Context, g *Group, opts ConsulOptions) (*Consul, erro
 		LogPath: filepath.Join(dir, "consul.log"),
 		Ports:   p,
 		node:    opts.NodeName,
+		token:   opts.ACLToken,
 		args: []string{
 			"agent", "-dev",
 			"-node=" + opts.NodeName,
@@ -106,7 +122,7 @@ func RunConsul(ctx context.Context, g *Group, opts ConsulOptions) (*Consul, erro
 			"-advertise=127.0.0.1",
 			"-data-dir=" + dataDir,
 			"-log-level=info",
-			"-hcl=" + ports,
+			"-hcl=" + hcl,
 		},
 	}
 	if opts.UI {
@@ -185,6 +201,7 @@ func (c *Consul) newClient() (*consulClient, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = c.Addr
 	cfg.Scheme = "http"
+	cfg.Token = c.token
 	// api.DefaultConfig allocates a fresh transport per call; keep it so its
 	// keep-alive connections can be closed.
 	tr := cfg.Transport

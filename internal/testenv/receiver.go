@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	promapi "github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // ReceiverOptions configures RunReceiver. The zero value is the default
@@ -27,6 +29,10 @@ type ReceiverOptions struct {
 	// ExtraArgs are appended to the command line, e.g.
 	// "--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request".
 	ExtraArgs []string
+	// BasicAuth, when set, protects every path of the server with this user
+	// and password (a --web.config.file); the Receiver's own requests send
+	// them, and RemoteWriteURL carries them as userinfo.
+	BasicAuth *url.Userinfo
 }
 
 // Receiver is a Prometheus server that accepts remote write. Query it
@@ -34,7 +40,8 @@ type ReceiverOptions struct {
 type Receiver struct {
 	// URL is the base URL of the server, e.g. "http://127.0.0.1:41234".
 	URL string
-	// RemoteWriteURL is the remote-write endpoint, URL + "/api/v1/write".
+	// RemoteWriteURL is the remote-write endpoint, URL + "/api/v1/write",
+	// with ReceiverOptions.BasicAuth as userinfo when set.
 	RemoteWriteURL string
 	// DataDir is the TSDB directory, kept across Stop and Start.
 	DataDir string
@@ -47,6 +54,7 @@ type Receiver struct {
 	args      []string
 	api       v1.API
 	transport *http.Transport
+	rt        http.RoundTripper // transport, with the basic auth if any
 }
 
 // RunReceiver starts Prometheus as a remote-write receiver on a loopback
@@ -77,20 +85,32 @@ func RunReceiver(ctx context.Context, g *Group, opts ReceiverOptions) (*Receiver
 		Port:           port,
 		transport:      http.DefaultTransport.(*http.Transport).Clone(),
 	}
-	client, err := promapi.NewClient(promapi.Config{Address: r.URL, RoundTripper: r.transport})
+	r.rt = r.transport
+	var webArgs []string
+	if opts.BasicAuth != nil {
+		webCfg, err := writeBasicAuthConfig(dir, opts.BasicAuth)
+		if err != nil {
+			return nil, err
+		}
+		webArgs = []string{"--web.config.file=" + webCfg}
+		pw, _ := opts.BasicAuth.Password()
+		r.rt = basicAuthTransport{next: r.transport, user: opts.BasicAuth.Username(), password: pw}
+		r.RemoteWriteURL = (&url.URL{Scheme: "http", User: opts.BasicAuth, Host: addr, Path: "/api/v1/write"}).String()
+	}
+	client, err := promapi.NewClient(promapi.Config{Address: r.URL, RoundTripper: r.rt})
 	if err != nil {
 		return nil, fmt.Errorf("create prometheus api client: %w", err)
 	}
 	r.api = v1.NewAPI(client)
 	g.OnClose(func() error { r.transport.CloseIdleConnections(); return nil })
 
-	r.args = append([]string{
+	r.args = append(append([]string{
 		"--config.file=" + cfgPath,
 		"--storage.tsdb.path=" + r.DataDir,
 		"--web.listen-address=" + addr,
 		"--web.enable-remote-write-receiver",
 		"--log.level=info",
-	}, opts.ExtraArgs...)
+	}, webArgs...), opts.ExtraArgs...)
 	r.proc = g.NewProcess("prometheus", bin, r.LogPath)
 	g.OnClose(r.Stop)
 	return r, r.start(ctx)
@@ -101,6 +121,7 @@ func RunReceiver(ctx context.Context, g *Group, opts ReceiverOptions) (*Receiver
 // Stop do nothing on it.
 func ReceiverAt(url string) (*Receiver, error) {
 	r := &Receiver{URL: url, RemoteWriteURL: url + "/api/v1/write", transport: http.DefaultTransport.(*http.Transport).Clone()}
+	r.rt = r.transport
 	client, err := promapi.NewClient(promapi.Config{Address: url, RoundTripper: r.transport})
 	if err != nil {
 		return nil, fmt.Errorf("create prometheus api client: %w", err)
@@ -122,7 +143,7 @@ func (r *Receiver) start(ctx context.Context) error {
 	if err := r.proc.Start(r.args); err != nil {
 		return err
 	}
-	hc := &http.Client{Transport: r.transport, Timeout: readyRequestTimeout}
+	hc := &http.Client{Transport: r.rt, Timeout: readyRequestTimeout}
 	return r.proc.WaitReady(ctx, startTimeout, pollInterval, func(ctx context.Context) error {
 		return HTTPReady(ctx, hc, r.URL+"/-/ready")
 	})
@@ -227,4 +248,32 @@ func (r *Receiver) RawSamples(ctx context.Context, selector string, start, end t
 		return nil, fmt.Errorf("query %q: %w", q, err)
 	}
 	return toSeries(q, val)
+}
+
+// writeBasicAuthConfig writes an exporter-toolkit web config that requires
+// auth's user and password, and returns its path.
+func writeBasicAuthConfig(dir string, auth *url.Userinfo) (string, error) {
+	pw, _ := auth.Password()
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		return "", fmt.Errorf("hash receiver password: %w", err)
+	}
+	p := filepath.Join(dir, "web.yml")
+	content := fmt.Sprintf("basic_auth_users:\n  %q: %q\n", auth.Username(), hash)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		return "", fmt.Errorf("write receiver web config: %w", err)
+	}
+	return p, nil
+}
+
+// basicAuthTransport adds basic auth to every request.
+type basicAuthTransport struct {
+	next           http.RoundTripper
+	user, password string
+}
+
+func (t basicAuthTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.SetBasicAuth(t.user, t.password)
+	return t.next.RoundTrip(req)
 }
