@@ -147,7 +147,7 @@ func scrapePoison(t testing.TB, target string, limits scrape.Limits, interval ti
 
 	mem := startMemPeak()
 	a := startAgent(t, opts)
-	var tg apiTargets
+	var tg Targets
 	require.Eventually(t, func() bool {
 		if err := a.getJSON("/api/v1/targets", &tg); err != nil || len(tg.ActiveTargets) != 1 {
 			return false
