@@ -51,3 +51,41 @@ func TestRestartsDuringReceiverOutage(t *testing.T) {
 		require.LessOrEqual(t, st.Gaps, 2, "%s: scrapes missing: %+v", st.Instance, st)
 	}
 }
+
+// TestKillDuringReceiverOutage kills one of two agents (SIGKILL: no
+// handoff, no flush, no final savepoint) inside a receiver outage and
+// starts it again on the same storage path. Its peer declares it dead and
+// takes its targets for a while; when the receiver is back, both queues go
+// out. The killed agent's backlog is resent from its savepoint: no target
+// loses more than one counter value.
+func TestKillDuringReceiverOutage(t *testing.T) {
+	t.Parallel()
+	c := startConverged(t, 2, "rk", nil)
+	sleepUntil(c.at.Add(3 * c.iv))
+
+	down := time.Now()
+	require.NoError(t, c.env.StopReceiver())
+	sleepUntil(down.Add(outage / 3))
+	require.NoError(t, c.agents[0].Kill())
+	require.NoError(t, c.agents[0].Start(t.Context()))
+	require.NoError(t, c.agents[0].WaitReady(t.Context()))
+	sleepUntil(down.Add(outage))
+	require.NoError(t, c.env.StartReceiver())
+	up := time.Now()
+	catchUp, err := WaitIngested(t.Context(), c.env.Receiver, counterSelector, c.healthy, up)
+	require.NoError(t, err)
+
+	w := Window{Start: down.Add(-3 * c.iv), End: up.Add(3 * c.iv), Interval: c.iv}
+	sleepUntil(w.End)
+	_, err = WaitIngested(t.Context(), c.env.Receiver, counterSelector, c.healthy, w.End)
+	require.NoError(t, err)
+	counter, err := Collect(t.Context(), c.env.Receiver, counterSelector, w.Start, w.End)
+	require.NoError(t, err)
+	stats := AnalyzeAll(counter, c.healthy, w, true)
+	t.Logf("E2E test=kill_during_receiver_outage agents=%d interval_s=%g outage_s=%.1f catch_up_s=%.1f window_s=%.1f expected_per_target=%d %s",
+		len(c.agents), c.iv.Seconds(), up.Sub(down).Seconds(), catchUp.Seconds(), w.End.Sub(w.Start).Seconds(), w.Expected(), Summarize(stats))
+	for _, st := range stats {
+		// At most the scrape that was being written when the kill came.
+		require.LessOrEqual(t, st.Missing, 1, "%s: counter values lost: %+v", st.Instance, st)
+	}
+}
