@@ -75,7 +75,7 @@ func (q *queue) samplesFrom(s *segment, off uint64) uint64 {
 	if err != nil {
 		return s.samples
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var n uint64
 	var hdr [headerSize]byte
 	for pos := uint64(0); pos < s.size; {
@@ -144,7 +144,7 @@ func (q *queue) scan(s *segment, verify bool) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	st, err := f.Stat()
 	if err != nil {
 		return err
