@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/stretchr/testify/require"
@@ -393,10 +394,22 @@ func TestDiskFullIsAStateNotAFailure(t *testing.T) {
 	require.NoError(t, s.Close(time.Second))
 }
 
-func TestRefusesRemoteWrite2(t *testing.T) {
-	cfg := testConfig(t, "http://127.0.0.1:1")
-	cfg.RemoteWriteConfigs[0].ProtobufMessage = "io.prometheus.write.v2.Request"
-	require.ErrorContains(t, Validate(cfg), `remote_write[0].protobuf_message: shoal sends remote-write 1.0`)
+func TestRemoteWrite2Conversion(t *testing.T) {
+	ls := labels.FromStrings("__name__", "m", "a", "b")
+	var b []byte
+	b = appendSeries(b, encodeLabels(nil, ls), 1000, 1.5, nil, nil, nil)
+	b = appendSeries(b, encodeLabels(nil, labels.FromStrings("__name__", "m", "a", "c")), 2000, 2.5, nil, nil, nil)
+	out, err := toV2(b)
+	require.NoError(t, err)
+	var req writev2.Request
+	require.NoError(t, req.Unmarshal(out))
+	require.Len(t, req.Timeseries, 2)
+	var sb labels.ScratchBuilder
+	got, err := req.Timeseries[1].ToLabels(&sb, req.Symbols)
+	require.NoError(t, err)
+	require.Equal(t, `{__name__="m", a="c"}`, got.String())
+	require.Equal(t, int64(2000), req.Timeseries[1].Samples[0].Timestamp)
+	require.Equal(t, 2.5, req.Timeseries[1].Samples[0].Value)
 }
 
 func TestEncodingMatchesPrompb(t *testing.T) {

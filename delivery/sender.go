@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -182,9 +183,19 @@ func (e *endpoint) headMint(r *reader) int64 {
 // ends (then it returns false). A request the receiver refuses is dropped
 // and counted: retrying it would block every later sample.
 func (e *endpoint) send(ctx context.Context, b *batch, resend bool) bool {
-	b.req = snappy.Encode(b.req[:cap(b.req)], b.raw)
-	req := b.req
 	cfg, client := e.config()
+	body := b.raw
+	if cfg.ProtobufMessage == remoteapi.WriteV2MessageType {
+		v2, err := toV2(b.raw)
+		if err != nil {
+			e.m.failed.WithLabelValues(e.name, e.url).Add(float64(b.samples))
+			e.logger.Error("Cannot encode a remote-write 2.0 request; its samples are dropped", "endpoint", e.name, "err", err)
+			return true
+		}
+		body = v2
+	}
+	b.req = snappy.Encode(b.req[:cap(b.req)], body)
+	req := b.req
 	backoff := time.Duration(cfg.QueueConfig.MinBackoff)
 	for attempt := 0; ; attempt++ {
 		err := client.store(ctx, req, attempt)

@@ -145,8 +145,10 @@ func endpointName(rw *config.RemoteWriteConfig) string {
 // Validate rejects remote_write settings shoal does not implement.
 func Validate(cfg *config.Config) error {
 	for i, rw := range cfg.RemoteWriteConfigs {
-		if rw.ProtobufMessage != "" && rw.ProtobufMessage != remoteapi.WriteV1MessageType {
-			return fmt.Errorf("remote_write[%d].protobuf_message: shoal sends remote-write 1.0 (%s), got %q", i, remoteapi.WriteV1MessageType, rw.ProtobufMessage)
+		switch rw.ProtobufMessage {
+		case "", remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType:
+		default:
+			return fmt.Errorf("remote_write[%d].protobuf_message: shoal sends %s or %s, got %q", i, remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType, rw.ProtobufMessage)
 		}
 	}
 	return nil
