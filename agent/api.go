@@ -288,7 +288,7 @@ func (a *Agent) notReadyReason() string {
 	default:
 	}
 	if !a.node.Ready() {
-		return "not joined the cluster yet"
+		return a.node.NotReadyReason()
 	}
 	return "waiting for the first service discovery sync"
 }

@@ -84,6 +84,11 @@ func (n *Node) join(ctx context.Context, ml *memberlist.Memberlist) error {
 	var lastReason string
 	var lastLogged time.Time
 	for try := 1; ; try++ {
+		select {
+		case <-n.leavingCh:
+			return errStopping
+		default:
+		}
 		addrs, perr := n.cfg.Peers(ctx)
 		others := n.others(append(addrs, n.memberAddrs()...))
 		at := n.exchange(ml, others)
@@ -132,6 +137,8 @@ func (n *Node) join(ctx context.Context, ml *memberlist.Memberlist) error {
 			return n.nameConflict(other)
 		case <-n.joinWake:
 			// A member appeared: it may have accepted us.
+		case <-n.nudge:
+			// The peer list changed (TriggerRejoin).
 		case <-t.C:
 		}
 		t.Stop()

@@ -533,12 +533,8 @@ func (n *Node) advertiser(ctx context.Context, ml *memberlist.Memberlist) {
 // memberlist. If it leaves before until, peers keep it in the ring until
 // then: that is how a restart grace holds its keys.
 func (n *Node) AnnounceLeaving(ctx context.Context, until time.Time) (time.Time, error) {
-	n.mu.Lock()
-	ml := n.ml
-	n.mu.Unlock()
-	if ml == nil {
-		return time.Time{}, ErrNotRunning
-	}
+	// Before Run has created the memberlist the node owns nothing: it
+	// leaves at once, and Run never makes it active.
 	n.leaveOnce.Do(func() { close(n.leavingCh) })
 	until = n.leaveAs(until)
 	if until.IsZero() {
