@@ -218,3 +218,76 @@ func watchStates(t *testing.T, observer *testNode, name string) func() []State {
 		return append([]State(nil), seen...)
 	}
 }
+
+// TestStopDuringJoinIsFinal: a node told to leave while it is still
+// joining leaves at once, owning nothing, and a peer that becomes
+// reachable afterwards never sees it active.
+func TestStopDuringJoinIsFinal(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	var open atomic.Bool
+	dead := closedAddr(t)
+	b := startNode(t, "b", nil, func(c *Config) {
+		c.Peers = func(context.Context) ([]string, error) {
+			if open.Load() {
+				return []string{a.Addr()}, nil
+			}
+			return []string{dead}, nil
+		}
+	})
+	seen := watchStates(t, a, "b")
+	require.Eventually(t, func() bool { return b.NotReadyReason() != "not joined the cluster yet" }, 10*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	until, err := b.AnnounceLeaving(ctx, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	require.True(t, until.IsZero(), "a joining node owns nothing, so it leaves at once")
+	open.Store(true)
+	require.Never(t, func() bool { return b.State() != StateLeaving || a.Ring().Has("b") }, 2*time.Second, 5*time.Millisecond)
+	start := time.Now()
+	require.NoError(t, b.stop())
+	t.Logf("Run returned %v after the cancellation", time.Since(start).Round(time.Millisecond))
+	require.NotContains(t, seen(), StateActive)
+}
+
+// TestStopDuringRejoinIsFinal: a rejoin in progress (an address that
+// accepts and never answers holds it for the TCP timeout) does not bring a
+// leaving node back, and Run returns once the rejoin ends.
+func TestStopDuringRejoinIsFinal(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var accepted atomic.Int64
+	var conns sync.WaitGroup
+	hold := make(chan struct{})
+	conns.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			conns.Go(func() { <-hold; _ = c.Close() })
+		}
+	})
+	t.Cleanup(func() { _ = l.Close(); close(hold); conns.Wait() })
+
+	a := startNode(t, "a", nil, nil)
+	tcp := time.Second
+	b := startNode(t, "b", []string{a.Addr(), l.Addr().String()}, func(c *Config) {
+		c.RejoinInterval, c.Timers.TCPTimeout = 20*time.Millisecond, tcp
+	})
+	waitConverged(t, []*testNode{a, b}, 2, 10*time.Second)
+	seen := watchStates(t, a, "b")
+	n := accepted.Load()
+	require.Eventually(t, func() bool { return accepted.Load() > n }, 10*time.Second, 5*time.Millisecond, "no rejoin in progress")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = b.AnnounceLeaving(ctx, time.Now())
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, b.stop())
+	took := time.Since(start)
+	t.Logf("Run returned %v after the cancellation (TCP timeout %v)", took.Round(time.Millisecond), tcp)
+	require.Less(t, took, tcp+leaveTimeout+2*time.Second)
+	states := seen()
+	require.Equal(t, []State{StateActive, StateLeaving}, states)
+}
