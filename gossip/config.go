@@ -23,7 +23,7 @@ func StaticPeers(addrs ...string) PeerProvider {
 }
 
 // Config configures a Node. Start from DefaultConfig: New applies no
-// defaults, and a zero timer or join timeout is refused.
+// defaults, and a zero timer or bootstrap timeout is refused.
 type Config struct {
 	// Name is the node's unique name in the cluster (default: hostname in
 	// the caller). A second node with a name in use is refused.
