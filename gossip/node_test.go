@@ -322,6 +322,9 @@ func TestConfigValidation(t *testing.T) {
 		{"localhost needs no key", func(c *Config) { c.BindAddr = "localhost:7946" }, ""},
 		{"ipv6 loopback needs no key", func(c *Config) { c.BindAddr = "[::1]:0" }, ""},
 		{"http address with a path", func(c *Config) { c.HTTPAddr = "127.0.0.1:9090/x" }, `advertised http address "127.0.0.1:9090/x": port must be a number`},
+		{"bootstrap timeout", func(c *Config) { c.BootstrapTimeout = 0 }, "--cluster.bootstrap-timeout must be positive, got 0s"},
+		{"wait for size", func(c *Config) { c.WaitForSize = -1 }, "--cluster.wait-for-size must not be negative (0 does not wait), got -1"},
+		{"wait for size timeout", func(c *Config) { c.WaitForSizeTimeout = -time.Second }, "--cluster.wait-for-size-timeout must not be negative (0 waits for ever), got -1s"},
 		{"ok", func(*Config) {}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
