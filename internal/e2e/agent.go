@@ -180,6 +180,15 @@ func (a *Agent) args() []string {
 // ready. It fails if the agent is already running, exits or is not ready
 // within a generous timeout.
 func (a *Agent) Start(ctx context.Context) error {
+	if err := a.Launch(); err != nil {
+		return err
+	}
+	return a.WaitReady(ctx)
+}
+
+// Launch writes the configuration and starts the process without waiting
+// for it to be ready: for agents that must not become ready.
+func (a *Agent) Launch() error {
 	cfg := a.Opts.Config
 	labels := map[string]string{}
 	if !a.Opts.NoAgentLabel {
@@ -192,10 +201,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := os.WriteFile(a.ConfigPath, []byte(cfg.Render()), 0o644); err != nil {
 		return fmt.Errorf("write config of %s: %w", a.Name, err)
 	}
-	if err := a.Process.Start(a.args()); err != nil {
-		return err
-	}
-	return a.WaitReady(ctx)
+	return a.Process.Start(a.args())
 }
 
 // WaitReady waits until /-/ready answers 200. It fails when the process
