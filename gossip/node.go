@@ -261,8 +261,10 @@ func (n *Node) signal() {
 	}
 }
 
-// Run creates the memberlist, joins the cluster, becomes active and keeps
-// the ring up to date until ctx is cancelled; then it leaves memberlist
+// Run creates the memberlist, joins the cluster (retrying until a peer
+// accepts this node, see Config.Peers and Config.Bootstrap), waits for
+// Config.WaitForSize, becomes active unless it started leaving meanwhile,
+// and keeps the ring up to date until ctx is cancelled; then it leaves memberlist
 // gracefully and shuts it down. Call AnnounceLeaving first to hand targets
 // over before the node disappears. Run returns nil on cancellation, and an
 // error if the memberlist cannot be created or another node owns this name.

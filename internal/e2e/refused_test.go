@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +49,14 @@ func TestMisconfiguredPeersScrapeNothing(t *testing.T) {
 		agents = append(agents, a)
 	}
 	ctx := t.Context()
+	for _, a := range agents {
+		require.NoError(t, Poll(ctx, ReadyTimeout, pollInterval, func(ctx context.Context) error {
+			if err := a.Ready(ctx); err == nil || !strings.Contains(err.Error(), "503") {
+				return fmt.Errorf("%s: want 503, got %v", a.Name, err)
+			}
+			return nil
+		}))
+	}
 	w := Window{Start: time.Now().Add(2 * BootstrapTimeout), Interval: c.iv}
 	w.End = w.Start.Add(refusedIntervals * c.iv)
 	for time.Now().Before(w.End) {
