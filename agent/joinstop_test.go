@@ -141,12 +141,6 @@ func (l *stateLog) activeAfterLeaving() (bool, []gossip.State) {
 	return false, append([]gossip.State(nil), l.seen...)
 }
 
-func (l *stateLog) states() []gossip.State {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]gossip.State(nil), l.seen...)
-}
-
 // quitAndTime asks ta to stop and returns how long Run took to return; it
 // fails beyond the stop bound the operator is promised, the handoff timeout
 // plus the flush deadline.

@@ -52,7 +52,7 @@ func TestMisconfiguredPeersScrapeNothing(t *testing.T) {
 	for _, a := range agents {
 		require.NoError(t, Poll(ctx, ReadyTimeout, pollInterval, func(ctx context.Context) error {
 			if err := a.Ready(ctx); err == nil || !strings.Contains(err.Error(), "503") {
-				return fmt.Errorf("%s: want 503, got %v", a.Name, err)
+				return fmt.Errorf("%s: want 503, got %w", a.Name, err)
 			}
 			return nil
 		}))
