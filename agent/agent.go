@@ -150,7 +150,11 @@ func (a *Agent) buildCluster() error {
 	g := a.opts.Gossip
 	g.HTTPAddr = a.advertisedHTTP()
 	g.Version = a.opts.Version
-	g.Peers = peerProvider(specs, net.DefaultResolver, consulPeerList(consul, a.logger))
+	if len(specs) > 0 {
+		// Without --cluster.join the node is a cluster of one at once; with
+		// it, it owns nothing until a peer accepts it (or --cluster.bootstrap).
+		g.Peers = peerProvider(specs, net.DefaultResolver, consulPeerList(consul, a.logger))
+	}
 	g.Resume = takeRestartMarker(a.opts.Storage.Path, g.Name, a.logger)
 	a.node, err = gossip.New(g, a.logger, a.reg)
 	return err
@@ -329,8 +333,17 @@ func (a *Agent) applyConfig(cfg *Config) error {
 func (a *Agent) Reload() error {
 	a.cfgMu.Lock()
 	defer a.cfgMu.Unlock()
+	if a.isStopping() {
+		return ErrStopping
+	}
 	a.logger.Info("loading configuration file", "file", a.opts.ConfigFile)
 	cfg, err := loadConfig(a.opts, a.logger)
+	if err == nil && a.isStopping() {
+		// A stop began while the file was read: apply nothing, the scrape
+		// loops may be stopping already.
+		a.logger.Info("not applying the configuration: the agent is stopping")
+		return ErrStopping
+	}
 	if err == nil {
 		err = a.applyConfig(cfg)
 		if err != nil {
@@ -365,13 +378,24 @@ func (a *Agent) Reload() error {
 	return nil
 }
 
+// ErrStopping is returned by Reload once the agent has begun to stop.
+var ErrStopping = errors.New("the agent is stopping, not reloading")
+
+// isStopping reports whether the stop sequence has begun.
+func (a *Agent) isStopping() bool {
+	select {
+	case <-a.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
 // Ready reports whether the agent has joined its cluster and received its
 // first discovery snapshot, and is not stopping.
 func (a *Agent) Ready() bool {
-	select {
-	case <-a.stopping:
+	if a.isStopping() {
 		return false
-	default:
 	}
 	return a.node.Ready() && a.discoverySynced() && a.store.Health() == nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-dev/shoal/gossip"
-	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 func TestReload(t *testing.T) {
@@ -97,20 +96,6 @@ func TestLifecycleDisabled(t *testing.T) {
 	a.waitReady()
 	code, _ := a.get("/-/healthy")
 	require.Equal(t, http.StatusOK, code)
-}
-
-func TestReadinessNotJoined(t *testing.T) {
-	t.Parallel()
-	// Nobody listens on the peer's port: the node retries for the join
-	// timeout and then starts as a cluster of one.
-	cfgPath := writeConfig(t, staticConfig(map[string][]string{"a": {"127.0.0.1:1"}}))
-	opts := agentOptions(t, "lonely", cfgPath)
-	opts.Join = []string{fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
-	a := startAgent(t, opts)
-	code, body := a.get("/-/ready")
-	require.Equal(t, http.StatusServiceUnavailable, code)
-	require.Contains(t, body, "not joined the cluster yet")
-	a.waitReady()
 }
 
 func TestReadinessWithoutScrapeConfigs(t *testing.T) {

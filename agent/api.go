@@ -383,7 +383,7 @@ func (a *Agent) notReadyReason() string {
 	default:
 	}
 	if !a.node.Ready() {
-		return "not joined the cluster yet"
+		return a.node.NotReadyReason()
 	}
 	if err := a.store.Health(); err != nil {
 		return err.Error()

@@ -49,6 +49,8 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
+func (b *logBuffer) contains(s string) bool { return strings.Contains(b.String(), s) }
+
 // testAgent is an agent running in-process on loopback ports.
 type testAgent struct {
 	*Agent

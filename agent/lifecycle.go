@@ -206,8 +206,13 @@ func (a *Agent) handOver(ctx context.Context) error {
 		"at", until, "timeout", a.opts.Stop.HandoffTimeout)
 	hctx, cancel := context.WithTimeout(ctx, a.opts.Stop.HandoffTimeout)
 	defer cancel()
-	if err := a.node.AnnounceLeaving(hctx, until); err != nil {
+	until, err := a.node.AnnounceLeaving(hctx, until)
+	if err != nil {
 		a.logger.Warn("not every peer acknowledged the leave; those that did not take over when they notice it", "err", err)
+	}
+	if until.IsZero() {
+		a.logger.Info("this agent owned no targets (it had not finished joining): nothing to hand over")
+		return nil
 	}
 	cctx, ccancel := context.WithDeadline(hctx, until)
 	defer ccancel()
@@ -234,8 +239,13 @@ func (a *Agent) announceRestart(ctx context.Context) error {
 	until := time.Now().Add(a.opts.Stop.RestartGrace)
 	a.logger.Info("announcing a restart; peers hold this agent's targets until the grace ends",
 		"until", until, "timeout", a.opts.Stop.HandoffTimeout)
-	if err := a.node.AnnounceLeaving(ctx, until); err != nil {
+	until, err := a.node.AnnounceLeaving(ctx, until)
+	if err != nil {
 		a.logger.Warn("not every peer acknowledged the restart; those that did not take the targets over when they notice it", "err", err)
+	}
+	if until.IsZero() {
+		a.logger.Info("this agent owned no targets (it had not finished joining): peers hold nothing for it")
+		return nil
 	}
 	if err := writeRestartMarker(a.opts.Storage.Path, a.opts.Gossip.Name, until); err != nil {
 		return fmt.Errorf("the next start will rejoin with the handoff lead: %w", err)

@@ -43,7 +43,7 @@ func BenchmarkConvergence(b *testing.B) {
 				// Graceful: announce leaving (targets move), then leave.
 				start = time.Now()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				if err := extra.AnnounceLeaving(ctx, time.Now()); err != nil {
+				if _, err := extra.AnnounceLeaving(ctx, time.Now()); err != nil {
 					b.Fatal(err)
 				}
 				cancel()

@@ -23,7 +23,7 @@ func StaticPeers(addrs ...string) PeerProvider {
 }
 
 // Config configures a Node. Start from DefaultConfig: New applies no
-// defaults, and a zero timer or join timeout is refused.
+// defaults, and a zero timer or bootstrap timeout is refused.
 type Config struct {
 	// Name is the node's unique name in the cluster (default: hostname in
 	// the caller). A second node with a name in use is refused.
@@ -58,11 +58,30 @@ type Config struct {
 	// ReplicationFactor is how many members own each key, 1 to
 	// MaxReplicationFactor.
 	ReplicationFactor int
-	// Peers supplies the addresses to join. Nil means start alone.
+	// Peers supplies the addresses to join (--cluster.join). Nil means
+	// start alone: the node is a cluster of one at once. With Peers, the
+	// node owns nothing until a peer has accepted it (or, with Bootstrap,
+	// until nobody answered for BootstrapTimeout), and retries for ever.
 	Peers PeerProvider
-	// JoinTimeout is how long to retry the initial join before starting as a
-	// cluster of one (the rejoin loop merges later).
-	JoinTimeout time.Duration
+	// Bootstrap lets a node with Peers start a new cluster alone once no
+	// peer has answered for BootstrapTimeout: every address unreachable or
+	// none listed. A peer that answers and refuses this node (another
+	// cluster name or key, refused metadata, this node's name in use)
+	// restarts that wait: a refusal is a configuration to fix, not an empty
+	// cluster, and starting alone would scrape every target twice.
+	Bootstrap bool
+	// BootstrapTimeout is how long nobody must answer before a Bootstrap
+	// node starts a new cluster.
+	BootstrapTimeout time.Duration
+	// WaitForSize, when above 1, keeps the node joining (owning nothing)
+	// after it joined, until at least that many members, this one
+	// included, are alive and not leaving, or WaitForSizeTimeout passes.
+	// Only the start waits; later departures do not make it wait again.
+	WaitForSize int
+	// WaitForSizeTimeout bounds the wait for WaitForSize, from the start
+	// of Run; zero waits for ever. After it the node goes on with the
+	// members it has (it must still have joined, or bootstrapped).
+	WaitForSizeTimeout time.Duration
 	// RejoinInterval is how often to re-resolve Peers and join any address
 	// not currently alive in the cluster, which merges healed partitions.
 	// Zero disables rejoining.
@@ -127,7 +146,10 @@ func DefaultTimers() Timers {
 
 // Defaults.
 const (
-	DefaultJoinTimeout = 10 * time.Second
+	// DefaultBootstrapTimeout: long enough for peers starting at the same
+	// time (a rollout, a compose file) to answer, short enough for the first
+	// agent of a new fleet.
+	DefaultBootstrapTimeout = 10 * time.Second
 	// DefaultRejoinInterval: after a partition heals, memberlist no longer
 	// talks to the members it declared dead, and only the rejoin loop merges
 	// the sides; one second keeps the merge under two. When every peer is
@@ -152,7 +174,7 @@ func DefaultConfig() Config {
 		BindAddr:          "0.0.0.0:7946",
 		Weight:            1,
 		ReplicationFactor: 1,
-		JoinTimeout:       DefaultJoinTimeout,
+		BootstrapTimeout:  DefaultBootstrapTimeout,
 		RejoinInterval:    DefaultRejoinInterval,
 		HandoffLead:       DefaultHandoffLead,
 		Timers:            DefaultTimers(),
@@ -196,8 +218,14 @@ func (c *Config) Validate() error {
 	if c.RejoinInterval < 0 {
 		errs = append(errs, fmt.Errorf("--cluster.rejoin-interval must not be negative (0 disables), got %s", c.RejoinInterval))
 	}
-	if c.JoinTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("join timeout must be positive, got %s", c.JoinTimeout))
+	if c.BootstrapTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--cluster.bootstrap-timeout must be positive, got %s", c.BootstrapTimeout))
+	}
+	if c.WaitForSize < 0 {
+		errs = append(errs, fmt.Errorf("--cluster.wait-for-size must not be negative (0 does not wait), got %d", c.WaitForSize))
+	}
+	if c.WaitForSizeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--cluster.wait-for-size-timeout must not be negative (0 waits for ever), got %s", c.WaitForSizeTimeout))
 	}
 	errs = append(errs, c.Timers.validate()...)
 	if len(c.Version) > 64 {

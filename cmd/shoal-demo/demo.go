@@ -185,6 +185,9 @@ func (d *demo) agentOptions(n int) e2e.AgentOptions {
 		Name: fmt.Sprintf("shoal-%d", n), Bin: d.cfg.shoalBin, Config: d.promConfig(), NoAgentLabel: true,
 		WebPort: d.webPort(n), GossipPort: d.gossipPort(n),
 		Join: []string{"consul+" + agentService}, ConsulAddress: d.consul.Addr, ConsulRegister: agentService,
+		// shoal-1 starts alone, before the others: Consul lists nobody else
+		// yet, and only --cluster.bootstrap lets it start a new cluster.
+		Bootstrap: n == 1,
 	}
 }
 

@@ -15,10 +15,13 @@ import (
 // (a Prometheus agent, vmagent) share.
 const (
 	// ReadyTimeout bounds how long an agent may take to report ready. A
-	// joiner whose peers do not answer retries for gossip's 10 s join
+	// first agent whose peers do not answer waits for its bootstrap
 	// timeout first, and a benchmarked agent discovers up to 10,000 Consul
 	// targets; the rest is headroom for a loaded 2-core machine.
 	ReadyTimeout = 2 * time.Minute
+	// BootstrapTimeout is the --cluster.bootstrap-timeout of agents with
+	// Bootstrap: the harness knows when nobody else runs yet.
+	BootstrapTimeout = time.Second
 	// StopGrace is how long an agent gets to exit after SIGTERM: the handoff
 	// timeout (15 s by default), a remote-write flush and leaving gossip,
 	// with headroom.
@@ -39,6 +42,11 @@ type AgentOptions struct {
 	// Join are the --cluster.join values, usually peers' GossipAddr. They
 	// are read at every Start, so they can be changed between Stop and Start.
 	Join []string
+	// Bootstrap passes --cluster.bootstrap with a short
+	// --cluster.bootstrap-timeout (BootstrapTimeout): the first agent of a
+	// cluster whose Join lists nobody else yet (consul+ joins, or all the
+	// fleet's addresses) starts a new cluster instead of waiting.
+	Bootstrap bool
 	// Config is the Prometheus configuration file. It is rendered at every
 	// Start, with AgentLabel set to Name unless NoAgentLabel.
 	Config PromConfig
@@ -159,6 +167,9 @@ func (a *Agent) args() []string {
 	if o.ConsulRegister != "" {
 		args = append(args, "--consul.register="+o.ConsulRegister)
 	}
+	if o.Bootstrap {
+		args = append(args, "--cluster.bootstrap", "--cluster.bootstrap-timeout="+BootstrapTimeout.String())
+	}
 	if o.HandoffTimeout != 0 {
 		args = append(args, "--cluster.handoff-timeout="+o.HandoffTimeout.String())
 	}
@@ -169,6 +180,15 @@ func (a *Agent) args() []string {
 // ready. It fails if the agent is already running, exits or is not ready
 // within a generous timeout.
 func (a *Agent) Start(ctx context.Context) error {
+	if err := a.Launch(); err != nil {
+		return err
+	}
+	return a.WaitReady(ctx)
+}
+
+// Launch writes the configuration and starts the process without waiting
+// for it to be ready: for agents that must not become ready.
+func (a *Agent) Launch() error {
 	cfg := a.Opts.Config
 	labels := map[string]string{}
 	if !a.Opts.NoAgentLabel {
@@ -181,10 +201,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := os.WriteFile(a.ConfigPath, []byte(cfg.Render()), 0o644); err != nil {
 		return fmt.Errorf("write config of %s: %w", a.Name, err)
 	}
-	if err := a.Process.Start(a.args()); err != nil {
-		return err
-	}
-	return a.WaitReady(ctx)
+	return a.Process.Start(a.args())
 }
 
 // WaitReady waits until /-/ready answers 200. It fails when the process

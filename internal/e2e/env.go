@@ -124,7 +124,8 @@ func (e *Env) StartCluster(ctx context.Context, n int, prefix string, modify fun
 }
 
 // StartCluster starts n agents with the options base, one after another,
-// each joining the ones started before it and ready before the next starts.
+// each joining the ones started before it and ready before the next starts
+// (the first with Bootstrap).
 // Once all are ready, every agent's Opts.Join lists all the others, so a
 // restarted agent rejoins whichever are up. Names are "<base.Name>-<i>";
 // modify sets further options per agent (it may be nil).
@@ -138,6 +139,9 @@ func StartCluster(ctx context.Context, g *testenv.Group, n int, base AgentOption
 		for _, prev := range agents {
 			o.Join = append(o.Join, prev.GossipAddr)
 		}
+		// The first one starts the cluster; with a join list (consul+) it
+		// would otherwise wait for a peer that is started after it.
+		o.Bootstrap = i == 0
 		if modify != nil {
 			modify(i, &o)
 		}
