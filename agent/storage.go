@@ -103,9 +103,6 @@ func (s *Storage) Appendable() storage.AppendableV2 { return s.d }
 // Health is nil while scraped samples can be stored.
 func (s *Storage) Health() error { return s.d.Health() }
 
-// Status is every endpoint's backlog.
-func (s *Storage) Status() []delivery.EndpointStatus { return s.d.Status() }
-
 // Close sends what is queued for at most the flush deadline and closes the
 // queue; what is left stays for the next start. Later calls return the
 // first result.

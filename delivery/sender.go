@@ -3,7 +3,6 @@ package delivery
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -138,7 +137,6 @@ func (e *endpoint) run(ctx context.Context) {
 		if resend {
 			upto = pos.inflight
 		}
-		e.oldest.Store(e.headMint(r))
 		err := e.collect(ctx, r, &b, upto, cfg.QueueConfig.MaxSamplesPerSend, time.Duration(cfg.QueueConfig.BatchSendDeadline))
 		if err != nil {
 			if !errors.Is(err, errDrained) && ctx.Err() == nil {
@@ -150,6 +148,7 @@ func (e *endpoint) run(ctx context.Context) {
 			resend = false
 			continue
 		}
+		e.oldest.Store(b.mint) // the oldest unsent record heads this batch
 		pos.inflight = b.end
 		e.q.setInflight(b.end)
 		if err := e.sp.save(pos); err != nil {
@@ -166,17 +165,6 @@ func (e *endpoint) run(ctx context.Context) {
 		e.acked.Store(pos.acked)
 		e.q.release(pos.acked)
 	}
-}
-
-// headMint is the min timestamp of the record at r, or 0.
-func (e *endpoint) headMint(r *reader) int64 {
-	off := r.off
-	_, _, mint, _, wait, err := r.next()
-	r.off = off
-	if err != nil || wait != nil {
-		return 0
-	}
-	return mint
 }
 
 // send delivers b, retrying recoverable errors with back-off until ctx
@@ -257,8 +245,4 @@ type EndpointStatus struct {
 	BacklogSamples uint64    `json:"backlogSamples"`
 	OldestUnsent   time.Time `json:"oldestUnsent,omitzero"`
 	LastError      string    `json:"lastError,omitempty"`
-}
-
-func (s EndpointStatus) String() string {
-	return fmt.Sprintf("%s: %d bytes unsent", s.Name, s.BacklogBytes)
 }

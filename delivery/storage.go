@@ -203,7 +203,7 @@ func (s *Storage) ApplyConfig(cfg *config.Config) error {
 		e, err := s.openEndpoint(p.name, p.rw, p.client, cfg.GlobalConfig.ExternalLabels)
 		if err != nil {
 			for _, n := range next {
-				if _, kept := old[n.name]; !kept && !contains(s.endpoints, n) {
+				if !contains(s.endpoints, n) { // opened by this call
 					n.stop(s.logger)
 				}
 			}

@@ -23,35 +23,16 @@ const outage = 30 * time.Second
 func TestReceiverOutage(t *testing.T) {
 	t.Parallel()
 	c := startConverged(t, 2, "rw", nil)
-	sleepUntil(c.at.Add(3 * c.iv))
-
-	down := time.Now()
-	require.NoError(t, c.env.StopReceiver())
-	sleepUntil(down.Add(outage))
-	require.NoError(t, c.env.StartReceiver())
-	up := time.Now()
-	catchUp, err := WaitIngested(t.Context(), c.env.Receiver, counterSelector, c.healthy, up)
-	require.NoError(t, err)
-
-	w := Window{Start: down.Add(-3 * c.iv), End: up.Add(3 * c.iv), Interval: c.iv}
-	sleepUntil(w.End)
-	_, err = WaitIngested(t.Context(), c.env.Receiver, counterSelector, c.healthy, w.End)
-	require.NoError(t, err)
+	stats, w := receiverOutage(t, c, "receiver_outage", nil)
 	after, err := Converged(t.Context(), c.agents, c.healthy)
 	require.NoError(t, err, "the cluster changed during the outage")
 	require.Equal(t, c.own, after, "ownership changed during the outage")
-
-	counter, err := Collect(t.Context(), c.env.Receiver, counterSelector, w.Start, w.End)
-	require.NoError(t, err)
-	stats := AnalyzeAll(counter, c.healthy, w, true)
 	for _, st := range stats {
 		require.Zero(t, st.Missing, "%s: counter values lost in the outage: %+v", st.Instance, st)
 		require.Zero(t, st.Gaps, "%s: scrapes missing in the outage: %+v", st.Instance, st)
 		require.Zero(t, st.Duplicates(), "%s: duplicates: %+v", st.Instance, st)
 		require.InDelta(t, w.Expected(), st.Samples, 1, "%s: samples in %v", st.Instance, w.End.Sub(w.Start))
 	}
-	t.Logf("E2E test=receiver_outage agents=%d interval_s=%g outage_s=%.1f catch_up_s=%.1f window_s=%.1f expected_per_target=%d %s",
-		len(c.agents), c.iv.Seconds(), up.Sub(down).Seconds(), catchUp.Seconds(), w.End.Sub(w.Start).Seconds(), w.Expected(), Summarize(stats))
 }
 
 // TestConsulOutage stops Consul for 30 s under three agents that discover
