@@ -93,6 +93,10 @@ func (r *strictReceiver) setDown(down bool) {
 func (r *strictReceiver) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.countLocked()
+}
+
+func (r *strictReceiver) countLocked() int {
 	n := 0
 	for _, s := range r.samples {
 		n += len(s)

@@ -12,6 +12,7 @@ type metrics struct {
 	sent, bytes, failed, retried *prometheus.CounterVec
 	highest                      *prometheus.GaugeVec
 	dropped                      *prometheus.CounterVec
+	holds, holdSeconds           *prometheus.CounterVec
 
 	backlogBytes, backlogSamples, oldest, queueDropped, resent, full, seriesN *prometheus.Desc
 }
@@ -26,6 +27,11 @@ func newMetrics(s *Storage) *metrics {
 		retried: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "prometheus_remote_storage_samples_retried_total", Help: "Samples in requests that failed recoverably and were retried."}, ep),
 		highest: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shoal_delivery_last_success_timestamp_seconds", Help: "When the endpoint last acknowledged a request."}, ep),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_storage_samples_dropped_total", Help: "Scraped samples that could not be written to the delivery queue, by endpoint and reason (disk_full, write_error)."}, []string{"remote_name", "reason"}),
+		holds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_delivery_handoff_holds_total",
+			Help: "Times the sender waited at a taken-over target for its previous owner to deliver its older samples, by how the wait ended (delivered, no_endpoint, abandoned: no progress for --storage.remote.handoff-wait, disabled).",
+		}, []string{"remote_name", "result"}),
+		holdSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_delivery_handoff_hold_seconds_total", Help: "Time the sender spent waiting for previous owners of taken-over targets."}, []string{"remote_name"}),
 
 		backlogBytes:   prometheus.NewDesc("shoal_delivery_backlog_bytes", "Bytes queued on disk and not yet acknowledged by the endpoint.", []string{"remote_name"}, nil),
 		backlogSamples: prometheus.NewDesc("shoal_delivery_backlog_samples", "Samples queued and not yet acknowledged (an upper bound: counted per queue file).", []string{"remote_name"}, nil),
@@ -38,7 +44,7 @@ func newMetrics(s *Storage) *metrics {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range []prometheus.Collector{m.sent, m.bytes, m.failed, m.retried, m.highest, m.dropped} {
+	for _, c := range []prometheus.Collector{m.sent, m.bytes, m.failed, m.retried, m.highest, m.dropped, m.holds, m.holdSeconds} {
 		c.Describe(ch)
 	}
 	for _, d := range []*prometheus.Desc{m.backlogBytes, m.backlogSamples, m.oldest, m.queueDropped, m.resent, m.full, m.seriesN} {
@@ -47,7 +53,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range []prometheus.Collector{m.sent, m.bytes, m.failed, m.retried, m.highest, m.dropped} {
+	for _, c := range []prometheus.Collector{m.sent, m.bytes, m.failed, m.retried, m.highest, m.dropped, m.holds, m.holdSeconds} {
 		c.Collect(ch)
 	}
 	m.s.mu.RLock()

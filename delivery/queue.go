@@ -26,7 +26,13 @@ import (
 //
 //	len u32 | crc32c u32 (of the rest of the header and the payload) |
 //	samples u32 | flags u32 | min timestamp i64
+//
+// A record with flagHandoff carries no samples: its payload is the name of
+// the agent that owned a target before this one, and its timestamp the
+// first sample this agent scraped of it (see handoff.go).
 const headerSize = 24
+
+const flagHandoff = 1
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -232,9 +238,13 @@ func (q *queue) end() uint64 {
 // it was: the record is not there, and the next append starts a new
 // segment if the failed one could not be cut back.
 func (q *queue) append(rec []byte, samples uint32, mint int64) error {
+	return q.appendFlags(rec, samples, 0, mint)
+}
+
+func (q *queue) appendFlags(rec []byte, samples, flags uint32, mint int64) error {
 	binary.LittleEndian.PutUint32(rec[0:], uint32(len(rec)-headerSize))
 	binary.LittleEndian.PutUint32(rec[8:], samples)
-	binary.LittleEndian.PutUint32(rec[12:], 0)
+	binary.LittleEndian.PutUint32(rec[12:], flags)
 	binary.LittleEndian.PutUint64(rec[16:], uint64(mint))
 	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(rec[8:], castagnoli))
 
@@ -371,12 +381,13 @@ func (q *queue) close() error {
 
 // reader reads records in order from a logical offset.
 type reader struct {
-	q    *queue
-	off  uint64
-	seg  *segment
-	file *os.File
-	hdr  [headerSize]byte
-	buf  []byte
+	q     *queue
+	off   uint64
+	seg   *segment
+	file  *os.File
+	hdr   [headerSize]byte
+	buf   []byte
+	flags uint32 // of the record next returned last
 }
 
 // next returns the payload of the record at r.off and the offset after it,
@@ -424,6 +435,7 @@ func (r *reader) next() (payload []byte, samples uint32, mint int64, next uint64
 		return nil, 0, 0, r.off, nil, err
 	}
 	mint = int64(binary.LittleEndian.Uint64(r.hdr[16:]))
+	r.flags = binary.LittleEndian.Uint32(r.hdr[12:])
 	return r.buf, samples, mint, r.off + n, nil, nil
 }
 

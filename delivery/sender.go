@@ -38,6 +38,11 @@ type endpoint struct {
 	cancel   context.CancelFunc
 	start    position
 	resendOK atomic.Uint64 // samples of a resent request the receiver refused as already written
+
+	preds    Predecessors
+	holdWait time.Duration
+	marks    marks
+	holding  atomic.Pointer[string] // the previous owner waited for, nil when not holding
 }
 
 func (e *endpoint) config() (*config.RemoteWriteConfig, writeClient) {
@@ -52,6 +57,9 @@ type batch struct {
 	samples int
 	end     uint64
 	mint    int64
+	// handoff is set, with no samples, when the reader stopped at a
+	// handoff record.
+	handoff *handoff
 }
 
 var errDrained = errors.New("queue drained")
@@ -60,7 +68,7 @@ var errDrained = errors.New("queue drained")
 // full or deadline after its first record; with upto > r.off exactly the
 // records before upto (the request in flight when the agent stopped).
 func (e *endpoint) collect(ctx context.Context, r *reader, b *batch, upto uint64, maxSamples int, deadline time.Duration) error {
-	b.raw, b.samples, b.end, b.mint = b.raw[:0], 0, r.off, 0
+	b.raw, b.samples, b.end, b.mint, b.handoff = b.raw[:0], 0, r.off, 0, nil
 	var timer <-chan time.Time
 	for {
 		if upto > 0 && r.off >= upto {
@@ -72,6 +80,12 @@ func (e *endpoint) collect(ctx context.Context, r *reader, b *batch, upto uint64
 		payload, samples, mint, next, wait, err := r.next()
 		if err != nil {
 			return err
+		}
+		if wait == nil && r.flags&flagHandoff != 0 {
+			if b.samples == 0 {
+				b.handoff = &handoff{from: string(payload), t: mint, next: next}
+			}
+			return nil // what is before the record goes out first
 		}
 		if wait == nil {
 			n, err := snappy.DecodedLen(payload)
@@ -143,6 +157,13 @@ func (e *endpoint) run(ctx context.Context) {
 				e.logger.Error("Reading the delivery queue failed", "endpoint", e.name, "err", err)
 			}
 			return
+		}
+		if b.handoff != nil {
+			if !e.await(ctx, *b.handoff) {
+				return
+			}
+			r.off = b.handoff.next
+			continue
 		}
 		if b.end == pos.acked {
 			resend = false
@@ -234,6 +255,9 @@ func (e *endpoint) status() EndpointStatus {
 	if p := e.lastErr.Load(); p != nil {
 		st.LastError = *p
 	}
+	if p := e.holding.Load(); p != nil {
+		st.WaitingFor = *p
+	}
 	return st
 }
 
@@ -245,4 +269,7 @@ type EndpointStatus struct {
 	BacklogSamples uint64    `json:"backlogSamples"`
 	OldestUnsent   time.Time `json:"oldestUnsent,omitzero"`
 	LastError      string    `json:"lastError,omitempty"`
+	// WaitingFor names the previous owner of a taken-over target whose
+	// older samples must be delivered before this endpoint sends on.
+	WaitingFor string `json:"waitingFor,omitempty"`
 }

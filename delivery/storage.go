@@ -39,6 +39,12 @@ type Options struct {
 	// crash of the process loses nothing written; a crash of the machine
 	// loses at most this much.
 	SyncInterval time.Duration
+	// Predecessors, when set with a positive HandoffWait, orders a taken-over
+	// target's samples after its previous owner's (see handoff.go): the
+	// sender waits at a handoff record until that agent has delivered its
+	// older samples, or has made no progress for HandoffWait.
+	Predecessors Predecessors
+	HandoffWait  time.Duration
 }
 
 // Storage is an AppendableV2: each commit becomes one record in every
@@ -55,6 +61,7 @@ type Storage struct {
 	closed    bool
 
 	cache seriesCache
+	open  openAppenders
 
 	// fullSince is when the last append failed for lack of space (unix ms),
 	// 0 while writes succeed.
@@ -114,10 +121,14 @@ func (s *Storage) background() {
 	defer syncT.Stop()
 	gcT := time.NewTicker(10 * time.Minute)
 	defer gcT.Stop()
+	markT := time.NewTicker(markInterval)
+	defer markT.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
+		case now := <-markT.C:
+			s.mark(now)
 		case <-syncT.C:
 			s.mu.RLock()
 			for _, e := range s.endpoints {
@@ -252,7 +263,10 @@ func (s *Storage) openEndpoint(name string, rw *config.RemoteWriteConfig, c writ
 		name: name, url: rw.URL.String(), logger: s.logger, q: q, sp: sp, m: s.m,
 		cfg: rw, client: c, ext: ext, start: pos,
 		drain: make(chan struct{}), done: make(chan struct{}),
+		preds: s.opts.Predecessors, holdWait: s.opts.HandoffWait,
 	}
+	// Everything in the queue now was committed before this start.
+	e.marks.add(q, time.Now().Add(-markSlack).UnixMilli())
 	e.acked.Store(pos.acked)
 	if bytes, samples := q.stats(pos.acked); bytes > 0 {
 		s.logger.Info("Resuming delivery from the savepoint", "endpoint", name, "unsent_bytes", bytes, "unsent_samples_at_most", samples)
@@ -274,7 +288,10 @@ func (e *endpoint) stop(logger *slog.Logger) {
 
 // AppenderV2 implements storage.AppendableV2.
 func (s *Storage) AppenderV2(context.Context) storage.AppenderV2 {
-	return &appender{s: s}
+	now := time.Now()
+	a := &appender{s: s, opened: now.UnixMilli()}
+	s.open.add(a, now)
+	return a
 }
 
 // Health is nil while the queue can be written, else why not and what to do.
@@ -350,14 +367,16 @@ func (s *Storage) Close(flushDeadline time.Duration) error {
 
 // appender collects one commit, encoded per endpoint.
 type appender struct {
-	s     *Storage
-	eps   []*endpoint
-	epoch uint64
-	bufs  [][]byte
-	count []uint32
-	mint  []int64
-	ex    []bool // the endpoint sends exemplars
-	hist  []bool // the endpoint sends native histograms
+	s      *Storage
+	eps    []*endpoint
+	epoch  uint64
+	bufs   [][]byte
+	count  []uint32
+	mint   []int64
+	ex     []bool // the endpoint sends exemplars
+	hist   []bool // the endpoint sends native histograms
+	from   string // the previous owner of the scraped target (HandedOver)
+	opened int64  // unix ms
 }
 
 func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
@@ -406,6 +425,13 @@ func (a *appender) Commit() error {
 		if a.count[i] == 0 {
 			continue
 		}
+		if a.from != "" && e.preds != nil && e.holdWait > 0 {
+			h := make([]byte, headerSize+len(a.from))
+			copy(h[headerSize:], a.from)
+			if err := e.q.appendFlags(h, 0, flagHandoff, a.mint[i]); err != nil {
+				a.s.logger.Warn("Cannot queue a handoff record; this target's first samples here are not held for its previous owner", "endpoint", e.name, "previous_owner", a.from, "err", err)
+			}
+		}
 		rec := recordPool.Get().(*[]byte)
 		n := headerSize + snappy.MaxEncodedLen(len(a.bufs[i]))
 		if cap(*rec) < n {
@@ -418,6 +444,9 @@ func (a *appender) Commit() error {
 			a.s.m.dropped.WithLabelValues(e.name, reasonOf(err)).Add(float64(a.count[i]))
 			errs = append(errs, fmt.Errorf("queue for %s: %w", e.name, err))
 			continue
+		}
+		if a.mint[i] < a.opened-markSlack.Milliseconds() {
+			e.marks.lower(a.mint[i])
 		}
 	}
 	if len(errs) > 0 {
@@ -445,8 +474,10 @@ var (
 	bufPool    = sync.Pool{New: func() any { return new([]byte) }}
 )
 
-// release returns the commit's buffers to the pool.
+// release returns the commit's buffers to the pool; the commit is no longer
+// open.
 func (a *appender) release() {
+	a.s.open.remove(a)
 	for i, b := range a.bufs {
 		if b != nil {
 			b = b[:0]

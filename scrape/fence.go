@@ -91,9 +91,27 @@ func (f *fence) AppenderV2(ctx context.Context) storage.AppenderV2 {
 }
 
 // keep reports whether the scrape of t at timestamp ms (milliseconds) is
-// this agent's to write.
-func (f *fence) keep(t *promscrape.Target, ms int64) bool {
-	return f.owner.OwnsAt(targetKey(t, nil), f.slot(t, ms))
+// this agent's to write, and if so, which agent scraped the slot before
+// when the target has just been handed over to this one ("" otherwise).
+func (f *fence) keep(t *promscrape.Target, ms int64) (keep bool, from string) {
+	key := targetKey(t, nil)
+	slot := f.slot(t, ms)
+	if !f.owner.OwnsAt(key, slot) {
+		return false, ""
+	}
+	if p, ok := f.owner.(Predecessor); ok {
+		from = p.HandedOverFrom(key, slot, scrapeInterval(t))
+	}
+	return true, from
+}
+
+// scrapeInterval is the target's scrape interval, 0 if unknown.
+func scrapeInterval(t *promscrape.Target) time.Duration {
+	d, err := model.ParseDuration(t.GetValue(model.ScrapeIntervalLabel))
+	if err != nil {
+		return 0
+	}
+	return time.Duration(d)
 }
 
 // slot returns the nominal instant of the scrape slot that timestamp ms
@@ -104,9 +122,8 @@ func (f *fence) slot(t *promscrape.Target, ms int64) time.Time {
 	if f.fqdn == "" {
 		return ts
 	}
-	d, err := model.ParseDuration(t.GetValue(model.ScrapeIntervalLabel))
-	iv := int64(time.Duration(d))
-	if err != nil || iv <= 0 {
+	iv := int64(scrapeInterval(t))
+	if iv <= 0 {
 		return ts
 	}
 	h, ok := targetHash(t)
@@ -183,16 +200,25 @@ type fencedAppender struct {
 	fence  *fence
 	target *promscrape.Target
 
-	decided bool
-	ts      int64
-	keep    bool
-	kept    bool // some sample was written
-	dropped bool // some sample was discarded
+	decided    bool
+	ts         int64
+	keep       bool
+	kept       bool // some sample was written
+	dropped    bool // some sample was discarded
+	handedOver bool // the storage appender was told who scraped before
 }
 
 func (a *fencedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
 	if !a.decided || t != a.ts {
-		a.decided, a.ts, a.keep = true, t, a.fence.keep(a.target, t)
+		var from string
+		a.decided, a.ts = true, t
+		a.keep, from = a.fence.keep(a.target, t)
+		if from != "" && !a.handedOver {
+			if h, ok := a.AppenderV2.(HandoffAppender); ok {
+				h.HandedOver(from)
+			}
+			a.handedOver = true
+		}
 	}
 	if !a.keep {
 		// Pretend success and keep the caller's reference, so the scrape

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/teststorage"
 	"github.com/stretchr/testify/require"
 )
@@ -165,4 +169,86 @@ func TestPhaseHashIsPrometheusTargetHash(t *testing.T) {
 			require.Equal(t, h.Sum64(), phaseHash(tc.hash, tc.url))
 		})
 	}
+}
+
+// predOwner is a fakeOwner that names "old" as the previous owner of every
+// key for slots right after its change instant.
+type predOwner struct{ *fakeOwner }
+
+func (o predOwner) HandedOverFrom(_ uint64, slot time.Time, interval time.Duration) string {
+	for _, c := range o.Changes() {
+		if c.After(slot.Add(-interval)) && !c.After(slot) {
+			return "old"
+		}
+	}
+	return ""
+}
+
+// handoffRecorder records the first sample timestamp of every commit whose
+// appender was told it took the target over.
+type handoffRecorder struct {
+	*serialAppendable
+	mtx   sync.Mutex
+	froms []string
+	first []int64
+}
+
+func (r *handoffRecorder) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return &recordingAppender{AppenderV2: r.serialAppendable.AppenderV2(ctx), r: r, first: -1}
+}
+
+type recordingAppender struct {
+	storage.AppenderV2
+	r     *handoffRecorder
+	from  string
+	first int64
+}
+
+func (a *recordingAppender) HandedOver(from string) { a.from = from }
+
+func (a *recordingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
+	if a.first < 0 {
+		a.first = t
+	}
+	return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
+}
+
+func (a *recordingAppender) Commit() error {
+	if a.from != "" {
+		a.r.mtx.Lock()
+		a.r.froms, a.r.first = append(a.r.froms, a.from), append(a.r.first, a.first)
+		a.r.mtx.Unlock()
+	}
+	return a.AppenderV2.Commit()
+}
+
+// TestFenceNamesThePreviousOwner checks that the new owner's storage is told,
+// once, that its first scrape after a handoff follows another agent's.
+func TestFenceNamesThePreviousOwner(t *testing.T) {
+	target := metricsServer(t)
+	at := time.Now().Add(time.Second)
+	owner := predOwner{&fakeOwner{changes: []time.Time{at}, ownsAt: func(_ uint64, t time.Time) bool { return !t.Before(at) }}}
+	app := teststorage.NewAppendable()
+	rec := &handoffRecorder{serialAppendable: serial(app)}
+	discovered := make(chan map[string][]*targetgroup.Group, 1)
+	m, err := New(Options{
+		Owner: owner, Discovered: discovered, PhaseSeed: "shoal/test",
+		MinReshardInterval: time.Millisecond, DiscoveryReloadInterval: 10 * time.Millisecond,
+	}, nil, rec, prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.NoError(t, m.ApplyConfig(loadConfig(t, fenceConfig)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	discovered <- map[string][]*targetgroup.Group{"app": {group("g", target)}}
+
+	require.Eventually(t, func() bool { return len(sampleTimes(app, target)) >= 5 }, 10*time.Second, 20*time.Millisecond)
+	rec.mtx.Lock()
+	defer rec.mtx.Unlock()
+	require.Equal(t, []string{"old"}, rec.froms, "exactly the first owned scrape names the previous owner")
+	require.Equal(t, sampleTimes(app, target)[0], rec.first[0], "and it is the first sample written")
 }

@@ -30,3 +30,24 @@ type Owner interface {
 	// the recent past ones and those announced ahead.
 	Changes() []time.Time
 }
+
+// Predecessor is implemented by an Owner that can name the agent that
+// scraped a target's previous slot when the target has just changed hands
+// (gossip.Node). The fence passes the name to the storage appender, so the
+// new owner's first samples of the target are delivered after the old
+// owner's last ones.
+type Predecessor interface {
+	// HandedOverFrom names the member that owned key one interval before
+	// slot if ownership changed in between and it was another member; "".
+	// It must not block or allocate.
+	HandedOverFrom(key uint64, slot time.Time, interval time.Duration) string
+}
+
+// HandoffAppender is implemented by storage appenders that deliver the
+// samples of a target taken over from another agent only after that agent
+// has delivered its own (package delivery).
+type HandoffAppender interface {
+	// HandedOver says that the scrape being appended is this agent's first
+	// of a target that agent from scraped until now.
+	HandedOver(from string)
+}

@@ -1,0 +1,284 @@
+package delivery
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Ordering a target's samples across agents.
+//
+// When a target changes owner, the old owner's last samples of it and the
+// new owner's first ones travel in two queues. If the old owner is behind
+// (the receiver was down, its batch is not sent yet), the new owner's newer
+// samples can reach the receiver first, and a strict receiver then refuses
+// the old owner's older ones as out of order: they are lost. So the new
+// owner writes a handoff record into its queue before its first samples of
+// a taken-over target, and its sender, on reaching the record, waits until
+// the previous owner reports that it has delivered every sample older than
+// that first sample. Everything queued behind the record waits with it: the
+// queue is strictly ordered.
+//
+// An agent reports how far it has delivered with DeliveredThrough: a time T
+// such that every sample with a timestamp before T that it has written or
+// will write to the endpoint's queue has been acknowledged. It is tracked
+// with marks: every markInterval the storage notes, per endpoint, the
+// queue's end and the oldest time any commit still being appended can carry
+// (the earliest start of an open appender, or now); once the acknowledged
+// position passes a mark's end, everything older than its time is
+// delivered. After a restart nothing is known until the first mark is
+// passed, which is when the backlog from before the restart is delivered.
+//
+// This relies on a commit's samples being no older than markSlack before
+// its appender was opened, which is how the scrape loop appends. A commit
+// with older samples (Prometheus' end-of-run staleness markers carry the
+// previous slot's time) lowers the marks it could contradict.
+
+const (
+	markInterval = 250 * time.Millisecond
+	// markSlack covers the time between the scrape loop taking a sample
+	// timestamp and opening its appender (timestamp alignment, scheduling).
+	markSlack = time.Second
+	// maxMarks bounds the marks kept while the endpoint does not
+	// acknowledge (an outage): past it every other mark is dropped, which
+	// only makes the answer more conservative.
+	maxMarks = 1024
+	// holdPoll is how often a waiting sender asks the previous owner.
+	holdPoll = 500 * time.Millisecond
+	// holdLogAfter is how long a hold lasts before it is logged: every
+	// handoff holds briefly while the old owner's last batch goes out.
+	holdLogAfter = 5 * time.Second
+)
+
+// Predecessors answers, for a sender holding a handoff record, how far the
+// agent that owned the target before has delivered.
+type Predecessors interface {
+	// DeliveredThrough asks peer how far it has delivered to its
+	// remote_write endpoint named endpoint: every sample it scraped with an
+	// earlier timestamp has been acknowledged. found is false when the peer
+	// has no such endpoint, or cannot be asked and never will be (its API
+	// needs credentials): there is nothing to wait for. An error means it
+	// cannot be asked now (absent, restarting): the sender asks again.
+	DeliveredThrough(ctx context.Context, peer, endpoint string) (through time.Time, found bool, err error)
+}
+
+// mark says: once the queue is acknowledged up to end, every sample older
+// than through is delivered.
+type mark struct {
+	end     uint64
+	through int64 // unix ms
+}
+
+// marks are an endpoint's marks, oldest first.
+type marks struct {
+	mu   sync.Mutex
+	list []mark
+}
+
+// add notes a mark at the queue's current end. The end is read under the
+// marks' lock, so a commit that lowers the marks after writing its record
+// lowers this one too if it was read before the record.
+func (m *marks) add(q *queue, through int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.addEnd(q.end(), through)
+}
+
+// addEnd is add with the end given; the caller holds m.mu (or owns m).
+func (m *marks) addEnd(end uint64, through int64) {
+	if n := len(m.list); n > 0 && m.list[n-1].end == end {
+		m.list[n-1].through = max(m.list[n-1].through, through)
+		return
+	}
+	if len(m.list) >= maxMarks {
+		kept := m.list[:0]
+		for i, x := range m.list {
+			if i%2 == 1 || i == len(m.list)-1 {
+				kept = append(kept, x)
+			}
+		}
+		m.list = kept
+	}
+	m.list = append(m.list, mark{end: end, through: through})
+}
+
+// lower makes every mark claim at most t: a commit just queued holds a
+// sample that old.
+func (m *marks) lower(t int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.list {
+		m.list[i].through = min(m.list[i].through, t)
+	}
+}
+
+// through is the time of the latest mark at or before acked, 0 if none;
+// older marks are forgotten.
+func (m *marks) through(acked uint64) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := 0
+	for i < len(m.list) && m.list[i].end <= acked {
+		i++
+	}
+	if i == 0 {
+		return 0
+	}
+	t := m.list[i-1].through
+	m.list = m.list[i-1:]
+	return t
+}
+
+// openAppenders tracks the appenders not yet committed or rolled back and
+// when each was opened, for the marks.
+type openAppenders struct {
+	mu   sync.Mutex
+	open map[*appender]int64 // unix ms
+}
+
+func (o *openAppenders) add(a *appender, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.open == nil {
+		o.open = map[*appender]int64{}
+	}
+	o.open[a] = now.UnixMilli()
+}
+
+func (o *openAppenders) remove(a *appender) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.open, a)
+}
+
+// committedThrough is a time before which no sample can still be appended:
+// the earliest open appender's start, or now, less markSlack.
+func (o *openAppenders) committedThrough(now time.Time) int64 {
+	t := now.UnixMilli()
+	o.mu.Lock()
+	for _, s := range o.open {
+		t = min(t, s)
+	}
+	o.mu.Unlock()
+	return t - markSlack.Milliseconds()
+}
+
+// mark notes every endpoint's queue end against what has been committed.
+// The time is taken before the ends: a commit finishing in between is then
+// counted as maybe not yet delivered, never the other way round.
+func (s *Storage) mark(now time.Time) {
+	c := s.open.committedThrough(now)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, e := range s.endpoints {
+		e.marks.add(e.q, c)
+	}
+}
+
+// DeliveredThrough reports how far the endpoint named name has delivered:
+// every sample with an earlier timestamp this storage has written or will
+// write to it has been acknowledged. The zero time means nothing is known
+// yet (the backlog from before a restart is still going out); found is
+// false without such an endpoint.
+func (s *Storage) DeliveredThrough(name string) (through time.Time, found bool) {
+	c := s.open.committedThrough(time.Now())
+	s.mu.RLock()
+	var e *endpoint
+	for _, x := range s.endpoints {
+		if x.name == name {
+			e = x
+		}
+	}
+	s.mu.RUnlock()
+	if e == nil {
+		return time.Time{}, false
+	}
+	end := e.q.end()
+	acked := e.acked.Load()
+	if acked >= end {
+		// Everything queued is acknowledged; what comes next is newer than c.
+		return time.UnixMilli(c), true
+	}
+	if t := e.marks.through(acked); t > 0 {
+		return time.UnixMilli(t), true
+	}
+	return time.Time{}, true
+}
+
+// HandedOver implements scrape.HandoffAppender: the commit is this agent's
+// first scrape of a target that from scraped until now.
+func (a *appender) HandedOver(from string) { a.from = from }
+
+// handoff is a handoff record read from the queue.
+type handoff struct {
+	from string
+	t    int64 // unix ms of this agent's first sample of the target
+	next uint64
+}
+
+// holdResult is why a hold ended, the label of the holds metric.
+type holdResult string
+
+const (
+	holdDelivered holdResult = "delivered"   // the previous owner caught up
+	holdNoQueue   holdResult = "no_endpoint" // it has no such endpoint, or cannot be asked
+	holdAbandoned holdResult = "abandoned"   // it made no progress for --storage.remote.handoff-wait
+	holdDisabled  holdResult = "disabled"    // holds are off
+)
+
+// await holds the sender at a handoff record until the previous owner has
+// delivered what it scraped before h.t, or has made no progress for the
+// hold timeout. It returns false when ctx ends first.
+func (e *endpoint) await(ctx context.Context, h handoff) bool {
+	preds, wait := e.preds, e.holdWait
+	if preds == nil || wait <= 0 {
+		e.m.holds.WithLabelValues(e.name, string(holdDisabled)).Inc()
+		return true
+	}
+	start := time.Now()
+	progress, best := start, time.Time{}
+	logged := false
+	e.holding.Store(&h.from)
+	defer func() {
+		e.holding.Store(nil)
+		e.m.holdSeconds.WithLabelValues(e.name).Add(time.Since(start).Seconds())
+	}()
+	want := time.UnixMilli(h.t)
+	for {
+		through, found, err := preds.DeliveredThrough(ctx, h.from, e.name)
+		now := time.Now()
+		var result holdResult
+		switch {
+		case err == nil && !found:
+			result = holdNoQueue
+		case err == nil && !through.Before(want):
+			result = holdDelivered
+		case err == nil && through.After(best):
+			best, progress = through, now
+		}
+		if result == "" && now.Sub(progress) >= wait {
+			result = holdAbandoned
+		}
+		if result != "" {
+			e.m.holds.WithLabelValues(e.name, string(result)).Inc()
+			switch {
+			case result == holdAbandoned:
+				e.logger.Warn("Sending a taken-over target's samples without waiting any longer for its previous owner, which made no progress; a strict receiver may refuse the previous owner's older samples of it as out of order",
+					"endpoint", e.name, "previous_owner", h.from, "waited", now.Sub(start).Round(time.Millisecond), "its_delivered_through", best, "needed", want, "last_error", err)
+			case logged:
+				e.logger.Info("The previous owner of a taken-over target caught up; sending", "endpoint", e.name, "previous_owner", h.from, "waited", now.Sub(start).Round(time.Millisecond))
+			}
+			return true
+		}
+		if !logged && now.Sub(start) >= holdLogAfter {
+			logged = true
+			e.logger.Info("Holding delivery until the previous owner of a taken-over target has delivered its older samples of it (a strict receiver would refuse them after ours)",
+				"endpoint", e.name, "previous_owner", h.from, "its_delivered_through", best, "needed", want, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(holdPoll):
+		}
+	}
+}
