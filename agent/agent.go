@@ -196,7 +196,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	if a.disc, err = sd.New(a.logger, a.reg); err != nil {
 		return err
 	}
-	if a.store, err = OpenStorage(a.logger, a.reg, a.opts.Storage, cfg.Config); err != nil {
+	if a.store, err = OpenStorage(a.logger, a.reg, a.opts.Storage, cfg.Config, newPredecessors(a)); err != nil {
 		return err
 	}
 	defer func() {

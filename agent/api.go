@@ -362,19 +362,9 @@ func (w *webServer) apiSelf(rw http.ResponseWriter, _ *http.Request) {
 	writeJSON(rw, w.a.self())
 }
 
-// activeSeries reads the agent WAL's active series gauge from the registry.
-func (a *Agent) activeSeries() int64 {
-	mfs, err := a.reg.Gather()
-	if err != nil {
-		return -1
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "prometheus_agent_active_series" && len(mf.GetMetric()) > 0 {
-			return int64(mf.GetMetric()[0].GetGauge().GetValue())
-		}
-	}
-	return 0
-}
+// activeSeries is the number of series in the delivery queue's series
+// cache: those scraped in the last minutes.
+func (a *Agent) activeSeries() int64 { return int64(a.store.d.Series()) }
 
 func (a *Agent) notReadyReason() string {
 	select {

@@ -80,7 +80,7 @@ func DefaultOptions(nodeName string) Options {
 		Gossip:       g,
 		Scrape:       scrape.DefaultConfig(),
 		Registration: sd.DefaultRegistrationConfig(),
-		Storage:      StorageConfig{Path: "data/", MaxSize: DefaultMaxSize, FlushDeadline: DefaultFlushDeadline},
+		Storage:      StorageConfig{Path: "data/", MaxSize: DefaultMaxSize, FlushDeadline: DefaultFlushDeadline, HandoffWait: DefaultHandoffWait},
 		Web:          WebConfig{ListenAddress: "0.0.0.0:9090"},
 		Stop:         StopConfig{HandoffTimeout: DefaultHandoffTimeout},
 	}

@@ -39,7 +39,16 @@ type StorageConfig struct {
 	// FlushDeadline bounds how long remote write may take to send what is
 	// queued when the agent stops; the rest is sent after the next start.
 	FlushDeadline time.Duration
+	// HandoffWait bounds how long the sender waits for the previous owner
+	// of a taken-over target, while that agent makes no progress, before
+	// sending this agent's newer samples of it; 0 disables the wait.
+	HandoffWait time.Duration
 }
+
+// DefaultHandoffWait is how long a sender waits for a previous owner that
+// makes no progress (crashed, unreachable): long enough for a supervisor to
+// restart it and for it to resend its last batch.
+const DefaultHandoffWait = 30 * time.Second
 
 // DefaultMaxSize bounds the queue so a long outage cannot fill a
 // container's disk; at about 5 bytes per queued sample (compressed) it holds
@@ -51,6 +60,7 @@ func (c *StorageConfig) RegisterFlags(app *kingpin.Application) {
 	flagext.String(app, "storage.path", "Directory of the delivery queue that keeps scraped samples until remote write has them.", &c.Path)
 	flagext.Bytes(app, "storage.max-size", "Largest size of each remote_write endpoint's queue on disk (e.g. 512MB, 4GB; 0 = unlimited). When full, the oldest unsent samples are dropped and counted in shoal_delivery_samples_dropped_total.", &c.MaxSize)
 	flagext.Duration(app, "storage.remote.flush-deadline", "How long to keep sending queued samples on shutdown; what is left is sent after the next start.", &c.FlushDeadline)
+	flagext.Duration(app, "storage.remote.handoff-wait", "When this agent takes a target over, its first samples of it are sent only after the previous owner has delivered its older ones (a receiver without an out-of-order window refuses them otherwise). How long to wait for a previous owner that makes no progress (crashed, unreachable) before sending anyway; 0 = do not wait.", &c.HandoffWait)
 }
 
 // Validate checks the settings; messages name the flag.
@@ -60,6 +70,8 @@ func (c StorageConfig) Validate() error {
 		return errors.New("--storage.path must not be empty")
 	case c.FlushDeadline < 0:
 		return fmt.Errorf("--storage.remote.flush-deadline must not be negative, got %s", c.FlushDeadline)
+	case c.HandoffWait < 0 || c.HandoffWait > time.Hour:
+		return fmt.Errorf("--storage.remote.handoff-wait must be between 0 (do not wait) and 1h, got %s", c.HandoffWait)
 	case c.MaxSize < 0 || c.MaxSize != 0 && c.MaxSize < 32<<20:
 		return fmt.Errorf("--storage.max-size must be 0 (unlimited) or at least 32MiB, got %s", c.MaxSize)
 	}
@@ -68,14 +80,15 @@ func (c StorageConfig) Validate() error {
 
 // OpenStorage opens (or resumes) the delivery queue in c.Path and starts
 // remote write for cfg's remote_write section; metrics go to reg.
-func OpenStorage(logger *slog.Logger, reg prometheus.Registerer, c StorageConfig, cfg *config.Config) (*Storage, error) {
+// preds, when not nil, answers for peers in handoff holds.
+func OpenStorage(logger *slog.Logger, reg prometheus.Registerer, c StorageConfig, cfg *config.Config, preds delivery.Predecessors) (*Storage, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	d, err := delivery.Open(logger.With("component", "delivery"), reg, delivery.Options{Dir: c.Path, MaxBytes: uint64(c.MaxSize)})
+	d, err := delivery.Open(logger.With("component", "delivery"), reg, delivery.Options{Dir: c.Path, MaxBytes: uint64(c.MaxSize), Predecessors: preds, HandoffWait: c.HandoffWait})
 	if err != nil {
 		return nil, fmt.Errorf("open storage in %s: %w", c.Path, err)
 	}

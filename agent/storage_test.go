@@ -28,22 +28,22 @@ func appendSample(t *testing.T, s *Storage, ls labels.Labels, ts int64, v float6
 func TestStorageOpenAppendClose(t *testing.T) {
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
-	s, err := OpenStorage(nil, reg, StorageConfig{Path: dir, FlushDeadline: time.Second}, nil)
+	s, err := OpenStorage(nil, reg, StorageConfig{Path: dir, FlushDeadline: time.Second}, nil, nil)
 	require.NoError(t, err)
 	appendSample(t, s, labels.FromStrings("__name__", "up", "job", "a"), time.Now().UnixMilli(), 1)
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close(), "close is idempotent")
 
 	// The queue reopens; the directory lock was released.
-	s, err = OpenStorage(nil, prometheus.NewRegistry(), StorageConfig{Path: dir, FlushDeadline: time.Second}, nil)
+	s, err = OpenStorage(nil, prometheus.NewRegistry(), StorageConfig{Path: dir, FlushDeadline: time.Second}, nil, nil)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 }
 
 func TestOpenStorageValidation(t *testing.T) {
-	_, err := OpenStorage(nil, prometheus.NewRegistry(), StorageConfig{Path: "", FlushDeadline: 0}, nil)
+	_, err := OpenStorage(nil, prometheus.NewRegistry(), StorageConfig{Path: "", FlushDeadline: 0}, nil, nil)
 	require.ErrorContains(t, err, "--storage.path must not be empty")
-	_, err = OpenStorage(nil, prometheus.NewRegistry(), StorageConfig{Path: t.TempDir(), FlushDeadline: -time.Second}, nil)
+	_, err = OpenStorage(nil, prometheus.NewRegistry(), StorageConfig{Path: t.TempDir(), FlushDeadline: -time.Second}, nil, nil)
 	require.ErrorContains(t, err, "--storage.remote.flush-deadline must not be negative, got -1s")
 }
 
@@ -100,7 +100,7 @@ remote_write:
 	require.NoError(t, err)
 
 	reg := prometheus.NewRegistry()
-	s, err := OpenStorage(nil, reg, StorageConfig{Path: t.TempDir(), FlushDeadline: 5 * time.Second}, cfg.Config)
+	s, err := OpenStorage(nil, reg, StorageConfig{Path: t.TempDir(), FlushDeadline: 5 * time.Second}, cfg.Config, nil)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, s.Close()) }()
 

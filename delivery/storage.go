@@ -307,6 +307,10 @@ func (s *Storage) Health() error {
 	return nil
 }
 
+// Series is the number of series in the series cache: those appended
+// since the last collection (every 10 minutes).
+func (s *Storage) Series() int { return s.cache.len() }
+
 // Status describes every endpoint's backlog.
 func (s *Storage) Status() []EndpointStatus {
 	s.mu.RLock()

@@ -23,7 +23,7 @@ const outage = 30 * time.Second
 func TestReceiverOutage(t *testing.T) {
 	t.Parallel()
 	c := startConverged(t, 2, "rw", nil)
-	stats, w := receiverOutage(t, c, "receiver_outage", nil)
+	stats, w := receiverOutage(t, c, "receiver_outage", outage, nil)
 	after, err := Converged(t.Context(), c.agents, c.healthy)
 	require.NoError(t, err, "the cluster changed during the outage")
 	require.Equal(t, c.own, after, "ownership changed during the outage")

@@ -1,0 +1,63 @@
+package agent
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestPredecessorsAskPeersAPI(t *testing.T) {
+	through := time.UnixMilli(1_800_000_000_123).UTC()
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		require.Equal(t, "/api/v1/delivery", r.URL.Path)
+		if status != http.StatusOK {
+			http.Error(rw, "no", status)
+			return
+		}
+		writeJSON(rw, Delivery{Endpoints: []DeliveryEndpoint{{DeliveredThrough: through}}})
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	members := map[string]string{"p": addr}
+	p := newPredecessors(nil)
+	p.lookup = func(name string) (string, bool) { a, ok := members[name]; return a, ok }
+	ctx := context.Background()
+
+	got, found, err := p.DeliveredThrough(ctx, "p", "")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.True(t, got.Equal(through), "%s", got)
+
+	_, found, err = p.DeliveredThrough(ctx, "p", "other")
+	require.NoError(t, err)
+	require.False(t, found, "no such endpoint at the peer: nothing to wait for")
+
+	_, _, err = p.DeliveredThrough(ctx, "nobody", "")
+	require.ErrorIs(t, err, errNoAddress)
+
+	// A member that left is asked at its last known address.
+	delete(members, "p")
+	_, found, err = p.DeliveredThrough(ctx, "p", "")
+	require.NoError(t, err)
+	require.True(t, found)
+
+	for _, code := range []int{http.StatusNotFound, http.StatusUnauthorized, http.StatusForbidden} {
+		status = code
+		_, found, err = p.DeliveredThrough(ctx, "p", "")
+		require.NoError(t, err, "%d: the peer cannot be asked, never will", code)
+		require.False(t, found)
+	}
+	status = http.StatusServiceUnavailable
+	_, _, err = p.DeliveredThrough(ctx, "p", "")
+	require.ErrorContains(t, err, "503", "a transient failure: ask again")
+
+	srv.Close()
+	_, _, err = p.DeliveredThrough(ctx, "p", "")
+	require.Error(t, err, "the peer is gone: ask again, the sender bounds the wait")
+}
