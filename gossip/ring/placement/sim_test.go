@@ -117,21 +117,24 @@ func le(k uint64) []byte {
 	return b
 }
 
-// row is one line of the simulation table.
+// row is one scenario run with one seed.
 type row struct {
 	scenario
-	fair                        float64 // plain fair share, series
-	oversized                   int
-	hrw, token, plan, planBound float64
-	overrides, bytes            int
-	joinMoved, noiseMoved       float64 // join: moved / newcomer's fair share
-	noiseChanged                bool
+	seed          uint64
+	fair, fairBar float64 // plain fair share; fair share after oversized targets
+	oversized     int
+	hrw, token    float64 // max/mean series per agent
+	plan, planBar float64 // max/mean; max series/fair of the agents under the bound
+	within        bool
+	overrides     int
+	bytes         int
+	join          float64 // series moved when one agent joins / its fair share
+	noise         int64   // series moved by ±10 % on every size
+	noiseChanged  bool
 }
 
-var simConfig = DefaultConfig()
-
 func simulate(t testing.TB, sc scenario, seed uint64) row {
-	cfg := simConfig
+	cfg := DefaultConfig()
 	members := memberNames("agent", sc.members)
 	targets := heavyTailed(sc.targets, seed)
 	r := ring.MustNew(members...)
@@ -140,29 +143,21 @@ func simulate(t testing.TB, sc scenario, seed uint64) row {
 	res, err := Compute(cfg, Input{Members: members, Targets: targets})
 	require.NoError(t, err)
 	plan := res.Plan
-	out := row{scenario: sc, oversized: res.After.Oversized, overrides: plan.Len(), bytes: plan.Size()}
+	out := row{scenario: sc, seed: seed, oversized: res.After.Oversized, within: res.After.Within, overrides: plan.Len(), bytes: plan.Size()}
 	out.fair = float64(res.After.Series) / float64(sc.members)
+	out.fairBar = res.After.FairPerWeight
 	out.hrw = maxMean(members, targets, func(k uint64) string { o, _ := r.Owner(k); return o })
 	out.token = maxMean(members, targets, tr.get)
 	out.plan = maxMean(members, targets, func(k uint64) string { o, _ := plan.Owner(r, k); return o })
-	out.planBound = res.After.Imbalance
+	require.InDelta(t, res.After.MaxMean, out.plan, 1e-9, "Stats agree with an independent count")
+	out.planBar = res.After.Imbalance
 
 	// A newcomer joins: what moves from the plan on the old members to the
 	// new plan on the new members, over the newcomer's fair share.
 	grown := append(slices.Clone(members), ring.Member{Name: "newcomer"})
-	rg := ring.MustNew(grown...)
 	jr, err := Compute(cfg, Input{Members: grown, Targets: targets, Previous: plan, PreviousMembers: members})
 	require.NoError(t, err)
-	var moved float64
-	for _, tg := range targets {
-		a, _ := plan.Owner(r, tg.Key)
-		b, _ := jr.Plan.Owner(rg, tg.Key)
-		if a != b {
-			moved += tg.Series
-		}
-	}
-	fairNew := jr.After.FairPerWeight
-	out.joinMoved = moved / fairNew
+	out.join = float64(moved(targets, plan, r, jr.Plan, ring.MustNew(grown...))) / jr.After.FairPerWeight
 
 	// ±10 % on every target's size.
 	rng := rand.New(rand.NewPCG(seed, 99))
@@ -173,30 +168,84 @@ func simulate(t testing.TB, sc scenario, seed uint64) row {
 	nr, err := Compute(cfg, Input{Members: members, Targets: noisy, Previous: plan, PreviousMembers: members})
 	require.NoError(t, err)
 	out.noiseChanged = nr.Changed
-	for _, tg := range targets {
-		a, _ := plan.Owner(r, tg.Key)
-		b, _ := nr.Plan.Owner(r, tg.Key)
-		if a != b {
-			out.noiseMoved += tg.Series
-		}
-	}
+	out.noise = moved(targets, plan, r, nr.Plan, r)
 	return out
 }
 
+// moved returns the series whose owner differs between plan a on ring ra and
+// plan b on ring rb.
+func moved(targets []Target, a *Plan, ra *ring.Ring, b *Plan, rb *ring.Ring) int64 {
+	var n int64
+	for _, t := range targets {
+		x, _ := a.Owner(ra, t.Key)
+		y, _ := b.Owner(rb, t.Key)
+		if x != y {
+			n += int64(t.Series)
+		}
+	}
+	return n
+}
+
+// simSeeds is how many seeds each scenario runs with for the bars.
+func simSeeds(sc scenario) uint64 {
+	if sc.targets > 1000 {
+		return 3
+	}
+	return 10
+}
+
+// TestSimulation checks the bars of issue 12 on every scenario and seed and
+// prints the table (seed 1, and the worst seed for the bars):
+//
+//   - the plan's max/mean ≤ 1.10 wherever no target exceeds the fair share,
+//     and below rendezvous and the token ring;
+//   - a join moves ≤ 1.3x the newcomer's fair share;
+//   - ±10 % on every size moves nothing where agents hold tens of targets.
+//     With about 3 targets per agent (300 on 100) one agent's load moves by
+//     several percent and a replan may follow: bounded here at 2 % of the
+//     series.
 func TestSimulation(t *testing.T) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-16s %9s %5s %10s %9s %6s %7s %9s %6s %9s %9s\n",
-		"targets/agents", "fair", "over", "rendezvous", "tokenring", "plan", "plan*", "overrides", "bytes", "join/fair", "noise")
+	fmt.Fprintf(&b, "%-15s %9s %9s %4s %10s %9s %6s %6s %9s %6s %9s %9s\n",
+		"targets/agents", "fair", "fair*", "over", "rendezvous", "tokenring", "plan", "plan*", "overrides", "bytes", "join/fair", "noise")
 	for _, sc := range scenarios {
 		if testing.Short() && sc.targets > 1000 {
 			continue
 		}
-		for _, seed := range []uint64{1, 2, 3} {
+		var worst row
+		for seed := uint64(1); seed <= simSeeds(sc); seed++ {
 			rw := simulate(t, sc, seed)
-			fmt.Fprintf(&b, "%-16s %9.0f %5d %10.3f %9.3f %6.3f %7.3f %9d %6d %9.2f %9.0f\n",
-				fmt.Sprintf("%d/%d s%d", sc.targets, sc.members, seed), rw.fair, rw.oversized, rw.hrw, rw.token, rw.plan, rw.planBound,
-				rw.overrides, rw.bytes, rw.joinMoved, rw.noiseMoved)
+			name := fmt.Sprintf("%d/%d seed %d", sc.targets, sc.members, seed)
+			if rw.oversized == 0 {
+				require.True(t, rw.within, name)
+				require.LessOrEqual(t, rw.plan, 1+DefaultBound, name)
+			} else {
+				require.LessOrEqual(t, rw.planBar, 1+DefaultBound+0.05, name)
+			}
+			require.Less(t, rw.plan, rw.hrw, name)
+			require.Less(t, rw.plan, rw.token, name)
+			require.LessOrEqual(t, rw.join, 1.3, name)
+			if sc.targets/sc.members >= 3*3 {
+				require.Zero(t, rw.noise, name)
+				require.False(t, rw.noiseChanged, name)
+			} else {
+				require.LessOrEqual(t, float64(rw.noise), 0.02*rw.fair*float64(sc.members), name)
+			}
+			if seed == 1 {
+				fmt.Fprintln(&b, rw.line(name))
+			}
+			worst.plan, worst.planBar = max(worst.plan, rw.plan), max(worst.planBar, rw.planBar)
+			worst.join, worst.noise = max(worst.join, rw.join), max(worst.noise, rw.noise)
 		}
+		fmt.Fprintf(&b, "%-15s %9s %9s %4s %10s %9s %6.3f %6.3f %9s %6s %9.2f %9d\n",
+			fmt.Sprintf("  worst of %d", simSeeds(sc)), "", "", "", "", "", worst.plan, worst.planBar, "", "", worst.join, worst.noise)
 	}
-	t.Log("\n" + b.String())
+	t.Log("max/mean series per agent; plan* is max series/fair share over the agents under the bound\n" +
+		"(fair* excludes the targets larger than a fair share, which sit alone); join/fair is the series\n" +
+		"moved when an agent joins over its fair share; noise the series moved by ±10 % on every size\n\n" + b.String())
+}
+
+func (rw row) line(name string) string {
+	return fmt.Sprintf("%-15s %9.0f %9.0f %4d %10.3f %9.3f %6.3f %6.3f %9d %6d %9.2f %9d",
+		name, rw.fair, rw.fairBar, rw.oversized, rw.hrw, rw.token, rw.plan, rw.planBar, rw.overrides, rw.bytes, rw.join, rw.noise)
 }

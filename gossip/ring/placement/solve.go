@@ -92,15 +92,25 @@ func (p *problem) rebalance(assign []int32, sh share, fresh bool, origin []int32
 }
 
 // swap exchanges a target of member m (above capacity) with a smaller target
-// of a member with room, so that m sheds as much of its excess as that room
-// allows and the other stays within capacity; of the best such swaps, the one
-// that moves the fewest series. Both targets then stay where they go. It
-// reports false when no swap lowers m's load.
+// of a member with room, the other member staying within capacity: the swap
+// that removes m's whole excess while moving the fewest series, else the one
+// that removes the most. Both targets then stay where they go. It reports
+// false when no swap lowers m's load.
 func (b *balancer) swap(m int, held [][]int, sorted []bool) bool {
 	sizes := b.p.sizes
 	over := b.load[m] - b.capacity[m]
 	bestA, bestB, bestC := -1, -1, -1
 	var bestGain, bestCost int64
+	better := func(gain, cost int64) bool {
+		switch full, bestFull := gain >= over, bestGain >= over; {
+		case bestA < 0 || full != bestFull:
+			return bestA < 0 || full
+		case full:
+			return cost < bestCost
+		default:
+			return gain > bestGain || gain == bestGain && cost < bestCost
+		}
+	}
 	for c := range b.load {
 		room := b.capacity[c] - b.load[c]
 		if c == m || b.holder[c] || room <= 0 || len(held[c]) == 0 {
@@ -110,16 +120,15 @@ func (b *balancer) swap(m int, held [][]int, sorted []bool) bool {
 			slices.SortFunc(held[c], b.p.smallestFirst)
 			sorted[c] = true
 		}
-		limit := min(room, over)
 		for ai, a := range held[m] {
-			// The smallest target of c not below sizes[a]-limit: the largest gain
-			// within c's room, and the fewest series moved for that gain.
-			bi, _ := slices.BinarySearchFunc(held[c], sizes[a]-limit, func(t int, v int64) int { return cmp.Compare(sizes[t], v) })
+			// The smallest target of c that keeps c within its room: the largest
+			// gain for m, and the fewest series moved.
+			bi, _ := slices.BinarySearchFunc(held[c], sizes[a]-room, func(t int, v int64) int { return cmp.Compare(sizes[t], v) })
 			if bi == len(held[c]) || sizes[held[c][bi]] >= sizes[a] {
 				continue
 			}
 			gain, cost := sizes[a]-sizes[held[c][bi]], sizes[a]+sizes[held[c][bi]]
-			if gain > bestGain || gain == bestGain && cost < bestCost {
+			if better(gain, cost) {
 				bestA, bestB, bestC, bestGain, bestCost = ai, bi, c, gain, cost
 			}
 		}
