@@ -6,11 +6,14 @@
 // runs hot while others idle. The plan starts from the ring and overrides only
 // what must move, in the spirit of bounded-load consistent hashing (Mirrokni,
 // Thorup and Zadimoghaddam, "Consistent Hashing with Bounded Loads", 2018):
-// every member gets a capacity of (1+ε) times its fair share, and a target
-// that does not fit on its first choice goes to the next member of its own
-// rendezvous order that has room. Unlike the paper's online insertion, the
-// planner sees every target with its size at once, so it keeps every target on
-// the member it is on and moves only the excess of members above capacity.
+// every member gets a capacity of (1+ε) times its fair share. Unlike the
+// paper's online insertion, where a key that finds its first choice full
+// walks on to the next, the planner sees every target with its size at once:
+// it keeps every target where it is (rendezvous, or the previous plan) and
+// moves only the excess of the members above the bound, each shed target
+// going back where it was before a join, else to its rendezvous owner, else to
+// the member whose room it fits best (best fit keeps large rooms for large
+// targets); swaps settle what no single move can.
 //
 // A plan is a short list of overrides (key -> member) plus the digest of the
 // ring it was computed for. Targets the plan does not mention are placed by
@@ -18,9 +21,11 @@
 // moves, and a target discovered after the plan was made still has an owner.
 //
 // Hysteresis: given the previous plan, Compute keeps it unchanged while every
-// member is within Config.Bound of its fair share, and when it must replan it
-// fills members only up to Config.Fill (below the bound), so that ordinary
-// fluctuation of sizes after a replan does not trigger the next one.
+// member is within Config.Bound of its fair share. When it must replan, only
+// the members above the bound shed, down to Config.Fill (below the bound),
+// and receivers are filled to their fair share first and to Fill at most, so
+// that ordinary fluctuation of sizes after a replan does not trigger the next
+// one. "Above the bound for a while" is the caller's to judge (Evaluate).
 //
 // Targets larger than a fair share (oversized): such a target cannot be
 // balanced. It sits alone on the member rendezvous gives it (or the member it
@@ -31,8 +36,11 @@
 // and W the weight of the members that hold no oversized target, a member of
 // weight w has fair share w·S/W and capacity (1+ε)·w·S/W, and a target is
 // oversized when its series exceed the fair share of the member it would sit
-// on. A member holding a single target is never above the bound: a target
-// cannot be split.
+// on. When two oversized targets have the same rendezvous owner, the larger
+// keeps it and the smaller sits alone on the next member of its rendezvous
+// order. Oversized targets are listed in the plan even on their rendezvous
+// owner, so that a join does not move them to the newcomer. A member holding
+// a single target is never above the bound: a target cannot be split.
 //
 // The package is pure (standard library, xxhash and the ring) and
 // deterministic: the same members, targets and previous plan give the same

@@ -8,15 +8,18 @@ import (
 // rebalance moves targets so that the members above Bound (with fresh, every
 // member above Fill) come down to Fill above their fair share, moving as few
 // series as it can from assign; members between Fill and Bound keep what they
-// have, which is the hysteresis. The oversized targets stay where sh put them
-// and the other targets on their members leave. Then, as long as such a
-// member is above capacity, the most loaded one sheds a target
-// (pick) to the best member in the target's own rendezvous order that has
-// room, which for a target shed by a newcomer is the member it came from.
-// When no member has room for any of its targets, its target goes to the
-// least loaded member if that lowers the maximum, and that member sheds next:
-// a large target makes room for itself by pushing out small ones. A target
-// moves at most once, so this ends after at most one move per target.
+// have, which is the hysteresis. In order:
+//
+//  1. the targets sharing a member with an oversized target leave it;
+//  2. after a join, a newcomer above its fair share gives targets back to
+//     the members they came from (giveBack), which moves nothing;
+//  3. while a member must shed, the most loaded one sheds one target (pick)
+//     to where it naturally belongs (natural) or else to the member whose
+//     room it fits best (place); when no member can take any of its targets
+//     without becoming hotter than it, it swaps one for a smaller target of
+//     a member with room (swap).
+//
+// A target moves at most once, so this ends after at most one move per target.
 func (p *problem) rebalance(assign []int32, sh share, fresh bool, origin []int32) {
 	n := len(p.names)
 	b := balancer{p: p, assign: assign, holder: sh.holder, capacity: make([]int64, n), load: make([]int64, n), shed: make([]bool, n), origin: origin, bound: make([]int64, n), fair: make([]int64, n)}
