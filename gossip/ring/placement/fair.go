@@ -104,9 +104,6 @@ func (p *problem) share(assign []int32, move bool) share {
 				copy(assign, trial)
 			}
 			s.q, s.over, s.holder, s.count = q, over, holder, count
-			if count == 0 {
-				s.q = float64(total) / weight
-			}
 			return s
 		}
 		threshold = q * wmin

@@ -147,7 +147,8 @@ type Input struct {
 	// (the planner that made it keeps them; a plan received from a peer does
 	// not carry them). With them, a target that a newcomer takes by
 	// rendezvous and must shed again goes back to the member it came from
-	// without moving. Their ring digest must be Previous.RingDigest().
+	// without moving. Their ring digest must be Previous.RingDigest(). Ignored
+	// without Previous.
 	PreviousMembers []ring.Member
 }
 

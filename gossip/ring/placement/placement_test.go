@@ -457,3 +457,37 @@ func TestReasonString(t *testing.T) {
 	require.Equal(t, "displaced", ReasonDisplaced.String())
 	require.Equal(t, "unknown", Reason(0).String())
 }
+
+// TestDegenerate: one member, all sizes zero, fewer targets than members.
+func TestDegenerate(t *testing.T) {
+	zeros := []Target{{Key: 1}, {Key: 2}, {Key: 3}}
+	for _, tc := range []struct {
+		name    string
+		members []ring.Member
+		targets []Target
+	}{
+		{"one member", memberNames("solo", 1), heavyTailed(100, 1)},
+		{"all zero", memberNames("a", 4), zeros},
+		{"fewer targets than members", memberNames("a", 10), heavyTailed(4, 2)},
+		{"one huge target", memberNames("a", 3), []Target{{Key: 9, Series: MaxSeries}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Compute(DefaultConfig(), Input{Members: tc.members, Targets: tc.targets})
+			require.NoError(t, err)
+			require.True(t, res.After.Within)
+			r := ring.MustNew(tc.members...)
+			var total int64
+			for _, l := range res.After.Members {
+				total += l.Series
+			}
+			require.Equal(t, res.After.Series, total, "no series lost")
+			for _, tg := range tc.targets {
+				_, ok := res.Plan.Owner(r, tg.Key)
+				require.True(t, ok)
+			}
+			again, err := Compute(DefaultConfig(), Input{Members: tc.members, Targets: tc.targets, Previous: res.Plan})
+			require.NoError(t, err)
+			require.False(t, again.Changed)
+		})
+	}
+}

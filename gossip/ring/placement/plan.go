@@ -163,7 +163,7 @@ func (p *Plan) Owner(r *ring.Ring, key uint64) (string, bool) {
 // Owners appends the n owners of key on r to dst, best first: the plan's
 // override, then the rendezvous owners without it. With replication the plan
 // moves the first owner only; the other replicas stay where rendezvous puts
-// them. It does not allocate when dst has room for n+1 names.
+// them. It does not allocate when dst has room for n names.
 func (p *Plan) Owners(dst []string, r *ring.Ring, key uint64, n int) []string {
 	m, ok := p.member(r, key)
 	if !ok || n <= 0 {

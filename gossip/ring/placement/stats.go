@@ -20,7 +20,8 @@ type Stats struct {
 	// Imbalance is the largest Series/Fair of the members that are subject
 	// to the bound (those that hold more than one target); the plan keeps it
 	// at or below 1+Bound. It equals MaxMean when no target is oversized and
-	// no member holds a single target.
+	// no member holds a single target, and is 0 when every member holds at
+	// most one.
 	Imbalance float64
 	// Within reports whether every member subject to the bound is within it.
 	Within bool
