@@ -53,12 +53,14 @@ BENCH_ARGS ?= -count 3 -duration 60s -profile -only shoal,prometheus,vmagent,fle
 bench: deps
 	hack/bench.sh $(BENCH_ARGS)
 
-# bench-ring prints the ring's quality figures and the gossip convergence
-# figures (about 4 minutes: 40 join/leave/crash trials and a 60 s
-# false-death run).
+# bench-ring prints the ring's quality figures, the load-aware planner's
+# simulation and cost, and the gossip convergence figures (about 5 minutes:
+# 40 join/leave/crash trials and a 60 s false-death run).
 bench-ring:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./gossip/ring/
 	$(GO) test -run '^$$' -bench 'Owner|Recompute' ./gossip/ring/
+	$(GO) test -run '^TestSimulation$$' -v ./gossip/ring/placement/
+	$(GO) test -run '^$$' -bench 'Plan|Replan|Owner' -benchtime 10x ./gossip/ring/placement/
 	$(GO) test -run '^$$' -bench 'Convergence|NoFalseDeath' -benchtime 1x -timeout 20m ./gossip/
 
 # demo runs a demo fleet on loopback from local binaries (cmd/shoal-demo):

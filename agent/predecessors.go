@@ -82,7 +82,7 @@ func newPredecessors(a *Agent) *predecessors {
 var errNoAddress = errors.New("not a member, and its HTTP address is unknown")
 
 // DeliveredThrough implements delivery.Predecessors.
-func (p *predecessors) DeliveredThrough(ctx context.Context, peer, endpoint string) (time.Time, bool, error) {
+func (p *predecessors) DeliveredThrough(ctx context.Context, peer, endpoint string) (delivery.PeerDelivery, error) {
 	p.mu.Lock()
 	addr, ok := p.lookup(peer)
 	if ok {
@@ -92,21 +92,21 @@ func (p *predecessors) DeliveredThrough(ctx context.Context, peer, endpoint stri
 	}
 	p.mu.Unlock()
 	if addr == "" {
-		return time.Time{}, false, errNoAddress
+		return delivery.PeerDelivery{}, errNoAddress
 	}
 	d, err := p.get(ctx, addr)
 	if errors.Is(err, errCannotAsk) {
-		return time.Time{}, false, nil
+		return delivery.PeerDelivery{}, nil
 	}
 	if err != nil {
-		return time.Time{}, false, err
+		return delivery.PeerDelivery{}, err
 	}
 	for _, e := range d.Endpoints {
 		if e.Name == endpoint {
-			return e.DeliveredThrough, true, nil
+			return delivery.PeerDelivery{Found: true, Through: e.DeliveredThrough, Failing: e.LastError != ""}, nil
 		}
 	}
-	return time.Time{}, false, nil
+	return delivery.PeerDelivery{}, nil
 }
 
 // errCannotAsk: the peer answers but will not tell (its API needs

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/shoal-dev/shoal/delivery"
 )
 
 func TestPredecessorsAskPeersAPI(t *testing.T) {
@@ -20,7 +22,7 @@ func TestPredecessorsAskPeersAPI(t *testing.T) {
 			http.Error(rw, "no", status)
 			return
 		}
-		writeJSON(rw, Delivery{Endpoints: []DeliveryEndpoint{{DeliveredThrough: through}}})
+		writeJSON(rw, Delivery{Endpoints: []DeliveryEndpoint{{DeliveredThrough: through, EndpointStatus: delivery.EndpointStatus{LastError: "503"}}}})
 	}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
@@ -29,35 +31,36 @@ func TestPredecessorsAskPeersAPI(t *testing.T) {
 	p.lookup = func(name string) (string, bool) { a, ok := members[name]; return a, ok }
 	ctx := context.Background()
 
-	got, found, err := p.DeliveredThrough(ctx, "p", "")
+	got, err := p.DeliveredThrough(ctx, "p", "")
 	require.NoError(t, err)
-	require.True(t, found)
-	require.True(t, got.Equal(through), "%s", got)
+	require.True(t, got.Found)
+	require.True(t, got.Failing, "the peer's last send failed")
+	require.True(t, got.Through.Equal(through), "%s", got.Through)
 
-	_, found, err = p.DeliveredThrough(ctx, "p", "other")
+	got, err = p.DeliveredThrough(ctx, "p", "other")
 	require.NoError(t, err)
-	require.False(t, found, "no such endpoint at the peer: nothing to wait for")
+	require.False(t, got.Found, "no such endpoint at the peer: nothing to wait for")
 
-	_, _, err = p.DeliveredThrough(ctx, "nobody", "")
+	_, err = p.DeliveredThrough(ctx, "nobody", "")
 	require.ErrorIs(t, err, errNoAddress)
 
 	// A member that left is asked at its last known address.
 	delete(members, "p")
-	_, found, err = p.DeliveredThrough(ctx, "p", "")
+	got, err = p.DeliveredThrough(ctx, "p", "")
 	require.NoError(t, err)
-	require.True(t, found)
+	require.True(t, got.Found)
 
 	for _, code := range []int{http.StatusNotFound, http.StatusUnauthorized, http.StatusForbidden} {
 		status = code
-		_, found, err = p.DeliveredThrough(ctx, "p", "")
+		got, err = p.DeliveredThrough(ctx, "p", "")
 		require.NoError(t, err, "%d: the peer cannot be asked, never will", code)
-		require.False(t, found)
+		require.False(t, got.Found)
 	}
 	status = http.StatusServiceUnavailable
-	_, _, err = p.DeliveredThrough(ctx, "p", "")
+	_, err = p.DeliveredThrough(ctx, "p", "")
 	require.ErrorContains(t, err, "503", "a transient failure: ask again")
 
 	srv.Close()
-	_, _, err = p.DeliveredThrough(ctx, "p", "")
+	_, err = p.DeliveredThrough(ctx, "p", "")
 	require.Error(t, err, "the peer is gone: ask again, the sender bounds the wait")
 }

@@ -48,18 +48,34 @@ const (
 	// holdLogAfter is how long a hold lasts before it is logged: every
 	// handoff holds briefly while the old owner's last batch goes out.
 	holdLogAfter = 5 * time.Second
+	// holdMax bounds a hold on a previous owner that keeps failing to
+	// reach the receiver: past it, this agent's queue (bounded by
+	// --storage.max-size) matters more.
+	holdMax = time.Hour
 )
 
 // Predecessors answers, for a sender holding a handoff record, how far the
 // agent that owned the target before has delivered.
 type Predecessors interface {
 	// DeliveredThrough asks peer how far it has delivered to its
-	// remote_write endpoint named endpoint: every sample it scraped with an
-	// earlier timestamp has been acknowledged. found is false when the peer
-	// has no such endpoint, or cannot be asked and never will be (its API
-	// needs credentials): there is nothing to wait for. An error means it
-	// cannot be asked now (absent, restarting): the sender asks again.
-	DeliveredThrough(ctx context.Context, peer, endpoint string) (through time.Time, found bool, err error)
+	// remote_write endpoint named endpoint. An error means it cannot be
+	// asked now (absent, restarting): the sender asks again.
+	DeliveredThrough(ctx context.Context, peer, endpoint string) (PeerDelivery, error)
+}
+
+// PeerDelivery is a previous owner's answer.
+type PeerDelivery struct {
+	// Found is false when the peer has no such endpoint, or cannot be
+	// asked and never will be (its API needs credentials): there is
+	// nothing to wait for.
+	Found bool
+	// Through: every sample the peer scraped with an earlier timestamp has
+	// been acknowledged.
+	Through time.Time
+	// Failing is true while the peer's last attempt to send failed: it is
+	// waiting for the receiver, as everyone is during an outage, so the
+	// time does not count as its lack of progress.
+	Failing bool
 }
 
 // mark says: once the queue is acknowledged up to end, every sample older
@@ -228,7 +244,9 @@ const (
 
 // await holds the sender at a handoff record until the previous owner has
 // delivered what it scraped before h.t, or has made no progress for the
-// hold timeout. It returns false when ctx ends first.
+// hold timeout while it could have (it was absent, or it reached the
+// receiver without getting further), or holdMax has passed. It returns
+// false when ctx ends first.
 func (e *endpoint) await(ctx context.Context, h handoff) bool {
 	preds, wait := e.preds, e.holdWait
 	if preds == nil || wait <= 0 {
@@ -245,18 +263,20 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 	}()
 	want := time.UnixMilli(h.t)
 	for {
-		through, found, err := preds.DeliveredThrough(ctx, h.from, e.name)
+		ans, err := preds.DeliveredThrough(ctx, h.from, e.name)
 		now := time.Now()
 		var result holdResult
 		switch {
-		case err == nil && !found:
+		case err == nil && !ans.Found:
 			result = holdNoQueue
-		case err == nil && !through.Before(want):
+		case err == nil && !ans.Through.Before(want):
 			result = holdDelivered
-		case err == nil && through.After(best):
-			best, progress = through, now
+		case err == nil && ans.Through.After(best):
+			best, progress = ans.Through, now
+		case err == nil && ans.Failing:
+			progress = now // an outage: nobody gets further
 		}
-		if result == "" && now.Sub(progress) >= wait {
+		if result == "" && (now.Sub(progress) >= wait || now.Sub(start) >= holdMax) {
 			result = holdAbandoned
 		}
 		if result != "" {

@@ -31,15 +31,19 @@ func (p *peers) set(name string, s *Storage) {
 	p.s[name] = s
 }
 
-func (p *peers) DeliveredThrough(_ context.Context, peer, endpoint string) (time.Time, bool, error) {
+func (p *peers) DeliveredThrough(_ context.Context, peer, endpoint string) (PeerDelivery, error) {
 	p.mu.Lock()
 	s := p.s[peer]
 	p.mu.Unlock()
 	if s == nil {
-		return time.Time{}, false, errors.New("not running")
+		return PeerDelivery{}, errors.New("not running")
 	}
 	t, found := s.DeliveredThrough(endpoint)
-	return t, found, nil
+	failing := false
+	for _, st := range s.Status() {
+		failing = failing || st.Name == endpoint && st.LastError != ""
+	}
+	return PeerDelivery{Found: found, Through: t, Failing: failing}, nil
 }
 
 // scrapeFrom is scrape for the first scrape of a target taken over from
@@ -215,4 +219,47 @@ func TestMarksThinOut(t *testing.T) {
 	got := m.through(25_000)
 	require.LessOrEqual(t, got, int64(2499), "never more than the exact answer")
 	require.Greater(t, got, int64(2499-20), "and close to it")
+}
+
+// scripted answers DeliveredThrough from a settable answer.
+type scripted struct {
+	mu  sync.Mutex
+	ans PeerDelivery
+}
+
+func (s *scripted) set(a PeerDelivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ans = a
+}
+
+func (s *scripted) DeliveredThrough(context.Context, string, string) (PeerDelivery, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ans, nil
+}
+
+// A previous owner that cannot reach the receiver either (an outage) is
+// waited for past HandoffWait: its lack of progress is nobody's fault.
+func TestHandoffHoldWaitsOutAnOutage(t *testing.T) {
+	rcv := newStrictReceiver()
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	pred := &scripted{}
+	pred.set(PeerDelivery{Found: true, Failing: true})
+	b, _ := open(t, t.TempDir(), testConfig(t, srv.URL), Options{Predecessors: pred, HandoffWait: 200 * time.Millisecond})
+	defer func() { require.NoError(t, b.Close(time.Second)) }()
+	now := time.Now().UnixMilli()
+	scrapeFrom(t, b, "p", 5, now)
+	time.Sleep(time.Second)
+	require.Zero(t, rcv.count(), "still holding after 5x the wait: the peer is failing, not stuck")
+	pred.set(PeerDelivery{Found: true, Through: time.Now()})
+	require.Eventually(t, func() bool { return rcv.count() == 5 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.holds.WithLabelValues("rcv", string(holdDelivered))))
+
+	// Not failing and not advancing: given up after the wait.
+	pred.set(PeerDelivery{Found: true})
+	scrapeFrom(t, b, "p", 5, time.Now().UnixMilli())
+	require.Eventually(t, func() bool { return rcv.count() == 10 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.holds.WithLabelValues("rcv", string(holdAbandoned))))
 }

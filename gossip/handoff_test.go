@@ -12,42 +12,62 @@ import (
 func TestHandedOverFrom(t *testing.T) {
 	f := newViewFixture(t)
 	before, during, after := ring.MustNew(ring.Names("a", "b")...), ring.MustNew(ring.Names("a", "b", "c")...), ring.MustNew(ring.Names("b", "c")...)
-	iv := 2 * time.Second
-	var moved, checked int
+	within := 6 * time.Second
+	var moved int
 	for key := range uint64(300) {
 		for _, self := range []string{"a", "b", "c"} {
 			v := newView(f.sched, self, 1, f.now)
-			// Slots far from any change: nothing was handed over.
-			require.Empty(t, v.HandedOverFrom(key, f.now, iv), "key %d", key)
-			require.Empty(t, v.HandedOverFrom(key, f.join.Add(-time.Second), iv), "key %d: the slot before the join", key)
-			require.Empty(t, v.HandedOverFrom(key, f.join.Add(iv+time.Millisecond), iv), "key %d: the second slot after the join", key)
-
+			// Slots with no change in the window: nothing was handed over.
+			for _, slot := range []time.Time{f.now, f.join.Add(-time.Second), f.join.Add(within + time.Millisecond)} {
+				from, _ := v.HandedOverFrom(key, slot, within)
+				require.Empty(t, from, "key %d slot %s", key, slot)
+			}
 			for _, tc := range []struct {
 				slot     time.Time
+				at       time.Time
 				old, now *ring.Ring
 			}{
-				{f.join, before, during},                            // the change lands on the slot
-				{f.join.Add(iv - time.Millisecond), before, during}, // the first slot after it
-				{f.leave.Add(time.Second), during, after},
+				{f.join, f.join, before, during},                                // the change lands on the slot
+				{f.join.Add(within - time.Millisecond), f.join, before, during}, // the loop started late
+				{f.leave.Add(time.Second), f.leave, during, after},
 			} {
-				checked++
 				oldOwner, newOwner := tc.old.Owners(nil, key, 1)[0], tc.now.Owners(nil, key, 1)[0]
-				// The answer does not depend on who owns the key now (the
-				// fence only asks for slots this node owns).
-				want := ""
-				if oldOwner != self {
-					want = oldOwner
+				from, at := v.HandedOverFrom(key, tc.slot, within)
+				if newOwner != self {
+					continue // the fence only asks for slots this node owns
 				}
-				if want != "" && newOwner == self {
-					moved++
+				if oldOwner == self || oldOwner == newOwner {
+					require.Empty(t, from, "key %d self %s: it owned the key before", key, self)
+					continue
 				}
-				require.Equal(t, want, v.HandedOverFrom(key, tc.slot, iv), "key %d self %s slot %s", key, self, tc.slot)
+				moved++
+				require.Equal(t, oldOwner, from, "key %d self %s slot %s", key, self, tc.slot)
+				require.True(t, at.Equal(tc.at), "key %d: the change instant, got %s", key, at)
 			}
-			require.Empty(t, newView(f.sched, self, 2, f.now).HandedOverFrom(key, f.join, iv), "several owners per key: no single predecessor")
+			from, _ := newView(f.sched, self, 2, f.now).HandedOverFrom(key, f.join, within)
+			require.Empty(t, from, "several owners per key: no single predecessor")
 		}
 	}
-	require.Positive(t, moved, "some keys must move at the join and the leave")
-	require.Equal(t, 300*3*3, checked)
+	require.Positive(t, moved, "some keys must move to their new owner at the join and the leave")
+}
+
+// A key that changed owner at the join and not at the leave is named with
+// the join, even for a slot after the leave.
+func TestHandedOverFromLooksPastUnrelatedChanges(t *testing.T) {
+	f := newViewFixture(t)
+	before, during, after := ring.MustNew(ring.Names("a", "b")...), ring.MustNew(ring.Names("a", "b", "c")...), ring.MustNew(ring.Names("b", "c")...)
+	found := false
+	for key := range uint64(1000) {
+		b, d, a := before.Owners(nil, key, 1)[0], during.Owners(nil, key, 1)[0], after.Owners(nil, key, 1)[0]
+		if d != "c" || b == "c" || a != "c" {
+			continue
+		}
+		found = true
+		from, at := newView(f.sched, "c", 1, f.now).HandedOverFrom(key, f.leave.Add(time.Second), time.Minute)
+		require.Equal(t, b, from)
+		require.True(t, at.Equal(f.join))
+	}
+	require.True(t, found)
 }
 
 func TestHandedOverFromDoesNotAllocate(t *testing.T) {
@@ -55,7 +75,7 @@ func TestHandedOverFromDoesNotAllocate(t *testing.T) {
 	v := newView(f.sched, "c", 1, f.now)
 	allocs := testing.AllocsPerRun(100, func() {
 		for key := range uint64(50) {
-			_ = v.HandedOverFrom(key, f.join, 2*time.Second)
+			_, _ = v.HandedOverFrom(key, f.leave, time.Minute)
 		}
 	})
 	require.Zero(t, allocs)

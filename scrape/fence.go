@@ -42,8 +42,18 @@ type fence struct {
 	fqdn  string        // the phase seed's host part; empty: judge raw timestamps
 	seed  atomic.Uint64 // Prometheus' offset seed, set by setExternalLabels
 
+	// handed is, per key taken over from another agent, the change instant
+	// the storage was told about, so that it is told once per change.
+	mu     sync.Mutex
+	handed map[uint64]time.Time
+
 	kept, dropped prometheus.Counter
 }
+
+// handoffWindow, in scrape intervals, is how long after a change of owner
+// the new owner's first kept scrape still counts as the first after the
+// handoff (its scrape loop may start a slot or two late).
+const handoffWindow = 3
 
 func newFence(owner Owner, next storage.AppendableV2, fqdn string, reg prometheus.Registerer) (*fence, error) {
 	f := &fence{
@@ -100,9 +110,35 @@ func (f *fence) keep(t *promscrape.Target, ms int64) (keep bool, from string) {
 		return false, ""
 	}
 	if p, ok := f.owner.(Predecessor); ok {
-		from = p.HandedOverFrom(key, slot, scrapeInterval(t))
+		iv := scrapeInterval(t)
+		var at time.Time
+		if from, at = p.HandedOverFrom(key, slot, handoffWindow*iv); from != "" && !f.firstSince(key, at, slot, iv) {
+			from = ""
+		}
 	}
 	return true, from
+}
+
+// firstSince reports whether this is the first time the fence asks about
+// key's change of owner at instant at, and forgets changes past the window.
+func (f *fence) firstSince(key uint64, at, slot time.Time, iv time.Duration) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.handed == nil {
+		f.handed = map[uint64]time.Time{}
+	}
+	if prev, ok := f.handed[key]; ok && prev.Equal(at) {
+		return false
+	}
+	f.handed[key] = at
+	if len(f.handed) > 64 {
+		for k, c := range f.handed {
+			if c.Before(slot.Add(-2 * handoffWindow * iv)) {
+				delete(f.handed, k)
+			}
+		}
+	}
+	return true
 }
 
 // scrapeInterval is the target's scrape interval, 0 if unknown.

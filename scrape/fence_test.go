@@ -175,13 +175,13 @@ func TestPhaseHashIsPrometheusTargetHash(t *testing.T) {
 // key for slots right after its change instant.
 type predOwner struct{ *fakeOwner }
 
-func (o predOwner) HandedOverFrom(_ uint64, slot time.Time, interval time.Duration) string {
+func (o predOwner) HandedOverFrom(_ uint64, slot time.Time, within time.Duration) (string, time.Time) {
 	for _, c := range o.Changes() {
-		if c.After(slot.Add(-interval)) && !c.After(slot) {
-			return "old"
+		if c.After(slot.Add(-within)) && !c.After(slot) {
+			return "old", c
 		}
 	}
-	return ""
+	return "", time.Time{}
 }
 
 // handoffRecorder records the first sample timestamp of every commit whose
@@ -249,6 +249,6 @@ func TestFenceNamesThePreviousOwner(t *testing.T) {
 	require.Eventually(t, func() bool { return len(sampleTimes(app, target)) >= 5 }, 10*time.Second, 20*time.Millisecond)
 	rec.mtx.Lock()
 	defer rec.mtx.Unlock()
-	require.Equal(t, []string{"old"}, rec.froms, "exactly the first owned scrape names the previous owner")
+	require.Equal(t, []string{"old"}, rec.froms, "exactly the first owned scrape names the previous owner, though later ones are in the window too")
 	require.Equal(t, sampleTimes(app, target)[0], rec.first[0], "and it is the first sample written")
 }

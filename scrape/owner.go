@@ -37,10 +37,11 @@ type Owner interface {
 // new owner's first samples of the target are delivered after the old
 // owner's last ones.
 type Predecessor interface {
-	// HandedOverFrom names the member that owned key one interval before
-	// slot if ownership changed in between and it was another member; "".
-	// It must not block or allocate.
-	HandedOverFrom(key uint64, slot time.Time, interval time.Duration) string
+	// HandedOverFrom names the member that owned key before the latest
+	// change of its owner in (slot-within, slot], if it was another member,
+	// and the instant of that change; "" otherwise. It must not block or
+	// allocate.
+	HandedOverFrom(key uint64, slot time.Time, within time.Duration) (from string, at time.Time)
 }
 
 // HandoffAppender is implemented by storage appenders that deliver the

@@ -308,6 +308,7 @@ func (f *Fleet) Finish(ctx context.Context) (Row, error) {
 		return Row{}, fmt.Errorf("%s: collect: %w", f.Name, err)
 	}
 	stats := e2e.AnalyzeAll(samples, f.healthy, w, true)
+	logged := 0
 	r := Row{Scenario: f.Name, Targets: len(f.healthy), Interval: iv, Window: w.End.Sub(w.Start)}
 	for _, st := range stats {
 		r.MaxGap = max(r.MaxGap, st.MaxGap)
@@ -320,6 +321,10 @@ func (f *Fleet) Finish(ctx context.Context) (Row, error) {
 		r.Duplicates += st.Duplicates()
 		r.Missing += st.Missing
 		r.Fenced += st.Fenced
+		if st.Duplicates() > 0 && logged < 5 {
+			logged++
+			f.logf("fleet: %s: %s: %d duplicate samples (%d close, %d repeated values): %s", f.Name, st.Instance, st.Duplicates(), st.Close, st.Repeats, duplicatePairs(samples[st.Instance], w))
+		}
 	}
 	// The last intervals: every target scraped again.
 	tail := e2e.Window{Start: end.Add(-2 * iv), End: end, Interval: iv}
@@ -417,4 +422,18 @@ func (f *Fleet) logRejected(log string, start time.Time) {
 		shown++
 		f.logf("fleet: %s: receiver rejected: %s%s", f.Name, strings.TrimSpace(line), rel)
 	}
+}
+
+// duplicatePairs lists, for the log, the consecutive samples of a target
+// closer than half an interval or whose counter did not rise: seconds from
+// the window's start and values.
+func duplicatePairs(ss []e2e.Sample, w e2e.Window) string {
+	var b strings.Builder
+	for i := 1; i < len(ss) && b.Len() < 300; i++ {
+		a, c := ss[i-1], ss[i]
+		if c.T.Sub(a.T) < w.Interval/2 || c.V <= a.V {
+			fmt.Fprintf(&b, "[%+.3fs=%g %+.3fs=%g] ", a.T.Sub(w.Start).Seconds(), a.V, c.T.Sub(w.Start).Seconds(), c.V)
+		}
+	}
+	return b.String()
 }

@@ -55,6 +55,11 @@ type scenario struct {
 	none []figure
 	// maxGap, if set, bounds the largest gap between two samples.
 	maxGap func(p plan) time.Duration
+	// runBound, instead of run, also returns a bound on the counter values
+	// lost (Missing) that it learnt while running.
+	runBound func(ctx context.Context, f *Fleet, p plan) (int, error)
+	// agents, if set, overrides the plan's number of agents.
+	agents int
 }
 
 // TestFleet runs every scenario on a fresh environment, one after another
@@ -62,8 +67,8 @@ type scenario struct {
 // one table row each. Besides the invariants (the agents converge after
 // each change, no agent panics, every target is scraped again at the end)
 // it asserts the issue-5 bars that shoal meets, with bounds loose enough for
-// a busy machine (README, "Fleet continuity"); receiver-down is printed
-// only: an agent restarted inside the outage loses its unsent samples.
+// a busy machine (README, "Fleet continuity"). Receiver outages are in
+// TestFleetDurable.
 func TestFleet(t *testing.T) {
 	p := currentPlan()
 	// planned: a fenced handoff writes every slot once, so a planned change
@@ -88,12 +93,16 @@ func TestFleet(t *testing.T) {
 		// Both sides scrape every target (duplicates and rejections of the
 		// doubled samples are expected), none goes unscraped.
 		{name: "partition", run: partition, needs: partitionSupported, none: []figure{bigGaps, staleMarkers}},
-		// Printed only: an agent restarted inside the outage loses its
-		// unsent samples.
-		{name: "receiver-down", run: receiverDown},
 		// Consul going away changes nothing.
 		{name: "consul-down", run: consulDown, none: []figure{moves, bigGaps, duplicates, staleMarkers}},
 	}
+	runScenarios(t, p, scenarios)
+}
+
+// runScenarios runs each scenario on a fresh environment, one after another
+// (timings are the point, so they do not share the two cores), checks the
+// invariants and its bars, and prints the table.
+func runScenarios(t *testing.T, p plan, scenarios []scenario) {
 	var rows []Row
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
@@ -107,11 +116,20 @@ func TestFleet(t *testing.T) {
 				}
 			}
 			o := p.Options
+			if sc.agents > 0 {
+				o.Agents = sc.agents
+			}
 			o.Args, o.Logf = sc.args, t.Logf
 			ctx := t.Context()
 			f, err := Start(ctx, testenv.ForTest(t), sc.name, o)
 			require.NoError(t, err)
-			require.NoError(t, sc.run(ctx, f, p))
+			var bound int
+			if sc.runBound != nil {
+				bound, err = sc.runBound(ctx, f, p)
+			} else {
+				err = sc.run(ctx, f, p)
+			}
+			require.NoError(t, err)
 			row, err := f.Finish(ctx)
 			require.NoError(t, err)
 			rows = append(rows, row)
@@ -123,6 +141,9 @@ func TestFleet(t *testing.T) {
 				if limit := sc.maxGap(p); row.MaxGap > limit {
 					t.Errorf("%s: a target went %v without a sample, over its bound (%v)", row.Scenario, row.MaxGap, limit)
 				}
+			}
+			if sc.runBound != nil && row.Missing > bound {
+				t.Errorf("%s: %d counter values lost, over its bound (%d)", row.Scenario, row.Missing, bound)
 			}
 			noneOf(t, row, sc.none)
 		})
@@ -202,28 +223,6 @@ func partition(ctx context.Context, f *Fleet, p plan) error {
 	return nil
 }
 
-// receiverDown stops the receiver for the outage and restarts an agent
-// (SIGTERM and start) a sixth of the way into it.
-func receiverDown(ctx context.Context, f *Fleet, p plan) error {
-	victim := f.Agents[1]
-	down := time.Now()
-	f.Mark("receiver down")
-	if err := f.Env.StopReceiver(); err != nil {
-		return err
-	}
-	f.Sleep(p.Outage / 6)
-	if _, err := f.Step(ctx, "restart "+victim.Name+" while the receiver is down", func() error { return f.Restart(ctx, victim) }); err != nil {
-		return err
-	}
-	f.Sleep(time.Until(down.Add(p.Outage)))
-	f.Mark("receiver up")
-	if err := f.Env.StartReceiver(); err != nil {
-		return err
-	}
-	f.Settle(p.Settle)
-	return nil
-}
-
 // consulDown stops Consul for the outage.
 func consulDown(ctx context.Context, f *Fleet, p plan) error {
 	f.Mark("consul down")
@@ -255,6 +254,7 @@ var (
 	rcvOutOfOrderSamples = figure{"receiver out-of-order samples", func(r Row) float64 { return r.RcvOutOfOrder }}
 	rcv400               = figure{"receiver 400 answers", func(r Row) float64 { return r.RcvRejected }}
 	staleMarkers         = figure{"staleness markers", func(r Row) float64 { return float64(r.Stale) }}
+	missing              = figure{"counter values lost", func(r Row) float64 { return float64(r.Missing) }}
 )
 
 // noneOf fails t for each figure of r that is not zero, in the order of

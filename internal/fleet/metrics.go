@@ -21,9 +21,9 @@ var (
 	// shoalFailed counts samples shoal's remote write gave up on
 	// (non-recoverable errors such as a 400).
 	shoalFailed = Counter{Name: "prometheus_remote_storage_samples_failed_total"}
-	// shoalDropped counts samples shoal's remote write dropped before
-	// sending them.
-	shoalDropped = Counter{Name: "prometheus_remote_storage_samples_dropped_total"}
+	// shoalDropped counts unsent samples shoal's delivery queue deleted to
+	// stay under --storage.max-size.
+	shoalDropped = Counter{Name: "shoal_delivery_samples_dropped_total"}
 )
 
 // counterTotals follows counters of processes that restart: a value below
