@@ -3,6 +3,8 @@ package gossip
 import (
 	"sort"
 	"time"
+
+	"github.com/shoal-dev/shoal/gossip/ring"
 )
 
 // HandedOverFrom names the member that owned key before the latest change
@@ -37,7 +39,68 @@ func (v View) HandedOverFrom(key uint64, slot time.Time, within time.Duration) (
 	return "", time.Time{}
 }
 
-// HandedOverFrom is View().HandedOverFrom.
+// HandedOverFrom is View().HandedOverFrom, and also names the owner a
+// schedule replaced in (slot-within, now] gave the key at slot: a member
+// that crashed leaves the ring "since ever", so the current schedule does
+// not show that it owned the key until it was declared dead.
 func (n *Node) HandedOverFrom(key uint64, slot time.Time, within time.Duration) (string, time.Time) {
-	return n.View().HandedOverFrom(key, slot, within)
+	v := n.View()
+	if from, at := v.HandedOverFrom(key, slot, within); from != "" || v.rf != 1 || within <= 0 {
+		return from, at
+	}
+	rs := n.replaced.Load()
+	if rs == nil {
+		return "", time.Time{}
+	}
+	var buf [1]string
+	for _, r := range *rs {
+		if !r.at.After(slot.Add(-within)) {
+			break
+		}
+		was := r.sched.At(slot).Owners(buf[:0], key, 1)
+		if len(was) == 0 {
+			continue
+		}
+		if was[0] == v.self {
+			return "", time.Time{}
+		}
+		if !r.members.Has(was[0]) {
+			// It left the ring with this replacement: it is the agent
+			// that scraped the key last.
+			return was[0], r.at
+		}
+	}
+	return "", time.Time{}
+}
+
+// replacedSchedule is a schedule and when it was replaced; members is the
+// ring that replaced it, in its final form.
+type replacedSchedule struct {
+	at      time.Time
+	sched   *Schedule
+	members *ring.Ring
+}
+
+// maxReplaced bounds the schedules kept for HandedOverFrom.
+const maxReplaced = 16
+
+// rememberReplaced records that old was replaced by next at now, keeping
+// those of the last scheduleHistory.
+func (n *Node) rememberReplaced(old, next *Schedule, now time.Time) {
+	if old == nil {
+		return
+	}
+	var prev []replacedSchedule
+	if p := n.replaced.Load(); p != nil {
+		prev = *p
+	}
+	rs := make([]replacedSchedule, 0, min(len(prev)+1, maxReplaced))
+	rs = append(rs, replacedSchedule{at: now, sched: old, members: next.Final()})
+	for _, r := range prev {
+		if len(rs) == maxReplaced || r.at.Before(now.Add(-scheduleHistory)) {
+			break
+		}
+		rs = append(rs, r)
+	}
+	n.replaced.Store(&rs)
 }

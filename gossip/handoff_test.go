@@ -80,3 +80,36 @@ func TestHandedOverFromDoesNotAllocate(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+// A crash rebuilds the ring without the dead member since ever; the node
+// still names it as the previous owner of its keys for a while.
+func TestNodeHandedOverFromNamesACrashedMember(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	both := mustSchedule([]span{{member: ring.Member{Name: "a"}}, {member: ring.Member{Name: "b"}}}, now.Add(-time.Minute))
+	alone := mustSchedule([]span{{member: ring.Member{Name: "b"}}}, now)
+	n := &Node{cfg: Config{Name: "b", ReplicationFactor: 1}}
+	n.sched.Store(alone)
+	n.rememberReplaced(both, alone, now)
+	within := 6 * time.Second
+	var named int
+	for key := range uint64(200) {
+		owner := both.At(now).Owners(nil, key, 1)[0]
+		from, at := n.HandedOverFrom(key, now.Add(time.Second), within)
+		if owner == "a" {
+			named++
+			require.Equal(t, "a", from, "key %d", key)
+			require.True(t, at.Equal(now))
+		} else {
+			require.Empty(t, from, "key %d: b owned it before", key)
+		}
+		from, _ = n.HandedOverFrom(key, now.Add(within+time.Second), within)
+		require.Empty(t, from, "key %d: past the window", key)
+	}
+	require.Positive(t, named)
+
+	// Rebuilds that change nothing are not remembered over it; history is bounded.
+	for i := range 2 * maxReplaced {
+		n.rememberReplaced(alone, alone, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	require.Len(t, *n.replaced.Load(), maxReplaced)
+}

@@ -116,8 +116,12 @@ type Node struct {
 	refused   map[string]time.Time
 
 	sched atomic.Pointer[Schedule]
-	peers atomic.Pointer[[]Peer]
-	self  atomic.Pointer[string] // advertised gossip address once running
+	// replaced are the recent schedules and when they were replaced, newest
+	// first, for HandedOverFrom (a crash rebuilds the ring without the dead
+	// member "since ever").
+	replaced atomic.Pointer[[]replacedSchedule]
+	peers    atomic.Pointer[[]Peer]
+	self     atomic.Pointer[string] // advertised gossip address once running
 }
 
 // New validates cfg and returns a Node. It starts nothing. logger may be nil;
@@ -690,6 +694,7 @@ func (n *Node) rebuild() {
 	if old.Digest() == sched.Digest() {
 		return
 	}
+	n.rememberReplaced(old, sched, now)
 	n.metrics.ringChanges.Inc()
 	n.logger.Debug("ring changed", "members", sched.Final().Len(), "changes", len(sched.Changes()),
 		"digest", fmt.Sprintf("%016x", sched.Final().Digest()))
