@@ -92,7 +92,9 @@ func checkDashboard(t *testing.T, monitor *testenv.Receiver, exported map[string
 
 	for _, sel := range []struct{ name, instance string }{
 		{"all agents", iv.AllValue},
-		{"one agent", regexp.QuoteMeta(agents[0])},
+		// Grafana escapes a value for a regex matcher, and the backslashes
+		// for the PromQL string.
+		{"one agent", strings.ReplaceAll(regexp.QuoteMeta(agents[0]), `\`, `\\`)},
 	} {
 		t.Run(sel.name, func(t *testing.T) {
 			vals := map[string]string{"datasource": "monitor", "cluster": liveCluster, "instance": sel.instance, "__rate_interval": rateInterval}
