@@ -227,7 +227,7 @@ func (w *alertWatch) expect(ctx context.Context, want []string) error {
 		for _, l := range keyLabels {
 			// Fleet-wide alerts carry only the cluster; the others also
 			// carry it, from the target: leave it out of those keys.
-			if v, ok := a.Labels[model.LabelName(l)]; ok && !(l == "cluster" && a.Labels["instance"] != "") {
+			if v, ok := a.Labels[model.LabelName(l)]; ok && (l != "cluster" || a.Labels["instance"] == "") {
 				kv = append(kv, l, string(v))
 			}
 		}

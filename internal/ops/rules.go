@@ -70,7 +70,7 @@ func MetricNames(expr string) ([]string, error) {
 	var names []string
 	for _, sel := range parser.ExtractSelectors(e) {
 		i := slices.IndexFunc(sel, func(m *labels.Matcher) bool {
-			return m.Name == labels.MetricName && m.Type == labels.MatchEqual
+			return m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual
 		})
 		if i < 0 {
 			return nil, fmt.Errorf("%q has a selector without a metric name: %v", expr, sel)
