@@ -100,13 +100,20 @@ func TestLive(t *testing.T) {
 
 	w := &alertWatch{api: monitor.API(), seen: map[string]bool{}}
 	start := time.Now()
+	// Healthy: the monitor scrapes every agent, every agent has delivered
+	// to both endpoints, and nothing fires.
 	require.NoError(t, e2e.Poll(ctx, alertTimeout, 250*time.Millisecond, func(ctx context.Context) error {
-		s, err := monitor.Query(ctx, `count(up{job="shoal"} == 1)`, time.Now())
-		if err != nil {
-			return err
-		}
-		if len(s) != 1 || s[0].V != liveAgents {
-			return fmt.Errorf("the monitor scrapes %v agents, want %d", s, liveAgents)
+		for q, want := range map[string]float64{
+			`count(up{job="shoal"} == 1)`:                                     liveAgents,
+			`count(prometheus_remote_storage_samples_total{job="shoal"} > 0)`: 2 * liveAgents,
+		} {
+			s, err := monitor.Query(ctx, q, time.Now())
+			if err != nil {
+				return err
+			}
+			if len(s) != 1 || s[0].V != want {
+				return fmt.Errorf("%s is %v, want %v", q, s, want)
+			}
 		}
 		return w.expect(ctx, nil)
 	}), "healthy fleet")

@@ -154,7 +154,7 @@ func TestWriteTestCopy(t *testing.T) {
 		require.NotContains(t, r.Expr, "> 120")
 	}
 	require.ErrorContains(t, WriteTestCopy(rgs, map[string]Override{"ShoalNoSuch": {}}, path), "ShoalNoSuch: no such alert")
-	require.ErrorContains(t, WriteTestCopy(rgs, map[string]Override{"ShoalAgentDown": {Replace: [][2]string{{"> 120", ""}}}}, path), `"> 120" occurs 0 times`)
+	require.ErrorContains(t, WriteTestCopy(rgs, map[string]Override{"ShoalAgentDown": {Replace: [][2]string{{"> 120", ""}}}}, path), `"> 120" does not occur`)
 }
 
 func TestMetricNames(t *testing.T) {
