@@ -12,10 +12,11 @@ all: build
 build:
 	$(GO) build -o $(BIN)/shoal ./cmd/shoal
 
-# deps builds the real Consul and Prometheus binaries the integration tests use,
-# once, into .cache/bin (ignored by git).
+# deps builds the real Consul, Prometheus and promtool binaries the
+# integration tests use (promtool checks and unit-tests deploy/alerts.yml in
+# internal/ops), once, into .cache/bin (ignored by git).
 deps:
-	hack/build-deps.sh consul prometheus
+	hack/build-deps.sh consul prometheus promtool
 
 # test-deps also installs Debian's chromium for the status page test.
 test-deps: deps

@@ -110,6 +110,7 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (*Agent, e
 	if err := a.buildPipeline(cfg); err != nil {
 		return nil, err
 	}
+	a.registerOpsMetrics(f)
 	return a, nil
 }
 

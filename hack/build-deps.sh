@@ -5,11 +5,13 @@
 #   consul      github.com/hashicorp/consul v1.20.5   (not a Debian package)
 #   prometheus  github.com/prometheus/prometheus v0.315.0 (Prometheus 3.15), the
 #               remote-write receiver and the agent-mode peer for benchmarks
+#   promtool    github.com/prometheus/prometheus v0.315.0, for `promtool check
+#               rules` and `promtool test rules` on deploy/alerts.yml
 #   chromium    Debian's chromium package, for the status page test (installed
 #               with apt-get, as root or through sudo, when not in $PATH)
 #
 # Each binary is built once and reused; delete the cache directory to rebuild.
-# Usage: hack/build-deps.sh [consul|prometheus|chromium]...   (default: consul prometheus)
+# Usage: hack/build-deps.sh [consul|prometheus|promtool|chromium]...   (default: consul prometheus promtool)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -77,12 +79,13 @@ install_chromium() {
 }
 
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(consul prometheus)
+[[ ${#targets[@]} -eq 0 ]] && targets=(consul prometheus promtool)
 for t in "${targets[@]}"; do
 	case "$t" in
 	consul) build consul github.com/hashicorp/consul "$CONSUL_VERSION" github.com/hashicorp/consul ;;
 	prometheus) build prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus ;;
+	promtool) build promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool ;;
 	chromium) install_chromium ;;
-	*) echo "build-deps: unknown component $t (allowed: consul, prometheus, chromium)" >&2; exit 2 ;;
+	*) echo "build-deps: unknown component $t (allowed: consul, prometheus, promtool, chromium)" >&2; exit 2 ;;
 	esac
 done
