@@ -28,6 +28,8 @@ type Agent struct {
 	opts   Options
 	logger *slog.Logger
 	reg    *prometheus.Registry
+	// preds asks peers how far they delivered, for handoff holds.
+	preds *predecessors
 
 	cfgMu sync.Mutex
 	cfg   *Config
@@ -197,7 +199,8 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	if a.disc, err = sd.New(a.logger, a.reg); err != nil {
 		return err
 	}
-	if a.store, err = OpenStorage(a.logger, a.reg, a.opts.Storage, cfg.Config, newPredecessors(a)); err != nil {
+	a.preds = newPredecessors(a)
+	if a.store, err = OpenStorage(a.logger, a.reg, a.opts.Storage, cfg.Config, a.preds); err != nil {
 		return err
 	}
 	defer func() {

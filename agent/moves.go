@@ -48,6 +48,7 @@ func newMoveLog(size int) *moveLog {
 // goroutine after each re-shard, never on gossip's, and logs what moved since
 // the previous view.
 func (a *Agent) recordMoves() {
+	a.preds.remember()
 	a.moves.observe(a.node.View(), a.node.Peers, a.scraper.Filter().Targets)
 }
 

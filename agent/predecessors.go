@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/delivery"
+	"github.com/shoal-dev/shoal/gossip"
 )
 
 // Delivery is /api/v1/delivery: every remote_write endpoint's backlog and
@@ -53,7 +54,8 @@ const predecessorTimeout = 2 * time.Second
 // that has left is still asked at its last known address: it serves its API
 // until its queue is flushed.
 type predecessors struct {
-	lookup func(name string) (string, bool) // a member's HTTP address
+	self   string
+	peers  func() []gossip.Peer // the current members
 	client *http.Client
 
 	mu    sync.Mutex
@@ -62,14 +64,8 @@ type predecessors struct {
 
 func newPredecessors(a *Agent) *predecessors {
 	return &predecessors{
-		lookup: func(name string) (string, bool) {
-			for _, p := range a.node.Peers() {
-				if p.Name == name && p.HTTPAddr != "" {
-					return p.HTTPAddr, true
-				}
-			}
-			return "", false
-		},
+		self:  a.opts.Gossip.Name,
+		peers: func() []gossip.Peer { return a.node.Peers() },
 		client: &http.Client{
 			Timeout:       predecessorTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -81,15 +77,25 @@ func newPredecessors(a *Agent) *predecessors {
 // errNoAddress: the peer is not a member and was never seen as one.
 var errNoAddress = errors.New("not a member, and its HTTP address is unknown")
 
+// remember notes every member's HTTP address, so that one that crashes or
+// leaves can still be asked at it (it may be restarting there). The agent
+// calls it whenever membership changes.
+func (p *predecessors) remember() {
+	peers := p.peers()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range peers {
+		if m.HTTPAddr != "" && !m.Self {
+			p.addrs[m.Name] = m.HTTPAddr
+		}
+	}
+}
+
 // DeliveredThrough implements delivery.Predecessors.
 func (p *predecessors) DeliveredThrough(ctx context.Context, peer, endpoint string) (delivery.PeerDelivery, error) {
+	p.remember()
 	p.mu.Lock()
-	addr, ok := p.lookup(peer)
-	if ok {
-		p.addrs[peer] = addr
-	} else {
-		addr = p.addrs[peer]
-	}
+	addr := p.addrs[peer]
 	p.mu.Unlock()
 	if addr == "" {
 		return delivery.PeerDelivery{}, errNoAddress
@@ -103,7 +109,8 @@ func (p *predecessors) DeliveredThrough(ctx context.Context, peer, endpoint stri
 	}
 	for _, e := range d.Endpoints {
 		if e.Name == endpoint {
-			return delivery.PeerDelivery{Found: true, Through: e.DeliveredThrough, Failing: e.LastError != ""}, nil
+			blocked := e.LastError != "" || e.WaitingFor != "" && e.WaitingFor != p.self
+			return delivery.PeerDelivery{Found: true, Through: e.DeliveredThrough, Blocked: blocked}, nil
 		}
 	}
 	return delivery.PeerDelivery{}, nil

@@ -11,31 +11,52 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-dev/shoal/delivery"
+	"github.com/shoal-dev/shoal/gossip"
 )
 
 func TestPredecessorsAskPeersAPI(t *testing.T) {
 	through := time.UnixMilli(1_800_000_000_123).UTC()
 	status := http.StatusOK
+	lastErr, waitingFor := "503", ""
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		require.Equal(t, "/api/v1/delivery", r.URL.Path)
 		if status != http.StatusOK {
 			http.Error(rw, "no", status)
 			return
 		}
-		writeJSON(rw, Delivery{Endpoints: []DeliveryEndpoint{{DeliveredThrough: through, EndpointStatus: delivery.EndpointStatus{LastError: "503"}}}})
+		writeJSON(rw, Delivery{Endpoints: []DeliveryEndpoint{{DeliveredThrough: through, EndpointStatus: delivery.EndpointStatus{LastError: lastErr, WaitingFor: waitingFor}}}})
 	}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	members := map[string]string{"p": addr}
-	p := newPredecessors(nil)
-	p.lookup = func(name string) (string, bool) { a, ok := members[name]; return a, ok }
+	p := &predecessors{self: "me", client: http.DefaultClient, addrs: map[string]string{}}
+	p.peers = func() []gossip.Peer {
+		var ps []gossip.Peer
+		for name, a := range members {
+			ps = append(ps, gossip.Peer{Name: name, HTTPAddr: a})
+		}
+		return ps
+	}
 	ctx := context.Background()
 
 	got, err := p.DeliveredThrough(ctx, "p", "")
 	require.NoError(t, err)
 	require.True(t, got.Found)
-	require.True(t, got.Failing, "the peer's last send failed")
+	require.True(t, got.Blocked, "the peer's last send failed")
 	require.True(t, got.Through.Equal(through), "%s", got.Through)
+
+	// Holding for another agent blocks it too; holding for the asker is a
+	// cycle, which the asker's wait must be able to break.
+	lastErr = ""
+	for _, tc := range []struct {
+		waiting string
+		blocked bool
+	}{{"", false}, {"q", true}, {"me", false}} {
+		waitingFor = tc.waiting
+		got, err = p.DeliveredThrough(ctx, "p", "")
+		require.NoError(t, err)
+		require.Equal(t, tc.blocked, got.Blocked, "waiting for %q", tc.waiting)
+	}
 
 	got, err = p.DeliveredThrough(ctx, "p", "other")
 	require.NoError(t, err)

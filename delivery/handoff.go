@@ -72,10 +72,11 @@ type PeerDelivery struct {
 	// Through: every sample the peer scraped with an earlier timestamp has
 	// been acknowledged.
 	Through time.Time
-	// Failing is true while the peer's last attempt to send failed: it is
-	// waiting for the receiver, as everyone is during an outage, so the
+	// Blocked is true while the peer cannot get further for reasons not
+	// its own: its last attempt to send failed (an outage, which stalls
+	// everyone), or it is itself holding for another previous owner. That
 	// time does not count as its lack of progress.
-	Failing bool
+	Blocked bool
 }
 
 // mark says: once the queue is acknowledged up to end, every sample older
@@ -232,6 +233,29 @@ type handoff struct {
 	next uint64
 }
 
+// settled is what a hold learnt about a previous owner: records naming it
+// with a first sample up to through need no wait. Only the sender's
+// goroutine uses it.
+type settled struct {
+	through time.Time
+	result  holdResult
+}
+
+// settle records how a hold on from ended: delivered up to what it
+// reported; given up (or nothing to wait for) for everything up to now,
+// which covers the other targets of the same takeover.
+func (e *endpoint) settle(from string, result holdResult, through, now time.Time) {
+	if e.settled == nil {
+		e.settled = map[string]settled{}
+	}
+	if result != holdDelivered {
+		through = now
+	}
+	if k, ok := e.settled[from]; !ok || through.After(k.through) {
+		e.settled[from] = settled{through: through, result: result}
+	}
+}
+
 // holdResult is why a hold ended, the label of the holds metric.
 type holdResult string
 
@@ -253,6 +277,13 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 		e.m.holds.WithLabelValues(e.name, string(holdDisabled)).Inc()
 		return true
 	}
+	want := time.UnixMilli(h.t)
+	// A takeover of several targets queues a record per target, all naming
+	// the same agent: what was learnt for the first settles the others.
+	if k, ok := e.settled[h.from]; ok && !want.After(k.through) {
+		e.m.holds.WithLabelValues(e.name, string(k.result)).Inc()
+		return true
+	}
 	start := time.Now()
 	progress, best := start, time.Time{}
 	logged := false
@@ -261,7 +292,6 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 		e.holding.Store(nil)
 		e.m.holdSeconds.WithLabelValues(e.name).Add(time.Since(start).Seconds())
 	}()
-	want := time.UnixMilli(h.t)
 	for {
 		ans, err := preds.DeliveredThrough(ctx, h.from, e.name)
 		now := time.Now()
@@ -273,14 +303,15 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 			result = holdDelivered
 		case err == nil && ans.Through.After(best):
 			best, progress = ans.Through, now
-		case err == nil && ans.Failing:
-			progress = now // an outage: nobody gets further
+		case err == nil && ans.Blocked:
+			progress = now // an outage, or it waits in turn
 		}
 		if result == "" && (now.Sub(progress) >= wait || now.Sub(start) >= holdMax) {
 			result = holdAbandoned
 		}
 		if result != "" {
 			e.m.holds.WithLabelValues(e.name, string(result)).Inc()
+			e.settle(h.from, result, ans.Through, now)
 			switch {
 			case result == holdAbandoned:
 				e.logger.Warn("Sending a taken-over target's samples without waiting any longer for its previous owner, which made no progress; a strict receiver may refuse the previous owner's older samples of it as out of order",

@@ -43,6 +43,7 @@ type endpoint struct {
 	holdWait time.Duration
 	marks    marks
 	holding  atomic.Pointer[string] // the previous owner waited for, nil when not holding
+	settled  map[string]settled     // by previous owner, see await
 }
 
 func (e *endpoint) config() (*config.RemoteWriteConfig, writeClient) {
@@ -84,6 +85,7 @@ func (e *endpoint) collect(ctx context.Context, r *reader, b *batch, upto uint64
 		if wait == nil && r.flags&flagHandoff != 0 {
 			if b.samples == 0 {
 				b.handoff = &handoff{from: string(payload), t: mint, next: next}
+				e.oldest.Store(mint) // what waits behind it is at least this old
 			}
 			return nil // what is before the record goes out first
 		}
@@ -101,6 +103,9 @@ func (e *endpoint) collect(ctx context.Context, r *reader, b *batch, upto uint64
 			}
 			if b.samples == 0 {
 				b.mint = mint
+				// The oldest unsent record heads this batch: the lag is
+				// right while the batch fills, not only once it is sent.
+				e.oldest.Store(mint)
 				timer = time.After(deadline)
 			}
 			b.raw = b.raw[:len(b.raw)+n]
@@ -169,7 +174,6 @@ func (e *endpoint) run(ctx context.Context) {
 			resend = false
 			continue
 		}
-		e.oldest.Store(b.mint) // the oldest unsent record heads this batch
 		pos.inflight = b.end
 		e.q.setInflight(b.end)
 		if err := e.sp.save(pos); err != nil {

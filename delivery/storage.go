@@ -268,6 +268,18 @@ func (s *Storage) openEndpoint(name string, rw *config.RemoteWriteConfig, c writ
 	// Everything in the queue now was committed before this start.
 	e.marks.add(q, time.Now().Add(-markSlack).UnixMilli())
 	e.acked.Store(pos.acked)
+	// Counters exist from the start, so that rate() and alerts see their
+	// first increase.
+	for _, c := range []*prometheus.CounterVec{s.m.sent, s.m.bytes, s.m.failed, s.m.retried} {
+		c.WithLabelValues(name, e.url)
+	}
+	for _, reason := range []string{"disk_full", "write_error"} {
+		s.m.dropped.WithLabelValues(name, reason)
+	}
+	for _, r := range []holdResult{holdDelivered, holdNoQueue, holdAbandoned, holdDisabled} {
+		s.m.holds.WithLabelValues(name, string(r))
+	}
+	s.m.holdSeconds.WithLabelValues(name)
 	if bytes, samples := q.stats(pos.acked); bytes > 0 {
 		s.logger.Info("Resuming delivery from the savepoint", "endpoint", name, "unsent_bytes", bytes, "unsent_samples_at_most", samples)
 	}

@@ -92,6 +92,10 @@ func TestLive(t *testing.T) {
 		o.ConsulAddress = env.Consul.Addr
 		o.ConsulRegister = "shoal"
 		o.Config = testenv.PromConfig{Raw: agentConfig(env, o.Name, monitor.RemoteWriteURL)}
+		// The survivors hold the killed agent's targets' first samples for
+		// it, up to the handoff wait (30 s by default, under the production
+		// lag thresholds); scaled down like those thresholds here.
+		o.ExtraArgs = append(o.ExtraArgs, "--storage.remote.handoff-wait=3s")
 	})
 	require.NoError(t, err)
 	_, err = e2e.WaitConverged(ctx, agents, env.Instances(true))
@@ -194,7 +198,9 @@ func agentConfig(env *e2e.Env, name, monitorURL string) string {
 	b.WriteString(c.Render())
 	b.WriteString("remote_write:\n")
 	for _, ep := range [][2]string{{"receiver", env.Receiver.RemoteWriteURL}, {"monitor", monitorURL}} {
-		fmt.Fprintf(&b, "  - name: %s\n    url: %q\n    queue_config:\n      batch_send_deadline: %s\n", ep[0], ep[1], testenv.PromDuration(testenv.DefaultBatchSendDeadline))
+		// max_backoff 1s: a receiver that returns is retried within a
+		// second (the default, 5 s, delays every catch-up by up to that).
+		fmt.Fprintf(&b, "  - name: %s\n    url: %q\n    queue_config:\n      batch_send_deadline: %s\n      max_backoff: 1s\n", ep[0], ep[1], testenv.PromDuration(testenv.DefaultBatchSendDeadline))
 	}
 	return b.String()
 }
