@@ -107,8 +107,8 @@ type peerClock struct {
 	at      time.Time
 }
 
-// clocks estimates every peer's clock offset. It is safe for concurrent
-// use; observe is called from memberlist's probe goroutine and never blocks
+// clocks estimates every peer's clock offset; a nil one knows none (a Node
+// not made by New). It is safe for concurrent use; observe is called from memberlist's probe goroutine and never blocks
 // beyond its mutex.
 type clocks struct {
 	mu    sync.Mutex
@@ -122,6 +122,9 @@ func newClocks() *clocks { return &clocks{peers: map[string]*peerClock{}} }
 // The peer read its clock about half a round trip before the ack arrived.
 func (c *clocks) observe(peer string, remote, local time.Time, rtt time.Duration) {
 	if rtt < 0 {
+		return
+	}
+	if c == nil {
 		return
 	}
 	half := rtt / 2
@@ -142,6 +145,9 @@ func (c *clocks) observe(peer string, remote, local time.Time, rtt time.Duration
 // forget drops a peer that left: a process that comes back under its name
 // may run on another host.
 func (c *clocks) forget(peer string) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.peers, peer)
@@ -150,6 +156,9 @@ func (c *clocks) forget(peer string) {
 // estimate returns the estimate of peer's clock; ok is false before the
 // first sample.
 func (c *clocks) estimate(peer string) (ClockEstimate, bool) {
+	if c == nil {
+		return ClockEstimate{}, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.peers[peer]
@@ -346,6 +355,15 @@ func (n *Node) SetShortestInterval(d time.Duration) {
 // Now returns the time by this node's clock (Config.Clock): the clock its
 // announced instants and its views use.
 func (n *Node) Now() time.Time { return n.now() }
+
+// now reads the node's clock; a Node not made by New (tests) has the
+// system clock.
+func (n *Node) now() time.Time {
+	if n.clk == nil {
+		return time.Now()
+	}
+	return n.clk()
+}
 
 // pokeClock asks the event loop to re-judge this node's clock; it never
 // blocks.

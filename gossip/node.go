@@ -115,8 +115,9 @@ type Node struct {
 	refusedMu sync.Mutex
 	refused   map[string]time.Time
 
-	// now is the node's clock (Config.Clock); clocks estimates its peers'.
-	now    Clock
+	// clk is the node's clock (Config.Clock), read through now; clocks
+	// estimates its peers'.
+	clk    Clock
 	clocks *clocks
 	// clockCh (capacity 1) asks the event loop to re-judge this node's
 	// clock; clockOut is whether it was out of bound when last judged.
@@ -154,7 +155,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 		now = OffsetClock(cfg.ClockOffset)
 	}
 	n := &Node{
-		now:       now,
+		clk:       now,
 		clocks:    newClocks(),
 		clockCh:   make(chan struct{}, 1),
 		cfg:       cfg,
