@@ -217,6 +217,10 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 		// target keeps its rhythm when it changes owner.
 		PhaseSeed: "shoal/" + a.opts.Gossip.ClusterName,
 		OnReshard: a.recordMoves,
+		// Ownership is judged by the node's clock, and samples are stamped
+		// by it under --debug.clock-offset (see handoff.go, clock skew).
+		Clock:          a.node.Now,
+		TimestampShift: a.opts.Gossip.ClockOffset,
 	}, a.logger, a.store.Appendable(), a.reg)
 	if err != nil {
 		return err
@@ -325,9 +329,11 @@ func (a *Agent) applyConfig(cfg *Config) error {
 	}
 	// Prometheus' discovery manager sends nothing while it has no provider,
 	// so without jobs there is no first sync to wait for.
-	if scfgs, err := cfg.GetScrapeConfigs(); err == nil && len(scfgs) == 0 {
+	scfgs, err := cfg.GetScrapeConfigs()
+	if err == nil && len(scfgs) == 0 {
 		a.synced.Store(true)
 	}
+	a.node.SetShortestInterval(shortestInterval(scfgs))
 	return nil
 }
 
@@ -401,7 +407,7 @@ func (a *Agent) Ready() bool {
 	if a.isStopping() {
 		return false
 	}
-	return a.node.Ready() && a.discoverySynced() && a.store.Health() == nil
+	return a.node.Ready() && a.discoverySynced() && a.store.Health() == nil && a.node.ClockStatus().InBound
 }
 
 // discoverySynced reports whether the first discovery snapshot has arrived.

@@ -129,6 +129,32 @@ type Member struct {
 	Started      time.Time `json:"started"`
 	OwnedTargets int       `json:"ownedTargets"`
 	Agrees       bool      `json:"agrees"`
+	// ClockOffsetSeconds is the member's clock minus this agent's, with
+	// ClockUncertaintySeconds its error bound, from ClockSamples recent
+	// gossip probes; all 0 for this agent and for a member not measured yet.
+	ClockOffsetSeconds      float64 `json:"clockOffsetSeconds"`
+	ClockUncertaintySeconds float64 `json:"clockUncertaintySeconds"`
+	ClockSamples            int     `json:"clockSamples"`
+}
+
+// Clock is how an agent's clock compares with the cluster's (the median of
+// its active peers' clocks): OffsetSeconds is its clock minus the
+// cluster's. InBound is false when the offset exceeds BoundSeconds
+// (--cluster.max-clock-offset); Reason then says what to do.
+type Clock struct {
+	OffsetSeconds      float64 `json:"offsetSeconds"`
+	UncertaintySeconds float64 `json:"uncertaintySeconds"`
+	BoundSeconds       float64 `json:"boundSeconds"`
+	MeasuredPeers      int     `json:"measuredPeers"`
+	InBound            bool    `json:"inBound"`
+	Reason             string  `json:"reason,omitempty"`
+}
+
+func newClock(st gossip.ClockStatus) Clock {
+	return Clock{
+		OffsetSeconds: st.Offset.Seconds(), UncertaintySeconds: st.Uncertainty.Seconds(), BoundSeconds: st.Bound.Seconds(),
+		MeasuredPeers: st.Measured, InBound: st.InBound, Reason: st.Reason(),
+	}
 }
 
 // Members is /api/v1/cluster/members: an agent's view of the cluster.
@@ -140,6 +166,7 @@ type Members struct {
 	RingSize  int       `json:"ringSize"`
 	Replicas  int       `json:"replicationFactor"`
 	Members   []Member  `json:"members"`
+	Clock     Clock     `json:"clock"`
 	Generated time.Time `json:"generated"`
 }
 
@@ -188,7 +215,8 @@ func (a *Agent) clusterMembers(v gossip.View) Members {
 		RingSize:  v.Size(),
 		Replicas:  v.ReplicationFactor(),
 		Members:   make([]Member, 0, len(peers)),
-		Generated: time.Now(),
+		Clock:     newClock(a.node.ClockStatus()),
+		Generated: a.node.Now(),
 	}
 	if out.Disagree == nil {
 		out.Disagree = []string{}
@@ -205,6 +233,10 @@ func (a *Agent) clusterMembers(v gossip.View) Members {
 			Started:      p.Started,
 			OwnedTargets: owned[p.Name],
 			Agrees:       p.Digest == v.Digest(),
+
+			ClockOffsetSeconds:      p.ClockOffset.Seconds(),
+			ClockUncertaintySeconds: p.ClockUncertainty.Seconds(),
+			ClockSamples:            p.ClockSamples,
 		})
 	}
 	return out
@@ -374,6 +406,9 @@ func (a *Agent) notReadyReason() string {
 	}
 	if !a.node.Ready() {
 		return a.node.NotReadyReason()
+	}
+	if st := a.node.ClockStatus(); !st.InBound {
+		return st.Reason()
 	}
 	if err := a.store.Health(); err != nil {
 		return err.Error()

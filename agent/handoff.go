@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/prometheus/config"
 )
 
 // handoffPoll is how often a leaving agent asks its peers whether they
@@ -102,4 +104,17 @@ func peerActiveTargets(ctx context.Context, client *http.Client, addr string) ([
 		return nil, fmt.Errorf("decode /api/v1/targets: %w", err)
 	}
 	return body.Data.ActiveTargets, nil
+}
+
+// shortestInterval is the shortest scrape interval of scfgs, which a
+// share-of-interval --cluster.max-clock-offset is a share of; zero without
+// jobs.
+func shortestInterval(scfgs []*config.ScrapeConfig) time.Duration {
+	var shortest time.Duration
+	for _, sc := range scfgs {
+		if iv := time.Duration(sc.ScrapeInterval); iv > 0 && (shortest == 0 || iv < shortest) {
+			shortest = iv
+		}
+	}
+	return shortest
 }

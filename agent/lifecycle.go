@@ -201,7 +201,7 @@ func (c *actor) stop(ctx context.Context) error {
 // peers (now plus the handoff lead) and keeps scraping until then, so every
 // slot before it is this agent's and every slot after it the new owner's.
 func (a *Agent) handOver(ctx context.Context) error {
-	until := time.Now().Add(a.node.HandoffLead())
+	until := a.node.Now().Add(a.node.HandoffLead())
 	a.logger.Info("announcing leave; peers take over this agent's targets at the handoff instant",
 		"at", until, "timeout", a.opts.Stop.HandoffTimeout)
 	hctx, cancel := context.WithTimeout(ctx, a.opts.Stop.HandoffTimeout)
@@ -219,7 +219,7 @@ func (a *Agent) handOver(ctx context.Context) error {
 	if err := a.confirmHandoff(cctx); err != nil {
 		a.logger.Warn("peers were not scraping every handed-off target at the handoff instant; their first slots may be missed", "err", err)
 	}
-	wait := time.Until(until.Add(handoffSettle))
+	wait := until.Add(handoffSettle).Sub(a.node.Now())
 	a.logger.Info("scraping until the handoff instant", "remaining", wait.Round(time.Millisecond))
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -228,7 +228,7 @@ func (a *Agent) handOver(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("stopped scraping %s before the handoff instant, those slots are lost: %w",
-			time.Until(until).Round(time.Millisecond), ctx.Err())
+			until.Sub(a.node.Now()).Round(time.Millisecond), ctx.Err())
 	}
 }
 
@@ -236,7 +236,7 @@ func (a *Agent) handOver(ctx context.Context) error {
 // targets unassigned for the restart grace, and the marker in the storage
 // directory lets the next process take them back at once.
 func (a *Agent) announceRestart(ctx context.Context) error {
-	until := time.Now().Add(a.opts.Stop.RestartGrace)
+	until := a.node.Now().Add(a.opts.Stop.RestartGrace)
 	a.logger.Info("announcing a restart; peers hold this agent's targets until the grace ends",
 		"until", until, "timeout", a.opts.Stop.HandoffTimeout)
 	until, err := a.node.AnnounceLeaving(ctx, until)

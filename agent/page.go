@@ -66,6 +66,8 @@ type pageData struct {
 	Disagree  []string
 	Generated time.Time
 	Gossip    pageGossip
+	// Clock is this agent's clock against the cluster's.
+	Clock pageClock
 	// Consul is the agent's Consul registration; nil without one.
 	Consul *pageConsul
 
@@ -114,6 +116,31 @@ type pageMember struct {
 	Series  string // active series, "?" when its figures could not be fetched
 	Digest  string
 	Agrees  bool
+	// Clock is the member's clock offset to this agent's ("+1.2s ±0.3ms"),
+	// empty for this agent and for a member not measured yet.
+	Clock string
+}
+
+// pageClock is this agent's clock as the page shows it.
+type pageClock struct {
+	InBound bool
+	Offset  string // e.g. "-5.002s"
+	Bound   string
+	Peers   int
+	Reason  string
+}
+
+func newPageClock(st gossip.ClockStatus) pageClock {
+	return pageClock{InBound: st.InBound, Offset: signed(st.Offset), Bound: st.Bound.String(), Peers: st.Measured, Reason: st.Reason()}
+}
+
+// signed formats d with its sign, to the millisecond.
+func signed(d time.Duration) string {
+	d = d.Round(time.Millisecond)
+	if d >= 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }
 
 // pageJob is one scrape job's section of the targets.
@@ -159,7 +186,7 @@ func (w *webServer) page(rw http.ResponseWriter, r *http.Request) {
 // pageData gathers the page's figures: membership and placement from the
 // local ownership view, and each peer's active series over HTTP.
 func (a *Agent) pageData(ctx context.Context) pageData {
-	now := time.Now()
+	now := a.node.Now()
 	// One view for the members and the targets, so their figures agree.
 	v := a.node.View()
 	m := a.clusterMembers(v)
@@ -174,6 +201,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 		Disagree:  m.Disagree,
 		Generated: now,
 		Gossip:    newPageGossip(a.node.Security()),
+		Clock:     newPageClock(a.node.ClockStatus()),
 	}
 	if !d.Ready {
 		d.NotReady = a.notReadyReason()
@@ -194,6 +222,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 			Owned:   p.OwnedTargets,
 			Digest:  p.Digest,
 			Agrees:  p.Agrees,
+			Clock:   memberClock(p),
 		})
 	}
 	slices.SortFunc(d.Members, func(x, y pageMember) int { return cmp.Compare(x.Name, y.Name) })
@@ -358,4 +387,15 @@ func ageString(now, t time.Time) string {
 	default:
 		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 	}
+}
+
+// memberClock formats a member's measured clock offset; empty when there is
+// none.
+func memberClock(m Member) string {
+	if m.Self || m.ClockSamples == 0 {
+		return ""
+	}
+	off := time.Duration(m.ClockOffsetSeconds * float64(time.Second))
+	unc := time.Duration(m.ClockUncertaintySeconds * float64(time.Second))
+	return signed(off) + " ±" + unc.Round(time.Microsecond).String()
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/html"
+
+	"github.com/shoal-dev/shoal/gossip"
 )
 
 // Environment variables of the status page's browser test.
@@ -41,11 +43,12 @@ func pageFixture() pageData {
 	return pageData{
 		Name: "node-1", Version: "1.2.3", Ready: true, Digest: "00000000000000ab",
 		Replicas: 2, RingSize: 2, Agree: true, Disagree: []string{}, Generated: now,
+		Clock: pageClock{InBound: true, Offset: "+1ms", Bound: "500ms", Peers: 1},
 		Members: []pageMember{
 			{Name: "node-1", Self: true, URL: "http://10.0.0.1:9090/", Addr: "10.0.0.1:7946", State: "active",
 				Version: "1.2.3", Age: "3h4m", Owned: 3, Series: "12,345", Digest: "00000000000000ab", Agrees: true},
 			{Name: "node-2", URL: "http://10.0.0.2:9090/", Addr: "10.0.0.2:7946", State: "joining",
-				Version: "1.2.3", Age: "5s", Owned: 0, Series: "?", Digest: "00000000000000cd", Agrees: false},
+				Version: "1.2.3", Age: "5s", Owned: 0, Series: "?", Digest: "00000000000000cd", Agrees: false, Clock: "-1ms ±120µs"},
 		},
 		Discovered: 3, Owned: 2,
 		Jobs: []pageJob{{Name: "node", Total: 3, Owned: 2, Hidden: 1, Targets: []pageTarget{
@@ -154,6 +157,33 @@ func TestPageGossipSecurity(t *testing.T) {
 	doc = pageRender(t, d)
 	require.Nil(t, pageFindID(doc, "gossip-insecure"))
 	require.Equal(t, "not encrypted (loopback only)", pageText(pageByID(t, doc, "gossip-security")))
+}
+
+func TestPageClock(t *testing.T) {
+	d := pageFixture()
+	doc := pageRender(t, d)
+	require.Nil(t, pageFindID(doc, "clock-out-of-bound"))
+	require.Equal(t, "+1ms from the cluster's (1 peer), bound 500ms", pageText(pageByID(t, doc, "clock")))
+	var clocks []string
+	for _, td := range pageFind(doc, "td", "clock") {
+		clocks = append(clocks, pageText(td))
+	}
+	require.Equal(t, []string{"–", "-1ms ±120µs"}, clocks, "this node has none, its peer its offset")
+
+	st := gossip.ClockStatus{Offset: -5 * time.Second, Uncertainty: 80 * time.Microsecond, Bound: 500 * time.Millisecond, Reference: 2, Measured: 2}
+	d.Clock = newPageClock(st)
+	d.Ready, d.NotReady = false, st.Reason()
+	doc = pageRender(t, d)
+	banner := pageByID(t, doc, "clock-out-of-bound")
+	require.Equal(t, "-5s", pageAttr(banner, "data-offset"))
+	require.Contains(t, pageText(banner), "Clock -5s off the cluster's, over --cluster.max-clock-offset 500ms")
+	require.Contains(t, pageText(banner), "this agent's clock is 5s behind the cluster's (median of 2 peers, ±80µs), more than --cluster.max-clock-offset 500ms: fix its time synchronisation (NTP")
+	require.Equal(t, "false", pageAttr(pageByID(t, doc, "clock"), "data-in-bound"))
+	require.Contains(t, pageText(pageByID(t, doc, "not-ready-reason")), "it takes no targets over until back in bound")
+
+	require.Equal(t, "+1.5s ±250µs", memberClock(Member{ClockOffsetSeconds: 1.5, ClockUncertaintySeconds: 0.00025, ClockSamples: 3}))
+	require.Empty(t, memberClock(Member{ClockOffsetSeconds: 1.5}), "not measured")
+	require.Empty(t, memberClock(Member{Self: true, ClockSamples: 3}))
 }
 
 // TestPeerFetchStaysOnPeers: a peer answering the page's request with a

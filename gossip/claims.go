@@ -19,7 +19,7 @@ const maxRefusedLogged = 1024
 // counted and logged (once per refusedLogEvery and member). It is called
 // from memberlist callbacks and never blocks.
 func (n *Node) peerMeta(name string, b []byte) (Meta, error) {
-	now := time.Now()
+	now := n.now()
 	m, err := decodeMeta(b, now, n.cfg.HandoffLead)
 	if err == nil {
 		return m, nil

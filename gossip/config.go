@@ -101,6 +101,17 @@ type Config struct {
 	Resume time.Time
 	// Timers are memberlist's failure-detection and gossip timers.
 	Timers Timers
+	// MaxClockOffset bounds how far this node's clock may be from the
+	// cluster's (the median of its active peers' clocks, measured from
+	// gossip probes): a node further off stays joining (owns nothing, is not
+	// ready) until back in bound, and an active one reports it.
+	MaxClockOffset ClockBound
+	// Clock is the node's time source for every ownership decision; nil
+	// means the system clock shifted by ClockOffset. Tests set it.
+	Clock Clock
+	// ClockOffset shifts the system clock (--debug.clock-offset, for tests
+	// only): the node behaves as one on a host whose clock is that far off.
+	ClockOffset time.Duration
 }
 
 // Timers are memberlist's timers, tuned by default for a LAN fleet of up to a
@@ -178,6 +189,7 @@ func DefaultConfig() Config {
 		RejoinInterval:    DefaultRejoinInterval,
 		HandoffLead:       DefaultHandoffLead,
 		Timers:            DefaultTimers(),
+		MaxClockOffset:    DefaultClockBound(),
 	}
 }
 
@@ -228,6 +240,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--cluster.wait-for-size-timeout must not be negative (0 waits for ever), got %s", c.WaitForSizeTimeout))
 	}
 	errs = append(errs, c.Timers.validate()...)
+	if err := c.MaxClockOffset.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.Version) > 64 {
 		errs = append(errs, fmt.Errorf("version must be at most 64 bytes, got %d", len(c.Version)))
 	}

@@ -3,6 +3,7 @@ package gossip
 import (
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -20,7 +21,24 @@ var (
 	_ memberlist.ConflictDelegate = (*delegate)(nil)
 	_ memberlist.AliveDelegate    = (*delegate)(nil)
 	_ memberlist.MergeDelegate    = (*delegate)(nil)
+	_ memberlist.PingDelegate     = (*delegate)(nil)
 )
+
+// AckPayload carries this node's clock reading in its answers to probes,
+// from which the prober estimates the offset between their clocks.
+func (d *delegate) AckPayload() []byte { return encodeClock(d.n.now()) }
+
+// NotifyPingComplete records a probe's round trip and the peer's clock
+// reading. memberlist calls it for direct UDP probes only, which are the
+// ones whose round trip is meaningful.
+func (d *delegate) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	remote, ok := decodeClock(payload)
+	if !ok || other == nil || other.Name == d.n.cfg.Name {
+		return
+	}
+	d.n.clocks.observe(other.Name, remote, d.n.now(), rtt)
+	d.n.pokeClock()
+}
 
 // NodeMeta returns this node's encoded metadata.
 func (d *delegate) NodeMeta(limit int) []byte {

@@ -3,6 +3,7 @@ package gossip
 import (
 	"encoding/base64"
 	"fmt"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -30,6 +31,10 @@ func (c *Config) RegisterFlags(app *kingpin.Application) {
 	flagext.Duration(app, "cluster.probe-timeout", "Gossip probe timeout (must be below the probe interval).", &t.ProbeTimeout)
 	flagext.Duration(app, "cluster.gossip-interval", "Interval between gossip rounds.", &t.GossipInterval)
 	flagext.Duration(app, "cluster.pushpull-interval", "Interval between full state syncs with a random peer.", &t.PushPullInterval)
+	flagext.Flag(app, "cluster.max-clock-offset", "How far this agent's clock may be from its peers' (the median of the active agents' clocks, measured from gossip probes): a duration, or a percentage of the shortest scrape interval. An agent further off stays out of the ring (owns no targets, not ready) and says why; fix its NTP. Clocks off by d stamp samples d off and start or stop scraping d early or late in a handoff.").
+		Default(c.MaxClockOffset.String()).SetValue(clockBoundValue{&c.MaxClockOffset})
+	flagext.Flag(app, "debug.clock-offset", "For tests only: shift this agent's clock by this signed duration (e.g. -5s), for its ownership decisions and its samples' timestamps, as if its host's clock were off.").
+		Hidden().Default(c.ClockOffset.String()).SetValue(signedDurationValue{"debug.clock-offset", &c.ClockOffset})
 	flagext.Duration(app, "cluster.handoff-lead", "How far ahead ownership changes (an agent joining or leaving) are announced; every agent switches each target at that instant, so the new owner must be scraping by then. Must exceed gossip propagation plus a second or two. 0 switches when the news arrives. Keep it the same on every agent: peers refuse an instant announced more than their own lead plus "+ClaimSlack.String()+" ahead.", &c.HandoffLead)
 }
 
@@ -48,3 +53,30 @@ func decodeKey(s string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("key must be 16, 24 or 32 bytes, raw or base64-encoded (e.g. `openssl rand -base64 32`), got %d characters", len(s))
 }
+
+type clockBoundValue struct{ p *ClockBound }
+
+func (v clockBoundValue) Set(s string) error {
+	b, err := ParseClockBound(s)
+	if err != nil {
+		return err
+	}
+	*v.p = b
+	return nil
+}
+func (v clockBoundValue) String() string { return v.p.String() }
+
+type signedDurationValue struct {
+	name string
+	p    *time.Duration
+}
+
+func (v signedDurationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("--%s must be a duration such as -5s or 1m, got %q", v.name, s)
+	}
+	*v.p = d
+	return nil
+}
+func (v signedDurationValue) String() string { return v.p.String() }

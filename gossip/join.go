@@ -60,6 +60,9 @@ func (n *Node) start(ctx context.Context, ml *memberlist.Memberlist) error {
 	if err == nil {
 		err = n.waitForSize(ctx, ml)
 	}
+	if err == nil {
+		err = n.waitForClock(ctx)
+	}
 	if errors.Is(err, errStopping) {
 		return nil
 	}
@@ -313,7 +316,7 @@ func (n *Node) waitForSize(ctx context.Context, ml *memberlist.Memberlist) error
 	}
 	var deadline <-chan time.Time
 	if n.cfg.WaitForSizeTimeout > 0 {
-		t := time.NewTimer(time.Until(n.started.Add(n.cfg.WaitForSizeTimeout)))
+		t := time.NewTimer(n.started.Add(n.cfg.WaitForSizeTimeout).Sub(n.now()))
 		defer t.Stop()
 		deadline = t.C
 	}
@@ -372,7 +375,7 @@ func (n *Node) activate(ml *memberlist.Memberlist) {
 	// The members a join found are tracked already (memberlist's callbacks
 	// ran during the exchange); bring the schedule up to date with them.
 	n.rebuild()
-	now := time.Now()
+	now := n.now()
 	since := now.Add(n.cfg.HandoffLead)
 	switch {
 	case n.cfg.Resume.After(now):

@@ -9,6 +9,7 @@ import (
 
 type metrics struct {
 	joins, leaves, failures, conflicts, ringChanges prometheus.Counter
+	clockOut                                        prometheus.Counter
 	refused, joinAttempts                           *prometheus.CounterVec
 }
 
@@ -17,6 +18,8 @@ type collector struct {
 	n                                         *Node
 	peers, health, ringMembers, agree, ringID *prometheus.Desc
 	keys, insecure                            *prometheus.Desc
+	peerOffset, peerUncertainty               *prometheus.Desc
+	clockOffset, clockBound, clockInBound     *prometheus.Desc
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -50,6 +53,10 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Gossip messages whose member metadata was refused (the member is kept out of the ring), by reason: format, http_address, weight, instant.",
 		}, []string{"reason"}),
 	}
+	m.clockOut = f.NewCounter(prometheus.CounterOpts{
+		Name: "shoal_cluster_clock_out_of_bound_total",
+		Help: "Times this agent found its clock further from the cluster's than --cluster.max-clock-offset.",
+	})
 	m.joinAttempts = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_cluster_join_attempts_total",
 		Help: "Rounds of the initial join, by result: joined (a peer accepted this agent), refused (a peer answered and refused it), unanswered (no peer answered).",
@@ -76,6 +83,16 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			"Keys in the gossip keyring (--cluster.secret-key-file); 0 means gossip is neither encrypted nor authenticated.", nil, nil),
 		insecure: prometheus.NewDesc("shoal_cluster_gossip_insecure",
 			"1 if this agent gossips without a key because --cluster.insecure was given.", nil, nil),
+		peerOffset: prometheus.NewDesc("shoal_cluster_peer_clock_offset_seconds",
+			"Estimated clock offset of each measured peer: its clock minus this agent's (median of recent gossip probes).", []string{"peer"}, nil),
+		peerUncertainty: prometheus.NewDesc("shoal_cluster_peer_clock_uncertainty_seconds",
+			"Bound on the error of shoal_cluster_peer_clock_offset_seconds: half the probes' round trip (median).", []string{"peer"}, nil),
+		clockOffset: prometheus.NewDesc("shoal_cluster_clock_offset_seconds",
+			"This agent's clock minus the cluster's (the median of the active peers' clocks); 0 until measured.", nil, nil),
+		clockBound: prometheus.NewDesc("shoal_cluster_clock_offset_bound_seconds",
+			"--cluster.max-clock-offset, resolved against the shortest scrape interval.", nil, nil),
+		clockInBound: prometheus.NewDesc("shoal_cluster_clock_in_bound",
+			"1 if this agent's clock is within --cluster.max-clock-offset of the cluster's (or not measured yet); an agent out of bound takes no targets over.", nil, nil),
 	}
 	if err := reg.Register(c); err != nil {
 		return nil, fmt.Errorf("register gossip metrics: %w", err)
@@ -91,6 +108,11 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.ringID
 	ch <- c.keys
 	ch <- c.insecure
+	ch <- c.peerOffset
+	ch <- c.peerUncertainty
+	ch <- c.clockOffset
+	ch <- c.clockBound
+	ch <- c.clockInBound
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -122,4 +144,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		insecure = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.insecure, prometheus.GaugeValue, insecure)
+	peers := c.n.Peers()
+	for _, p := range peers {
+		if p.Self || p.ClockSamples == 0 {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.peerOffset, prometheus.GaugeValue, p.ClockOffset.Seconds(), p.Name)
+		ch <- prometheus.MustNewConstMetric(c.peerUncertainty, prometheus.GaugeValue, p.ClockUncertainty.Seconds(), p.Name)
+	}
+	st := c.n.clockStatus(peers)
+	ch <- prometheus.MustNewConstMetric(c.clockOffset, prometheus.GaugeValue, st.Offset.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.clockBound, prometheus.GaugeValue, st.Bound.Seconds())
+	inBound := 0.0
+	if st.InBound {
+		inBound = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.clockInBound, prometheus.GaugeValue, inBound)
 }

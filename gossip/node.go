@@ -115,6 +115,18 @@ type Node struct {
 	refusedMu sync.Mutex
 	refused   map[string]time.Time
 
+	// clk is the node's clock (Config.Clock), read through now; clocks
+	// estimates its peers'.
+	clk    Clock
+	clocks *clocks
+	// clockCh (capacity 1) asks the event loop to re-judge this node's
+	// clock; clockOut is whether it was out of bound when last judged.
+	clockCh  chan struct{}
+	clockOut atomic.Bool
+	// shortest is the shortest scrape interval (SetShortestInterval), in
+	// nanoseconds; 0 without scrape jobs.
+	shortest atomic.Int64
+
 	sched atomic.Pointer[Schedule]
 	// replaced are the recent schedules and when they were replaced, newest
 	// first, for HandedOverFrom (a crash rebuilds the ring without the dead
@@ -138,10 +150,17 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	now := cfg.Clock
+	if now == nil {
+		now = OffsetClock(cfg.ClockOffset)
+	}
 	n := &Node{
+		clk:       now,
+		clocks:    newClocks(),
+		clockCh:   make(chan struct{}, 1),
 		cfg:       cfg,
 		logger:    logger.With("component", "gossip"),
-		started:   time.Now(),
+		started:   now(),
 		changed:   make(chan struct{}, 1),
 		advertise: make(chan struct{}, 1),
 		conflict:  make(chan string, 1),
@@ -216,14 +235,26 @@ func (n *Node) Changes() []time.Time { return n.View().Changes() }
 
 // Ring returns the ring in effect now. The ring is immutable. Callers outside
 // gossip ask View instead of doing ring math.
-func (n *Node) Ring() *ring.Ring { return n.sched.Load().At(time.Now()) }
+func (n *Node) Ring() *ring.Ring { return n.sched.Load().At(n.now()) }
 
 // Schedule returns the ring over time. It is immutable. Callers outside
 // gossip ask View instead.
 func (n *Node) Schedule() *Schedule { return n.sched.Load() }
 
-// Peers returns the alive members, this node included, sorted by name.
-func (n *Node) Peers() []Peer { return slices.Clone(*n.peers.Load()) }
+// Peers returns the alive members, this node included, sorted by name, with
+// the current estimates of their clocks.
+func (n *Node) Peers() []Peer {
+	ps := slices.Clone(*n.peers.Load())
+	for i := range ps {
+		if ps[i].Self {
+			continue
+		}
+		if e, ok := n.clocks.estimate(ps[i].Name); ok {
+			ps[i].ClockOffset, ps[i].ClockUncertainty, ps[i].ClockSamples = e.Offset, e.Uncertainty, e.Samples
+		}
+	}
+	return ps
+}
 
 // Agreement reports whether every other alive member advertises the same
 // ring digest as this node, and if not, which ones differ.
@@ -365,7 +396,7 @@ func (n *Node) create() (*memberlist.Memberlist, error) {
 	c.TCPTimeout = t.TCPTimeout
 	c.DeadNodeReclaimTime = t.DeadNodeReclaimTime
 	d := &delegate{n: n}
-	c.Delegate, c.Events, c.Conflict, c.Alive, c.Merge = d, d, d, d, d
+	c.Delegate, c.Events, c.Conflict, c.Alive, c.Merge, c.Ping = d, d, d, d, d, d
 	c.Logger = newStdLogger(n.logger)
 	c.LogOutput = nil
 	tr, err := newHelloTransport(host, port, hello{Cluster: n.cfg.ClusterName, Encrypted: n.keys != nil}, c.Logger)
@@ -575,7 +606,7 @@ func (n *Node) leaveAs(until time.Time) time.Time {
 		n.mu.Unlock()
 		return until
 	}
-	if old != StateActive || since.After(time.Now().Add(leaveNotice)) {
+	if old != StateActive || since.After(n.now().Add(leaveNotice)) {
 		until = time.Time{}
 	}
 	until = fromUnixMilli(unixMilli(until))
@@ -613,6 +644,8 @@ func (n *Node) loop(ctx context.Context, ml *memberlist.Memberlist) {
 		case <-timer.C:
 			n.rebuild()
 			n.notify()
+		case <-n.clockCh:
+			n.judgeClock()
 		}
 	}
 }
@@ -621,7 +654,7 @@ func (n *Node) loop(ctx context.Context, ml *memberlist.Memberlist) {
 // an hour when none is announced.
 func (n *Node) armForNextChange(timer *time.Timer) {
 	wait := time.Hour
-	now := time.Now()
+	now := n.now()
 	for _, c := range n.sched.Load().Changes() {
 		if c.After(now) {
 			wait = c.Sub(now)
@@ -638,7 +671,7 @@ func (n *Node) armForNextChange(timer *time.Timer) {
 func (n *Node) rebuild() {
 	n.rebuildMu.Lock()
 	defer n.rebuildMu.Unlock()
-	now := time.Now()
+	now := n.now()
 	n.membersMu.Lock()
 	members := make([]member, 0, len(n.members))
 	for _, m := range n.members {
@@ -776,11 +809,13 @@ func (n *Node) untrack(node *memberlist.Node) State {
 	n.membersMu.Lock()
 	last := n.members[node.Name]
 	delete(n.members, node.Name)
-	meta, _ := decodeMeta(last.meta, time.Now(), n.cfg.HandoffLead)
-	if meta.State == StateLeaving && meta.Until.After(time.Now()) {
+	now := n.now()
+	meta, _ := decodeMeta(last.meta, now, n.cfg.HandoffLead)
+	if meta.State == StateLeaving && meta.Until.After(now) {
 		n.tombs[node.Name] = tomb{name: node.Name, weight: meta.Weight, since: meta.Since, until: meta.Until}
 	}
 	n.membersMu.Unlock()
+	n.clocks.forget(node.Name)
 	n.signal()
 	return meta.State
 }

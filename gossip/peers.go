@@ -22,6 +22,11 @@ type Peer struct {
 	// Since and Until bound the time in which the member owns keys, as it
 	// announced them; zero means unbounded (see Meta).
 	Since, Until time.Time
+	// ClockOffset is the member's clock minus this node's, ClockUncertainty
+	// bounds its error, over ClockSamples recent probes (0: not measured
+	// yet, and for this node itself). See ClockEstimate.
+	ClockOffset, ClockUncertainty time.Duration
+	ClockSamples                  int
 }
 
 // Observer is poked after membership changes. Notify is called from the

@@ -25,7 +25,7 @@ type View struct {
 
 // View returns the ownership view as of now. It does not allocate.
 func (n *Node) View() View {
-	return View{sched: n.sched.Load(), self: n.cfg.Name, rf: n.cfg.ReplicationFactor, at: time.Now()}
+	return View{sched: n.sched.Load(), self: n.cfg.Name, rf: n.cfg.ReplicationFactor, at: n.now()}
 }
 
 // newView is View over sched for tests and for Node.

@@ -41,6 +41,9 @@ type fence struct {
 	next  storage.AppendableV2
 	fqdn  string        // the phase seed's host part; empty: judge raw timestamps
 	seed  atomic.Uint64 // Prometheus' offset seed, set by setExternalLabels
+	// shift is added to every sample's timestamp, in milliseconds
+	// (Options.TimestampShift); 0 outside tests.
+	shift int64
 
 	// handed is, per key taken over from another agent, the change instant
 	// the storage was told about, so that it is told once per change.
@@ -245,6 +248,12 @@ type fencedAppender struct {
 }
 
 func (a *fencedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
+	if s := a.fence.shift; s != 0 {
+		t += s
+		if st != 0 {
+			st += s
+		}
+	}
 	if !a.decided || t != a.ts {
 		var from string
 		a.decided, a.ts = true, t

@@ -43,6 +43,10 @@ type FilterOptions struct {
 	// changes off the gossip goroutine, reading the current view and Targets.
 	// The next pass waits for it, so it must return promptly.
 	OnReshard func()
+	// Clock is the agent's clock, against which announced ownership
+	// changes are judged (the Owner's instants are by it). Nil: the system
+	// clock.
+	Clock func() time.Time
 }
 
 // activeTargets is the part of Prometheus' scrape manager the Filter needs to
@@ -64,6 +68,7 @@ type Filter struct {
 	replicaLabel model.LabelName
 	minInterval  time.Duration
 	onReshard    func()
+	now          func() time.Time
 	metrics      *filterMetrics
 
 	// scraper, when set, gets end-of-run staleness markers disabled for targets
@@ -104,7 +109,11 @@ func NewFilter(opts FilterOptions, logger *slog.Logger, reg prometheus.Registere
 	if err != nil {
 		return nil, err
 	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
 	return &Filter{
+		now:          opts.Clock,
 		logger:       logger.With("component", "filter"),
 		owner:        opts.Owner,
 		nodeName:     opts.NodeName,
@@ -218,7 +227,7 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		}
 		last = time.Now()
 		if next := f.expires(); !next.IsZero() {
-			expiry.Reset(time.Until(next))
+			expiry.Reset(next.Sub(f.now()))
 		}
 		select {
 		case out <- res:
@@ -244,7 +253,7 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 		return nil, false
 	}
 
-	now := time.Now()
+	now := f.now()
 	changes := f.owner.Changes()
 	var maxTimeout time.Duration
 	aheads := map[time.Duration]bool{}

@@ -62,6 +62,15 @@ type Options struct {
 	// just as the host name does. Empty keeps Prometheus' seed (host name
 	// and external labels).
 	PhaseSeed string
+	// Clock is the agent's clock, which the Owner's instants are by (see
+	// FilterOptions.Clock). Nil: the system clock.
+	Clock func() time.Time
+	// TimestampShift is added to the timestamp of every scraped sample
+	// before the fence judges and writes it. Prometheus' scrape engine
+	// stamps samples with the system clock and takes no other; with
+	// --debug.clock-offset the agent stamps them, as a host whose clock is
+	// that far off would, with its shifted clock. Zero outside tests.
+	TimestampShift time.Duration
 }
 
 // Manager runs Prometheus' scrape manager on the targets its Filter lets
@@ -105,6 +114,7 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 		ReplicaLabel:       opts.ReplicaLabel,
 		MinReshardInterval: opts.MinReshardInterval,
 		OnReshard:          opts.OnReshard,
+		Clock:              opts.Clock,
 	}, logger, reg)
 	if err != nil {
 		return nil, err
@@ -130,6 +140,7 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 	if err != nil {
 		return nil, err
 	}
+	fence.shift = opts.TimestampShift.Milliseconds()
 	prom, err := promscrape.NewManager(promOpts, logger.With("component", "scrape manager"), nil, nil, fence, reg)
 	if err != nil {
 		return nil, fmt.Errorf("create scrape manager: %w", err)
