@@ -212,6 +212,13 @@ func (s *Storage) DeliveredThrough(name string) (through time.Time, found bool) 
 	}
 	end := e.q.end()
 	acked := e.acked.Load()
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed && acked >= end {
+		// Stopped with everything delivered: it writes nothing more.
+		return forever, true
+	}
 	if acked >= end {
 		// Everything queued is acknowledged; what comes next is newer than c.
 		return time.UnixMilli(c), true
@@ -223,15 +230,20 @@ func (s *Storage) DeliveredThrough(name string) (through time.Time, found bool) 
 }
 
 // HandedOver implements scrape.HandoffAppender: the commit is this agent's
-// first scrape of a target that from scraped until now.
-func (a *appender) HandedOver(from string) { a.from = from }
+// first scrape of a target that from scraped until at.
+func (a *appender) HandedOver(from string, at time.Time) { a.from, a.fromAt = from, at }
 
 // handoff is a handoff record read from the queue.
 type handoff struct {
 	from string
-	t    int64 // unix ms of this agent's first sample of the target
+	t    int64 // unix ms: when from stopped writing the target
 	next uint64
 }
+
+// handoffMargin is added to the instant the previous owner stopped writing
+// a target: its last scrape's slot was before the instant, its timestamp
+// may be a timer's jitter after it.
+const handoffMargin = 100 * time.Millisecond
 
 // settled is what a hold learnt about a previous owner: records naming it
 // with a first sample up to through need no wait. Only the sender's
@@ -277,7 +289,7 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 		e.m.holds.WithLabelValues(e.name, string(holdDisabled)).Inc()
 		return true
 	}
-	want := time.UnixMilli(h.t)
+	want := time.UnixMilli(h.t).Add(handoffMargin)
 	// A takeover of several targets queues a record per target, all naming
 	// the same agent: what was learnt for the first settles the others.
 	if k, ok := e.settled[h.from]; ok && !want.After(k.through) {
@@ -294,6 +306,12 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 	}()
 	for {
 		ans, err := preds.DeliveredThrough(ctx, h.from, e.name)
+		if err != nil {
+			// Gone (it left, crashed): what it said while it could.
+			if k, ok := e.watch.answer(h.from, e.name); ok {
+				ans, err = k, nil
+			}
+		}
 		now := time.Now()
 		var result holdResult
 		switch {
@@ -331,5 +349,109 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 			return false
 		case <-time.After(holdPoll):
 		}
+	}
+}
+
+// forever is the delivered-through time of a storage that is closed with
+// everything acknowledged.
+var forever = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// watcher asks the previous owners of targets just taken over how far they
+// delivered, from the moment the takeover is queued, and keeps their last
+// answers: a leaving agent answers only until it exits, which is often
+// before the sender reaches the handoff record.
+type watcher struct {
+	preds Predecessors
+	wait  time.Duration
+
+	mu      sync.Mutex
+	wanted  map[string]time.Time               // peer -> latest instant asked about
+	failing map[string]time.Time               // peer -> since when it cannot be asked
+	known   map[string]map[string]PeerDelivery // peer -> endpoint -> last answer
+}
+
+func newWatcher(p Predecessors, wait time.Duration) *watcher {
+	return &watcher{preds: p, wait: wait, wanted: map[string]time.Time{}, failing: map[string]time.Time{}, known: map[string]map[string]PeerDelivery{}}
+}
+
+// add asks for peer to be watched until it has delivered up to at.
+func (w *watcher) add(peer string, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if at.After(w.wanted[peer]) {
+		w.wanted[peer] = at
+	}
+}
+
+// answer is peer's last answer for endpoint.
+func (w *watcher) answer(peer, endpoint string) (PeerDelivery, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	a, ok := w.known[peer][endpoint]
+	return a, ok
+}
+
+// run asks every watched peer every holdPoll, for the endpoints names
+// returns, until ctx ends. A peer is watched until it delivered up to what
+// was asked on every endpoint, or could not be asked for twice the wait.
+func (w *watcher) run(ctx context.Context, names func() []string) {
+	if w.preds == nil || w.wait <= 0 {
+		return
+	}
+	t := time.NewTicker(holdPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		peers := make(map[string]time.Time, len(w.wanted))
+		for p, at := range w.wanted {
+			peers[p] = at
+		}
+		w.mu.Unlock()
+		for peer, at := range peers {
+			w.poll(ctx, peer, at, names())
+		}
+	}
+}
+
+func (w *watcher) poll(ctx context.Context, peer string, at time.Time, names []string) {
+	done := true
+	for _, ep := range names {
+		ans, err := w.preds.DeliveredThrough(ctx, peer, ep)
+		w.mu.Lock()
+		if err != nil {
+			done = false
+			if _, ok := w.failing[peer]; !ok {
+				w.failing[peer] = time.Now()
+			}
+			if time.Since(w.failing[peer]) > 2*w.wait {
+				done = true // gone for good: the senders give up on their own
+			}
+			w.mu.Unlock()
+			continue
+		}
+		delete(w.failing, peer)
+		if w.known[peer] == nil {
+			w.known[peer] = map[string]PeerDelivery{}
+		}
+		if prev, ok := w.known[peer][ep]; !ok || !ans.Through.Before(prev.Through) {
+			w.known[peer][ep] = ans
+		}
+		w.mu.Unlock()
+		if ans.Found && ans.Through.Before(at.Add(handoffMargin)) {
+			done = false
+		}
+	}
+	if done {
+		w.mu.Lock()
+		if !w.wanted[peer].After(at) {
+			delete(w.wanted, peer)
+			delete(w.failing, peer)
+		}
+		w.mu.Unlock()
 	}
 }

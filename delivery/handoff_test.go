@@ -52,7 +52,7 @@ func scrapeFrom(t *testing.T, s *Storage, from string, n int, ts int64) {
 	t.Helper()
 	app := s.AppenderV2(context.Background())
 	if from != "" {
-		app.(interface{ HandedOver(string) }).HandedOver(from)
+		app.(interface{ HandedOver(string, time.Time) }).HandedOver(from, time.UnixMilli(ts))
 	}
 	for i := range n {
 		_, err := app.Append(0, labels.FromStrings("__name__", "m", "i", strconv.Itoa(i)), 0, ts, float64(ts), nil, nil, storage.AOptions{})
@@ -267,4 +267,40 @@ func TestHandoffHoldWaitsOutAnOutage(t *testing.T) {
 	scrapeFrom(t, b, "p", 5, time.Now().UnixMilli())
 	require.Eventually(t, func() bool { return rcv.count() == 10 }, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, 1.0, testutil.ToFloat64(b.m.holds.WithLabelValues("rcv", string(holdAbandoned))))
+}
+
+// A previous owner that delivers and exits before the sender reaches the
+// handoff record (a scale-in: the new owner's batch goes out later) is
+// known to be done from what it said while it was up.
+func TestHandoffRemembersAnOwnerThatExited(t *testing.T) {
+	rcvA, rcvB := newStrictReceiver(), newStrictReceiver()
+	srvA, srvB := httptest.NewServer(rcvA), httptest.NewServer(rcvB)
+	defer srvA.Close()
+	defer srvB.Close()
+	var ps peers
+	o := Options{Predecessors: &ps, HandoffWait: 30 * time.Second}
+	a, _ := open(t, t.TempDir(), testConfig(t, srvA.URL), o)
+	b, _ := open(t, t.TempDir(), testConfig(t, srvB.URL), o)
+	defer func() { require.NoError(t, b.Close(time.Second)) }()
+	ps.set("a", a)
+
+	rcvB.setDown(true)
+	now := time.Now()
+	scrapeFrom(t, a, "", 5, now.UnixMilli())
+	// b's own samples first: its sender is stuck sending them, and reaches
+	// the handoff record only once a is gone.
+	require.NoError(t, scrape(t, b, 3, now.Add(-time.Millisecond).UnixMilli()))
+	scrapeFrom(t, b, "a", 5, now.Add(time.Millisecond).UnixMilli())
+	require.Eventually(t, func() bool { return rcvA.count() == 5 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, a.Close(time.Second))
+	through, _ := a.DeliveredThrough("rcv")
+	require.Equal(t, forever, through, "closed with everything delivered: it writes nothing more")
+	time.Sleep(3 * holdPoll) // the watcher hears it
+	ps.set("a", nil)         // and it is gone
+
+	rcvB.setDown(false)
+	start := time.Now()
+	require.Eventually(t, func() bool { return rcvB.count() == 3+5 }, 10*time.Second, 5*time.Millisecond)
+	require.Less(t, time.Since(start), 5*time.Second, "not the 30 s wait for an owner that cannot be asked")
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.holds.WithLabelValues("rcv", string(holdDelivered))))
 }

@@ -44,6 +44,7 @@ type endpoint struct {
 	marks    marks
 	holding  atomic.Pointer[string] // the previous owner waited for, nil when not holding
 	settled  map[string]settled     // by previous owner, see await
+	watch    *watcher
 }
 
 func (e *endpoint) config() (*config.RemoteWriteConfig, writeClient) {

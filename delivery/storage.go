@@ -62,6 +62,7 @@ type Storage struct {
 
 	cache seriesCache
 	open  openAppenders
+	watch *watcher
 
 	// fullSince is when the last append failed for lack of space (unix ms),
 	// 0 while writes succeed.
@@ -110,8 +111,13 @@ func Open(logger *slog.Logger, reg prometheus.Registerer, o Options) (*Storage, 
 		logger.Warn("A Prometheus agent WAL from an older shoal is in the storage path and is no longer read; remove it to free space", "path", filepath.Join(o.Dir, "wal"))
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(1)
+	s.watch = newWatcher(o.Predecessors, o.HandoffWait)
+	s.wg.Add(2)
 	go s.background()
+	go func() {
+		defer s.wg.Done()
+		s.watch.run(s.ctx, s.endpointNames)
+	}()
 	return s, nil
 }
 
@@ -263,7 +269,7 @@ func (s *Storage) openEndpoint(name string, rw *config.RemoteWriteConfig, c writ
 		name: name, url: rw.URL.String(), logger: s.logger, q: q, sp: sp, m: s.m,
 		cfg: rw, client: c, ext: ext, start: pos,
 		drain: make(chan struct{}), done: make(chan struct{}),
-		preds: s.opts.Predecessors, holdWait: s.opts.HandoffWait,
+		preds: s.opts.Predecessors, holdWait: s.opts.HandoffWait, watch: s.watch,
 	}
 	// Everything in the queue now was committed before this start.
 	e.marks.add(q, time.Now().Add(-markSlack).UnixMilli())
@@ -317,6 +323,17 @@ func (s *Storage) Health() error {
 			s.opts.Dir, time.UnixMilli(since).UTC().Format(time.RFC3339), msg)
 	}
 	return nil
+}
+
+// endpointNames are the names of the endpoints.
+func (s *Storage) endpointNames() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names := make([]string, len(s.endpoints))
+	for i, e := range s.endpoints {
+		names[i] = e.name
+	}
+	return names
 }
 
 // Series is the number of series in the series cache: those appended
@@ -389,10 +406,11 @@ type appender struct {
 	bufs   [][]byte
 	count  []uint32
 	mint   []int64
-	ex     []bool // the endpoint sends exemplars
-	hist   []bool // the endpoint sends native histograms
-	from   string // the previous owner of the scraped target (HandedOver)
-	opened int64  // unix ms
+	ex     []bool    // the endpoint sends exemplars
+	hist   []bool    // the endpoint sends native histograms
+	from   string    // the previous owner of the scraped target (HandedOver)
+	fromAt time.Time // when it stopped writing the target
+	opened int64     // unix ms
 }
 
 func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
@@ -444,7 +462,8 @@ func (a *appender) Commit() error {
 		if a.from != "" && e.preds != nil && e.holdWait > 0 {
 			h := make([]byte, headerSize+len(a.from))
 			copy(h[headerSize:], a.from)
-			if err := e.q.appendFlags(h, 0, flagHandoff, a.mint[i]); err != nil {
+			a.s.watch.add(a.from, a.fromAt)
+			if err := e.q.appendFlags(h, 0, flagHandoff, a.fromAt.UnixMilli()); err != nil {
 				a.s.logger.Warn("Cannot queue a handoff record; this target's first samples here are not held for its previous owner", "endpoint", e.name, "previous_owner", a.from, "err", err)
 			}
 		}

@@ -106,20 +106,19 @@ func (f *fence) AppenderV2(ctx context.Context) storage.AppenderV2 {
 // keep reports whether the scrape of t at timestamp ms (milliseconds) is
 // this agent's to write, and if so, which agent scraped the slot before
 // when the target has just been handed over to this one ("" otherwise).
-func (f *fence) keep(t *promscrape.Target, ms int64) (keep bool, from string) {
+func (f *fence) keep(t *promscrape.Target, ms int64) (keep bool, from string, at time.Time) {
 	key := targetKey(t, nil)
 	slot := f.slot(t, ms)
 	if !f.owner.OwnsAt(key, slot) {
-		return false, ""
+		return false, "", time.Time{}
 	}
 	if p, ok := f.owner.(Predecessor); ok {
 		iv := scrapeInterval(t)
-		var at time.Time
 		if from, at = p.HandedOverFrom(key, slot, handoffWindow*iv); from != "" && !f.firstSince(key, at, slot, iv) {
 			from = ""
 		}
 	}
-	return true, from
+	return true, from, at
 }
 
 // firstSince reports whether this is the first time the fence asks about
@@ -256,11 +255,12 @@ func (a *fencedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t i
 	}
 	if !a.decided || t != a.ts {
 		var from string
+		var at time.Time
 		a.decided, a.ts = true, t
-		a.keep, from = a.fence.keep(a.target, t)
+		a.keep, from, at = a.fence.keep(a.target, t)
 		if from != "" && !a.handedOver {
 			if h, ok := a.AppenderV2.(HandoffAppender); ok {
-				h.HandedOver(from)
+				h.HandedOver(from, at)
 			}
 			a.handedOver = true
 		}

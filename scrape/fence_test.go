@@ -204,7 +204,7 @@ type recordingAppender struct {
 	first int64
 }
 
-func (a *recordingAppender) HandedOver(from string) { a.from = from }
+func (a *recordingAppender) HandedOver(from string, _ time.Time) { a.from = from }
 
 func (a *recordingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
 	if a.first < 0 {

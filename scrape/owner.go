@@ -49,6 +49,7 @@ type Predecessor interface {
 // has delivered its own (package delivery).
 type HandoffAppender interface {
 	// HandedOver says that the scrape being appended is this agent's first
-	// of a target that agent from scraped until now.
-	HandedOver(from string)
+	// of a target that agent from scraped until the instant at: the
+	// previous owner wrote none of its samples from at on.
+	HandedOver(from string, at time.Time)
 }
