@@ -81,9 +81,9 @@ docker:
 # leaving it again), scales the shoal service 3 -> 5 -> 3 and rolls it with
 # docker service update --force, and checks at the strict receiver that no
 # target missed a scrape and nothing was refused as out of order; it prints
-# a table (internal/swarmtest, about 8 minutes). Not part of `make test`.
+# a table (internal/swarmtest, about 6 minutes). Not part of `make test`.
 swarm: deps
-	SHOAL_REQUIRE_INTEGRATION=1 $(GO) test -count=1 -v -timeout 30m -run TestSwarm ./internal/swarmtest/
+	SHOAL_REQUIRE_INTEGRATION=1 $(GO) test -count=1 -v -timeout 30m -run TestSwarm ./internal/swarmtest/ -swarm
 
 # fleet runs the fleet-continuity scenarios (internal/fleet) in their long
 # version: 60 targets at a 5 s interval, scale out and in, rolling restart

@@ -7,8 +7,8 @@
 // 3 -> 5 -> 3, rolls it with `docker service update --force`, and judges
 // every phase at the receiver: no target may miss a scrape, and the
 // receiver may refuse nothing as out of order. It prints a table of what it
-// measured. It is too long for `make test` and runs only under `make swarm`
-// (or -run TestSwarm); -short and a machine without a usable swarm skip it,
-// unless SHOAL_REQUIRE_INTEGRATION=1. The package has no code; see its
-// tests.
+// measured. It is too long for `make test` and runs only with the test
+// flag -swarm (`make swarm`); given it, a machine without a usable swarm
+// skips it, unless SHOAL_REQUIRE_INTEGRATION=1, which fails it. The package
+// has no code; see its tests.
 package swarmtest

@@ -4,6 +4,7 @@ package swarmtest
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,10 @@ const (
 	agentScrape = 2 * time.Second
 )
 
+// swarmFlag turns TestSwarm on: it takes about six minutes, too long for
+// `make test`, which runs every package; `make swarm` sets it.
+var swarmFlag = flag.Bool("swarm", false, "run TestSwarm: deploy deploy/swarm/stack.yml on Docker Swarm, scale and roll it (make swarm, about 6 minutes)")
+
 // TestSwarm deploys deploy/swarm/stack.yml unchanged on a Docker Swarm
 // manager, with images built locally, and changes the shoal service the
 // ways an operator does: scale 3 -> 5, scale 5 -> 3, a rolling
@@ -51,8 +56,8 @@ const (
 // networks, the images and, if the test initialised it, the swarm are
 // removed at the end.
 func TestSwarm(t *testing.T) {
-	if testing.Short() {
-		t.Skip("swarmtest: skipped in -short mode")
+	if !*swarmFlag || testing.Short() {
+		t.Skip("swarmtest: runs only with -swarm (make swarm), and not in -short mode")
 	}
 	testenv.SkipWithout(t, testenv.ConsulBinary, testenv.PrometheusBinary)
 	c := newCLI(t)
