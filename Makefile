@@ -5,7 +5,7 @@ CACHE_BIN := $(CURDIR)/.cache/bin
 LINT_VERSION ?= v2.15.0
 export PATH := $(CACHE_BIN):$(PATH)
 
-.PHONY: all build deps test-deps test fuzz-short test-short lint bench bench-ring demo docker fleet fmt vet clean
+.PHONY: all build deps test-deps test fuzz-short test-short lint bench bench-ring demo docker swarm fleet fmt vet clean
 
 all: build
 
@@ -78,6 +78,15 @@ demo: deps
 # minutes). For a release image with the golang builder stage: docker build -t shoal . && docker build --target farm -t shoal-farm .
 docker:
 	$(GO) test -count=1 -v -timeout 15m -run TestDockerImage ./internal/dockertest/
+
+# swarm deploys deploy/swarm/stack.yml on Docker Swarm with images built
+# locally (initialising a single-node swarm if the engine has none, and
+# leaving it again), scales the shoal service 3 -> 5 -> 3 and rolls it with
+# docker service update --force, and checks at the strict receiver that no
+# target missed a scrape and nothing was refused as out of order; it prints
+# a table (internal/swarmtest, about 6 minutes). Not part of `make test`.
+swarm: deps
+	SHOAL_REQUIRE_INTEGRATION=1 $(GO) test -count=1 -v -timeout 30m -run TestSwarm ./internal/swarmtest/ -swarm
 
 # fleet runs the fleet-continuity scenarios (internal/fleet) in their long
 # version: 60 targets at a 5 s interval, scale out and in, rolling restart
