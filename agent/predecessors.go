@@ -132,10 +132,10 @@ func (p *predecessors) get(ctx context.Context, addr string) (Delivery, error) {
 		return d, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	switch {
-	case resp.StatusCode == http.StatusOK:
-	case resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden,
-		resp.StatusCode == http.StatusBadRequest: // plain HTTP to a TLS listener
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound, http.StatusUnauthorized, http.StatusForbidden,
+		http.StatusBadRequest: // plain HTTP to a TLS listener
 		return d, fmt.Errorf("%w: %s", errCannotAsk, resp.Status)
 	default:
 		return d, fmt.Errorf("GET /api/v1/delivery: %s", resp.Status)
