@@ -9,37 +9,60 @@ import (
 )
 
 // seriesCache gives each series a reference the scrape cache hands back on
-// the next scrape, and keeps its labels encoded per endpoint (after
-// external labels and write relabeling), so a sample costs a lookup and a
-// copy. Series unseen for two GC rounds (10-20 minutes) are forgotten.
+// the next scrape, so a sample costs a map lookup. Series unseen for two GC
+// rounds (10-20 minutes) are forgotten.
+//
+// It is the largest thing shoal keeps per series, so it keeps little: the
+// caller's labels (not a copy: the scrape cache holds the same ones, and
+// Prometheus' head and agent DB retain them the same way), one pointer per
+// map and nothing encoded unless an endpoint relabels. Labels are encoded
+// for each sample instead (encode.go); at a scrape interval's rate that
+// costs less than keeping ~180 bytes per series and endpoint alive.
 type seriesCache struct {
 	mu     sync.RWMutex
 	byRef  map[uint64]*series
-	byHash map[uint64][]*series
+	byHash map[uint64]*series // chained through series.next on a collision
 	next   uint64
-	gen    atomic.Uint64
+	gen    atomic.Uint32
+	// hash is labels.Labels.Hash; tests replace it to force collisions.
+	hash func(labels.Labels) uint64
 }
 
 type series struct {
 	ref  uint64
-	hash uint64
 	ls   labels.Labels
-	seen atomic.Uint64 // the GC generation it was last used in
-
-	enc atomic.Pointer[encodedLabels]
+	next *series // the next series with the same hash, rarely any
+	// rel is the write relabeling's outcome for the epoch it was computed
+	// in; nil until an endpoint with write_relabel_configs sees the series.
+	rel  atomic.Pointer[relabeled]
+	seen atomic.Uint32 // the GC generation it was last used in
 }
 
-type encodedLabels struct {
+// relabeled is what write relabeling made of a series, per endpoint.
+type relabeled struct {
 	epoch uint64
-	enc   [][]byte // per endpoint of epoch; nil: dropped by relabeling
+	// enc is per endpoint: nil when the endpoint has no relabeling or it
+	// left the labels as they were (they are encoded per sample), the
+	// encoded labels when it changed them, dropped when it dropped them.
+	enc [][]byte
 }
+
+// dropped marks a series write relabeling dropped; compared by address.
+var dropped = []byte("dropped")
+
+func isDropped(b []byte) bool { return len(b) > 0 && &b[0] == &dropped[0] }
 
 func (c *seriesCache) init() {
 	c.byRef = map[uint64]*series{}
-	c.byHash = map[uint64][]*series{}
+	c.byHash = map[uint64]*series{}
+	if c.hash == nil {
+		c.hash = labels.Labels.Hash
+	}
 }
 
-// get returns the series for ref, or for ls when ref is unknown.
+// get returns the series for ref, or for ls when ref is unknown. ls is
+// kept: the caller must not modify it afterwards, as with Prometheus'
+// appenders.
 func (c *seriesCache) get(ref uint64, ls labels.Labels) *series {
 	gen := c.gen.Load()
 	c.mu.RLock()
@@ -53,20 +76,21 @@ func (c *seriesCache) get(ref uint64, ls labels.Labels) *series {
 		}
 		return s
 	}
-	h := ls.Hash()
+	h := c.hash(ls)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, x := range c.byHash[h] {
+	head := c.byHash[h]
+	for x := head; x != nil; x = x.next {
 		if labels.Equal(x.ls, ls) {
 			x.seen.Store(gen)
 			return x
 		}
 	}
 	c.next++
-	s = &series{ref: c.next, hash: h, ls: ls.Copy()}
+	s = &series{ref: c.next, ls: ls, next: head}
 	s.seen.Store(gen)
 	c.byRef[s.ref] = s
-	c.byHash[h] = append(c.byHash[h], s)
+	c.byHash[h] = s
 	return s
 }
 
@@ -79,17 +103,21 @@ func (c *seriesCache) gc() {
 			continue
 		}
 		delete(c.byRef, ref)
-		list := c.byHash[s.hash]
-		for i, x := range list {
-			if x == s {
-				list = append(list[:i], list[i+1:]...)
+		h := c.hash(s.ls)
+		p := c.byHash[h]
+		if p == s {
+			if s.next == nil {
+				delete(c.byHash, h)
+			} else {
+				c.byHash[h] = s.next
+			}
+			continue
+		}
+		for ; p != nil; p = p.next {
+			if p.next == s {
+				p.next = s.next
 				break
 			}
-		}
-		if len(list) == 0 {
-			delete(c.byHash, s.hash)
-		} else {
-			c.byHash[s.hash] = list
 		}
 	}
 }
@@ -100,29 +128,106 @@ func (c *seriesCache) len() int {
 	return len(c.byRef)
 }
 
-// encoded returns the labels encoded for each endpoint of epoch.
-func (s *series) encoded(epoch uint64, eps []*endpoint) [][]byte {
-	if e := s.enc.Load(); e != nil && e.epoch == epoch && len(e.enc) == len(eps) {
-		return e.enc
+// labelEncoder encodes a commit's series for its endpoints; one per
+// appender, so that its buffers are reused from sample to sample.
+type labelEncoder struct {
+	ready bool
+	plan  []endpointPlan
+	relab bool // some endpoint relabels
+	buf   []byte
+	out   [][]byte
+}
+
+// endpointPlan is an endpoint's view of the labels for a commit.
+type endpointPlan struct {
+	ext []labels.Label
+	rcs []*relabel.Config
+}
+
+// encoded returns the labels of s encoded for each endpoint of epoch; nil
+// for an endpoint whose write relabeling drops the series. The result is
+// valid until the next call.
+func (s *series) encoded(epoch uint64, eps []*endpoint, le *labelEncoder) [][]byte {
+	le.prepare(eps)
+	var rel *relabeled
+	if le.relab {
+		rel = s.relabeled(epoch, le.plan)
 	}
-	enc := make([][]byte, len(eps))
+	le.buf = le.buf[:0]
+	var ends [8]int
+	end := ends[:0]
+	for i, p := range le.plan {
+		if rel != nil && rel.enc[i] != nil {
+			end = append(end, len(le.buf))
+			continue // dropped or changed: kept in rel
+		}
+		le.buf = encodeLabelsExt(le.buf, s.ls, p.ext)
+		end = append(end, len(le.buf))
+	}
+	start := 0
+	for i := range le.plan {
+		switch {
+		case rel != nil && isDropped(rel.enc[i]):
+			le.out[i] = nil
+		case rel != nil && rel.enc[i] != nil:
+			le.out[i] = rel.enc[i]
+		default:
+			le.out[i] = le.buf[start:end[i]:end[i]]
+		}
+		start = end[i]
+	}
+	return le.out
+}
+
+// prepare reads the endpoints' external labels and relabeling once per
+// commit.
+func (le *labelEncoder) prepare(eps []*endpoint) {
+	if le.ready {
+		return
+	}
+	le.ready = true
+	le.plan = make([]endpointPlan, len(eps))
+	le.out = make([][]byte, len(eps))
+	le.relab = false
 	for i, e := range eps {
 		ext, rcs := e.relabelFor()
-		ls := s.ls
-		if !ext.IsEmpty() || len(rcs) > 0 {
-			b := labels.NewBuilder(ls)
-			ext.Range(func(l labels.Label) {
-				if !s.ls.Has(l.Name) {
-					b.Set(l.Name, l.Value)
-				}
-			})
-			if len(rcs) > 0 && !relabel.ProcessBuilder(b, rcs...) {
-				continue
-			}
-			ls = b.Labels()
-		}
-		enc[i] = encodeLabels(make([]byte, 0, 64), ls)
+		le.plan[i] = endpointPlan{ext: labelSlice(ext), rcs: rcs}
+		le.relab = le.relab || len(rcs) > 0
 	}
-	s.enc.Store(&encodedLabels{epoch: epoch, enc: enc})
-	return enc
+}
+
+// relabeled returns the write relabeling of s for epoch, computing it on
+// the first sample of the series in an epoch.
+func (s *series) relabeled(epoch uint64, plan []endpointPlan) *relabeled {
+	if r := s.rel.Load(); r != nil && r.epoch == epoch && len(r.enc) == len(plan) {
+		return r
+	}
+	r := &relabeled{epoch: epoch, enc: make([][]byte, len(plan))}
+	for i, p := range plan {
+		if len(p.rcs) == 0 {
+			continue
+		}
+		b := labels.NewBuilder(s.ls)
+		for _, l := range p.ext {
+			if !s.ls.Has(l.Name) {
+				b.Set(l.Name, l.Value)
+			}
+		}
+		in := b.Labels()
+		if !relabel.ProcessBuilder(b, p.rcs...) {
+			r.enc[i] = dropped
+			continue
+		}
+		if out := b.Labels(); !labels.Equal(in, out) {
+			r.enc[i] = encodeLabels(nil, out)
+		}
+	}
+	s.rel.Store(r)
+	return r
+}
+
+func labelSlice(ls labels.Labels) []labels.Label {
+	var out []labels.Label
+	ls.Range(func(l labels.Label) { out = append(out, l) })
+	return out
 }

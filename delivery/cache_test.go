@@ -1,0 +1,154 @@
+package delivery
+
+import (
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/stretchr/testify/require"
+)
+
+// mergedThenEncoded is how the labels were encoded before encodeLabelsExt:
+// external labels set on a builder where the series lacks them.
+func mergedThenEncoded(ls, ext labels.Labels) []byte {
+	b := labels.NewBuilder(ls)
+	ext.Range(func(l labels.Label) {
+		if !ls.Has(l.Name) {
+			b.Set(l.Name, l.Value)
+		}
+	})
+	return encodeLabels(nil, b.Labels())
+}
+
+func TestEncodeLabelsExtMatchesTheBuilder(t *testing.T) {
+	long := string(make([]byte, 200)) // lengths past one varint byte
+	ls := labels.FromStrings("__name__", "m", "job", "j", "zone", "z")
+	for _, tc := range []struct {
+		name string
+		ls   labels.Labels
+		ext  labels.Labels
+	}{
+		{"no external labels", ls, labels.EmptyLabels()},
+		{"first", ls, labels.FromStrings("_a", "x")},
+		{"between", ls, labels.FromStrings("cluster", "eu1")},
+		{"last", ls, labels.FromStrings("zz", "x")},
+		{"several", ls, labels.FromStrings("_a", "1", "cluster", "eu1", "region", "r", "zz", "2")},
+		{"the series' own label wins", ls, labels.FromStrings("job", "external", "zone", "external")},
+		{"empty series", labels.EmptyLabels(), labels.FromStrings("cluster", "eu1")},
+		{"long name and value", labels.FromStrings("__name__", "m", "l"+long, long), labels.FromStrings("cluster", long)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := encodeLabelsExt([]byte("prefix"), tc.ls, labelSlice(tc.ext))
+			require.Equal(t, append([]byte("prefix"), mergedThenEncoded(tc.ls, tc.ext)...), got)
+		})
+	}
+}
+
+func TestSeriesCacheHashCollisions(t *testing.T) {
+	var c seriesCache
+	c.hash = func(labels.Labels) uint64 { return 42 } // every series collides
+	c.init()
+	a := labels.FromStrings("__name__", "a")
+	b := labels.FromStrings("__name__", "b")
+	d := labels.FromStrings("__name__", "d")
+
+	sa, sb, sd := c.get(0, a), c.get(0, b), c.get(0, d)
+	require.NotEqual(t, sa.ref, sb.ref)
+	require.NotEqual(t, sb.ref, sd.ref)
+	require.Equal(t, 3, c.len())
+	for _, tc := range []struct {
+		ls labels.Labels
+		s  *series
+	}{{a, sa}, {b, sb}, {d, sd}} {
+		require.Same(t, tc.s, c.get(0, tc.ls), "found by labels among colliding series: %s", tc.ls)
+		require.Same(t, tc.s, c.get(tc.s.ref, tc.ls), "found by ref: %s", tc.ls)
+	}
+
+	// b, in the middle of the chain, goes; a and d stay.
+	c.gc()
+	c.get(sa.ref, a)
+	c.get(sd.ref, d)
+	c.gc()
+	require.Equal(t, 2, c.len())
+	require.Same(t, sa, c.get(0, a))
+	require.Same(t, sd, c.get(0, d))
+	nb := c.get(0, b)
+	require.NotEqual(t, sb.ref, nb.ref, "a forgotten series gets a new ref, never an old one again")
+	require.Nil(t, c.byRef[sb.ref])
+
+	// Everything goes: the chain and the map entry with it.
+	c.gc()
+	c.gc()
+	c.gc()
+	require.Zero(t, c.len())
+	require.Empty(t, c.byHash)
+}
+
+func TestSeriesCacheGC(t *testing.T) {
+	var c seriesCache
+	c.init()
+	kept := labels.FromStrings("__name__", "kept")
+	gone := labels.FromStrings("__name__", "gone")
+	sk, sg := c.get(0, kept), c.get(0, gone)
+	c.gc()
+	require.Equal(t, 2, c.len(), "a series seen in the last round stays")
+	c.get(sk.ref, kept)
+	c.gc()
+	require.Equal(t, 1, c.len(), "a series unseen for two rounds goes")
+	require.Same(t, sk, c.get(0, kept))
+	require.NotSame(t, sg, c.get(sg.ref, gone), "its ref no longer finds it")
+	require.Len(t, c.byHash, 2)
+}
+
+func relabelEndpoint(t *testing.T, ext labels.Labels, rules string) *endpoint {
+	t.Helper()
+	rw := &config.RemoteWriteConfig{}
+	if rules != "" {
+		cfg, err := config.Load("remote_write:\n  - url: http://localhost/\n    write_relabel_configs:\n"+rules, nil)
+		require.NoError(t, err)
+		rw = cfg.RemoteWriteConfigs[0]
+	}
+	return &endpoint{cfg: rw, ext: ext}
+}
+
+func TestEncodedPerEndpoint(t *testing.T) {
+	ext := labels.FromStrings("cluster", "eu1")
+	eps := []*endpoint{
+		relabelEndpoint(t, ext, ""),
+		relabelEndpoint(t, ext, "      - {source_labels: [__name__], regex: dropped, action: drop}\n"),
+		relabelEndpoint(t, ext, "      - {regex: zone, action: labeldrop}\n"),
+		relabelEndpoint(t, labels.EmptyLabels(), ""),
+	}
+	var c seriesCache
+	c.init()
+	kept := labels.FromStrings("__name__", "m", "zone", "z")
+	drop := labels.FromStrings("__name__", "dropped", "zone", "z")
+	withExt := mergedThenEncoded(kept, ext)
+
+	var le labelEncoder
+	got := c.get(0, kept).encoded(1, eps, &le)
+	require.Equal(t, withExt, got[0], "no relabeling")
+	require.Equal(t, withExt, got[1], "relabeling that keeps the series as it is")
+	require.Equal(t, encodeLabels(nil, labels.FromStrings("__name__", "m", "cluster", "eu1")), got[2], "relabeling that changes it")
+	require.Equal(t, encodeLabels(nil, kept), got[3], "no external labels")
+	r := c.get(0, kept).rel.Load()
+	require.Nil(t, r.enc[1], "an unchanged series keeps no encoding")
+
+	got = c.get(0, drop).encoded(1, eps, &le)
+	require.Equal(t, mergedThenEncoded(drop, ext), got[0])
+	require.Nil(t, got[1], "dropped by relabeling")
+	require.Equal(t, encodeLabels(nil, labels.FromStrings("__name__", "dropped", "cluster", "eu1")), got[2])
+
+	// A new epoch (a reload) relabels again with the endpoints' new rules.
+	eps[1].cfg.WriteRelabelConfigs = []*relabel.Config{{
+		SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp("m"), Action: relabel.Drop,
+		Separator: ";", NameValidationScheme: model.UTF8Validation,
+	}}
+	le = labelEncoder{}
+	got = c.get(0, kept).encoded(2, eps, &le)
+	require.Nil(t, got[1])
+	got = c.get(0, drop).encoded(2, eps, &le)
+	require.Equal(t, mergedThenEncoded(drop, ext), got[1])
+}
