@@ -9,20 +9,22 @@ import (
 )
 
 // seriesCache gives each series a reference the scrape cache hands back on
-// the next scrape, so a sample costs a map lookup. Series unseen for two GC
-// rounds (10-20 minutes) are forgotten.
+// the next scrape, so that a sample costs an index into a slice. Series
+// unseen for two GC rounds (10-20 minutes) are forgotten.
 //
 // It is the largest thing shoal keeps per series, so it keeps little: the
 // caller's labels (not a copy: the scrape cache holds the same ones, and
-// Prometheus' head and agent DB retain them the same way), one pointer per
-// map and nothing encoded unless an endpoint relabels. Labels are encoded
-// for each sample instead (encode.go); at a scrape interval's rate that
-// costs less than keeping ~180 bytes per series and endpoint alive.
+// Prometheus' head and agent DB retain them the same way), a slot, a map
+// entry by hash and nothing encoded unless an endpoint relabels. Labels are
+// encoded for each sample instead (encode.go); at a scrape interval's rate
+// that costs less than keeping ~180 bytes per series and endpoint alive.
 type seriesCache struct {
-	mu     sync.RWMutex
-	byRef  map[uint64]*series
+	mu sync.RWMutex
+	// slots holds the series by ref-1. A forgotten series' slot is reused,
+	// so a ref names a series only if its labels match (get checks).
+	slots  []*series
+	free   []uint32           // empty slots
 	byHash map[uint64]*series // chained through series.next on a collision
-	next   uint64
 	gen    atomic.Uint32
 	// hash is labels.Labels.Hash; tests replace it to force collisions.
 	hash func(labels.Labels) uint64
@@ -30,8 +32,8 @@ type seriesCache struct {
 
 type series struct {
 	ref  uint64
-	ls   labels.Labels
-	next *series // the next series with the same hash, rarely any
+	ls   labels.Labels // never modified
+	next *series       // the next series with the same hash, rarely any; guarded by mu
 	// rel is the write relabeling's outcome for the epoch it was computed
 	// in; nil until an endpoint with write_relabel_configs sees the series.
 	rel  atomic.Pointer[relabeled]
@@ -53,24 +55,27 @@ var dropped = []byte("dropped")
 func isDropped(b []byte) bool { return len(b) > 0 && &b[0] == &dropped[0] }
 
 func (c *seriesCache) init() {
-	c.byRef = map[uint64]*series{}
 	c.byHash = map[uint64]*series{}
 	if c.hash == nil {
 		c.hash = labels.Labels.Hash
 	}
 }
 
-// get returns the series for ref, or for ls when ref is unknown. ls is
-// kept: the caller must not modify it afterwards, as with Prometheus'
-// appenders.
+// get returns the series for ref, or for ls when ref is unknown or names
+// another series. ls is kept: the caller must not modify it afterwards, as
+// with Prometheus' appenders.
 func (c *seriesCache) get(ref uint64, ls labels.Labels) *series {
 	gen := c.gen.Load()
 	c.mu.RLock()
-	s := c.byRef[ref]
+	var s *series
+	if ref-1 < uint64(len(c.slots)) {
+		s = c.slots[ref-1]
+	}
 	c.mu.RUnlock()
-	// A reference is never reused: the scrape cache hands back the one this
-	// cache gave for the same series, as Prometheus' head trusts its refs.
-	if s != nil {
+	// The labels are usually the very string the series was made with, so
+	// the check costs a pointer comparison. A series' labels never change:
+	// one that GC forgets stays valid for whoever still holds it.
+	if s != nil && labels.Equal(s.ls, ls) {
 		if s.seen.Load() != gen {
 			s.seen.Store(gen)
 		}
@@ -86,10 +91,17 @@ func (c *seriesCache) get(ref uint64, ls labels.Labels) *series {
 			return x
 		}
 	}
-	c.next++
-	s = &series{ref: c.next, ls: ls, next: head}
+	s = &series{ls: ls, next: head}
+	if n := len(c.free); n > 0 {
+		i := c.free[n-1]
+		c.free = c.free[:n-1]
+		c.slots[i] = s
+		s.ref = uint64(i) + 1
+	} else {
+		c.slots = append(c.slots, s)
+		s.ref = uint64(len(c.slots))
+	}
 	s.seen.Store(gen)
-	c.byRef[s.ref] = s
 	c.byHash[h] = s
 	return s
 }
@@ -98,26 +110,52 @@ func (c *seriesCache) gc() {
 	gen := c.gen.Add(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for ref, s := range c.byRef {
-		if s.seen.Load()+2 > gen {
+	for i, s := range c.slots {
+		if s == nil || s.seen.Load()+2 > gen {
 			continue
 		}
-		delete(c.byRef, ref)
-		h := c.hash(s.ls)
-		p := c.byHash[h]
-		if p == s {
-			if s.next == nil {
-				delete(c.byHash, h)
-			} else {
-				c.byHash[h] = s.next
+		c.slots[i] = nil
+		c.free = append(c.free, uint32(i))
+		c.unlink(s)
+	}
+	// Give back the tail of empty slots and their free-list entries, so
+	// that a shrinking agent's slice shrinks too.
+	n := len(c.slots)
+	for n > 0 && c.slots[n-1] == nil {
+		n--
+	}
+	if n < len(c.slots) {
+		free := c.free[:0]
+		for _, i := range c.free {
+			if int(i) < n {
+				free = append(free, i)
 			}
-			continue
 		}
-		for ; p != nil; p = p.next {
-			if p.next == s {
-				p.next = s.next
-				break
-			}
+		c.free = free
+		if n < cap(c.slots)/4 {
+			c.slots = append([]*series(nil), c.slots[:n]...)
+		} else {
+			c.slots = c.slots[:n]
+		}
+	}
+}
+
+// unlink removes s from its hash chain.
+func (c *seriesCache) unlink(s *series) {
+	h := c.hash(s.ls)
+	p := c.byHash[h]
+	if p == s {
+		if s.next == nil {
+			delete(c.byHash, h)
+		} else {
+			c.byHash[h] = s.next
+		}
+		return
+	}
+	for ; p != nil; p = p.next {
+		if p.next == s {
+			p.next = s.next
+			return
 		}
 	}
 }
@@ -125,7 +163,7 @@ func (c *seriesCache) gc() {
 func (c *seriesCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return len(c.byRef)
+	return len(c.slots) - len(c.free)
 }
 
 // labelEncoder encodes a commit's series for its endpoints; one per
@@ -134,8 +172,11 @@ type labelEncoder struct {
 	ready bool
 	plan  []endpointPlan
 	relab bool // some endpoint relabels
-	buf   []byte
-	out   [][]byte
+	// same is the relabeling of every series that no endpoint changes or
+	// drops, shared by them.
+	same *relabeled
+	buf  []byte
+	out  [][]byte
 }
 
 // endpointPlan is an endpoint's view of the labels for a commit.
@@ -151,7 +192,7 @@ func (s *series) encoded(epoch uint64, eps []*endpoint, le *labelEncoder) [][]by
 	le.prepare(eps)
 	var rel *relabeled
 	if le.relab {
-		rel = s.relabeled(epoch, le.plan)
+		rel = s.relabeled(epoch, le)
 	}
 	le.buf = le.buf[:0]
 	var ends [8]int
@@ -198,12 +239,13 @@ func (le *labelEncoder) prepare(eps []*endpoint) {
 
 // relabeled returns the write relabeling of s for epoch, computing it on
 // the first sample of the series in an epoch.
-func (s *series) relabeled(epoch uint64, plan []endpointPlan) *relabeled {
-	if r := s.rel.Load(); r != nil && r.epoch == epoch && len(r.enc) == len(plan) {
+func (s *series) relabeled(epoch uint64, le *labelEncoder) *relabeled {
+	if r := s.rel.Load(); r != nil && r.epoch == epoch && len(r.enc) == len(le.plan) {
 		return r
 	}
-	r := &relabeled{epoch: epoch, enc: make([][]byte, len(plan))}
-	for i, p := range plan {
+	r := &relabeled{epoch: epoch, enc: make([][]byte, len(le.plan))}
+	same := true
+	for i, p := range le.plan {
 		if len(p.rcs) == 0 {
 			continue
 		}
@@ -215,12 +257,18 @@ func (s *series) relabeled(epoch uint64, plan []endpointPlan) *relabeled {
 		}
 		in := b.Labels()
 		if !relabel.ProcessBuilder(b, p.rcs...) {
-			r.enc[i] = dropped
+			r.enc[i], same = dropped, false
 			continue
 		}
 		if out := b.Labels(); !labels.Equal(in, out) {
-			r.enc[i] = encodeLabels(nil, out)
+			r.enc[i], same = encodeLabels(nil, out), false
 		}
+	}
+	if same {
+		if le.same == nil || le.same.epoch != epoch {
+			le.same = r
+		}
+		r = le.same
 	}
 	s.rel.Store(r)
 	return r

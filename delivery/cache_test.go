@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -74,9 +75,19 @@ func TestSeriesCacheHashCollisions(t *testing.T) {
 	require.Equal(t, 2, c.len())
 	require.Same(t, sa, c.get(0, a))
 	require.Same(t, sd, c.get(0, d))
-	nb := c.get(0, b)
-	require.NotEqual(t, sb.ref, nb.ref, "a forgotten series gets a new ref, never an old one again")
-	require.Nil(t, c.byRef[sb.ref])
+
+	// A new series takes b's slot, hence its ref: the ref b's scrape cache
+	// still holds finds b again, not the new series.
+	e := labels.FromStrings("__name__", "e")
+	se := c.get(0, e)
+	require.Equal(t, sb.ref, se.ref, "the slot is reused")
+	nb := c.get(sb.ref, b)
+	require.NotSame(t, se, nb)
+	require.Equal(t, b, nb.ls)
+	require.NotEqual(t, se.ref, nb.ref)
+	require.Same(t, se, c.get(se.ref, e))
+	require.Same(t, nb, c.get(0, b))
+	require.Equal(t, 4, c.len())
 
 	// Everything goes: the chain and the map entry with it.
 	c.gc()
@@ -84,6 +95,8 @@ func TestSeriesCacheHashCollisions(t *testing.T) {
 	c.gc()
 	require.Zero(t, c.len())
 	require.Empty(t, c.byHash)
+	require.Empty(t, c.slots)
+	require.Empty(t, c.free)
 }
 
 func TestSeriesCacheGC(t *testing.T) {
@@ -91,7 +104,7 @@ func TestSeriesCacheGC(t *testing.T) {
 	c.init()
 	kept := labels.FromStrings("__name__", "kept")
 	gone := labels.FromStrings("__name__", "gone")
-	sk, sg := c.get(0, kept), c.get(0, gone)
+	sg, sk := c.get(0, gone), c.get(0, kept)
 	c.gc()
 	require.Equal(t, 2, c.len(), "a series seen in the last round stays")
 	c.get(sk.ref, kept)
@@ -100,6 +113,20 @@ func TestSeriesCacheGC(t *testing.T) {
 	require.Same(t, sk, c.get(0, kept))
 	require.NotSame(t, sg, c.get(sg.ref, gone), "its ref no longer finds it")
 	require.Len(t, c.byHash, 2)
+	require.Equal(t, 2, c.len())
+
+	// The slots shrink with the series.
+	for i := range 1000 {
+		c.get(0, labels.FromStrings("__name__", "m", "i", strconv.Itoa(i)))
+	}
+	require.Equal(t, 1002, c.len())
+	for range 2 {
+		c.get(sk.ref, kept)
+		c.gc()
+	}
+	require.Equal(t, 1, c.len())
+	require.LessOrEqual(t, len(c.slots), 2)
+	require.Less(t, cap(c.slots), 1000, "the slice is given back")
 }
 
 func relabelEndpoint(t *testing.T, ext labels.Labels, rules string) *endpoint {
@@ -135,6 +162,17 @@ func TestEncodedPerEndpoint(t *testing.T) {
 	require.Equal(t, encodeLabels(nil, kept), got[3], "no external labels")
 	r := c.get(0, kept).rel.Load()
 	require.Nil(t, r.enc[1], "an unchanged series keeps no encoding")
+
+	// Series that no endpoint changes share one outcome.
+	o1, o2 := labels.FromStrings("__name__", "o1"), labels.FromStrings("__name__", "o2")
+	for _, ls := range []labels.Labels{o1, o2} {
+		got = c.get(0, ls).encoded(1, eps, &le)
+		for i := range 3 {
+			require.Equal(t, mergedThenEncoded(ls, ext), got[i], "endpoint %d", i)
+		}
+	}
+	require.Same(t, c.get(0, o1).rel.Load(), c.get(0, o2).rel.Load())
+	require.NotSame(t, c.get(0, o1).rel.Load(), r)
 
 	got = c.get(0, drop).encoded(1, eps, &le)
 	require.Equal(t, mergedThenEncoded(drop, ext), got[0])
