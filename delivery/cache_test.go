@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"strconv"
 	"testing"
 
@@ -8,6 +9,8 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 )
 
@@ -189,4 +192,44 @@ func TestEncodedPerEndpoint(t *testing.T) {
 	require.Nil(t, got[1])
 	got = c.get(0, drop).encoded(2, eps, &le)
 	require.Equal(t, mergedThenEncoded(drop, ext), got[1])
+}
+
+// TestStaleRefAppendsItsOwnLabels: a scrape cache can hand back the ref of
+// a series the cache forgot, whose slot a new series took; the sample must
+// still go out with its own labels.
+func TestStaleRefAppendsItsOwnLabels(t *testing.T) {
+	s, _ := open(t, t.TempDir(), testConfig(t, "http://127.0.0.1:1"), Options{})
+	defer func() { require.NoError(t, s.Close(0)) }()
+	old := labels.FromStrings("__name__", "old")
+	fresh := labels.FromStrings("__name__", "fresh")
+
+	app := s.AppenderV2(context.Background())
+	oldRef, err := app.Append(0, old, 0, 1000, 1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	require.NoError(t, app.Rollback())
+	s.cache.gc()
+	s.cache.gc() // old is forgotten
+	app = s.AppenderV2(context.Background())
+	freshRef, err := app.Append(0, fresh, 0, 2000, 2, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	require.Equal(t, oldRef, freshRef, "the new series took the slot")
+	ref, err := app.Append(oldRef, old, 0, 2000, 3, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	require.NotEqual(t, freshRef, ref)
+
+	var req prompb.WriteRequest
+	require.NoError(t, req.Unmarshal(app.(*appender).bufs[0]))
+	require.Len(t, req.Timeseries, 2)
+	require.Equal(t, `{__name__="fresh", cluster="eu1"}`, labelsOf(req.Timeseries[0]).String())
+	require.Equal(t, `{__name__="old", cluster="eu1"}`, labelsOf(req.Timeseries[1]).String())
+	require.Equal(t, 3.0, req.Timeseries[1].Samples[0].Value)
+	require.NoError(t, app.Rollback())
+}
+
+func labelsOf(ts prompb.TimeSeries) labels.Labels {
+	b := labels.NewScratchBuilder(len(ts.Labels))
+	for _, l := range ts.Labels {
+		b.Add(l.Name, l.Value)
+	}
+	return b.Labels()
 }
