@@ -12,8 +12,9 @@ import (
 
 // Remote-write 1.0 protobuf, written by hand: a record is a run of
 // WriteRequest.timeseries fields (field 1), so records concatenate into a
-// request. The labels of a series are encoded once and kept in the series
-// cache; a sample costs about 20 bytes of appends.
+// request. A sample's labels are encoded as it is appended (with the
+// endpoint's external labels merged in), which costs less than keeping
+// them encoded per series; the sample itself is about 20 bytes of appends.
 //
 //	WriteRequest { repeated TimeSeries timeseries = 1; }
 //	TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2;
@@ -43,13 +44,47 @@ func sizeVarint(v uint64) int {
 
 // encodeLabels encodes ls as TimeSeries.labels fields.
 func encodeLabels(b []byte, ls labels.Labels) []byte {
-	ls.Range(func(l labels.Label) {
-		b = appendTag(b, 1, 2)
-		b = binary.AppendUvarint(b, uint64(1+sizeVarint(uint64(len(l.Name)))+len(l.Name)+1+sizeVarint(uint64(len(l.Value)))+len(l.Value)))
-		b = appendBytesField(b, 1, l.Name)
-		b = appendBytesField(b, 2, l.Value)
-	})
+	ls.Range(func(l labels.Label) { b = appendLabel(b, l.Name, l.Value) })
 	return b
+}
+
+// encodeLabelsExt encodes ls with the external labels ext (sorted by
+// name) merged in, in order; a label of the series wins over an external
+// label of the same name, as in Prometheus.
+func encodeLabelsExt(b []byte, ls labels.Labels, ext []labels.Label) []byte {
+	if len(ext) == 0 {
+		return encodeLabels(b, ls)
+	}
+	j := 0
+	ls.Range(func(l labels.Label) {
+		for j < len(ext) && ext[j].Name < l.Name {
+			b = appendLabel(b, ext[j].Name, ext[j].Value)
+			j++
+		}
+		if j < len(ext) && ext[j].Name == l.Name {
+			j++
+		}
+		b = appendLabel(b, l.Name, l.Value)
+	})
+	for ; j < len(ext); j++ {
+		b = appendLabel(b, ext[j].Name, ext[j].Value)
+	}
+	return b
+}
+
+// appendLabel appends one TimeSeries.labels field.
+func appendLabel(b []byte, name, value string) []byte {
+	if n, v := len(name), len(value); n+v < 0x80-4 {
+		// The common case: every length is one byte.
+		b = append(b, 1<<3|2, byte(2+n+2+v), 1<<3|2, byte(n))
+		b = append(b, name...)
+		b = append(b, 2<<3|2, byte(v))
+		return append(b, value...)
+	}
+	b = appendTag(b, 1, 2)
+	b = binary.AppendUvarint(b, uint64(1+sizeVarint(uint64(len(name)))+len(name)+1+sizeVarint(uint64(len(value)))+len(value)))
+	b = appendBytesField(b, 1, name)
+	return appendBytesField(b, 2, value)
 }
 
 // sampleSize is the size of an encoded Sample message.

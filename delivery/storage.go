@@ -411,6 +411,7 @@ type appender struct {
 	from   string    // the previous owner of the scraped target (HandedOver)
 	fromAt time.Time // when it stopped writing the target
 	opened int64     // unix ms
+	le     labelEncoder
 }
 
 func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
@@ -428,7 +429,7 @@ func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, _, t int64, v
 		}
 	}
 	ser := a.s.cache.get(uint64(ref), ls)
-	lbls := ser.encoded(a.epoch, a.eps)
+	lbls := ser.encoded(a.epoch, a.eps, &a.le)
 	for i := range a.eps {
 		if lbls[i] == nil {
 			continue // dropped by write_relabel_configs
