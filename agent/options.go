@@ -141,6 +141,11 @@ func (o *Options) Validate() error {
 	if o.ConfigFile == "" {
 		errs = append(errs, errors.New("--config.file must not be empty"))
 	}
+	// --cluster.advertise-interface becomes the advertise address, which
+	// the gossip checks and the HTTP address derive from.
+	if err := o.Gossip.ResolveAdvertise(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, o.Storage.Validate(), o.Web.Validate(), o.Gossip.Validate(), o.Scrape.Validate())
 	if o.Stop.HandoffTimeout < 0 || o.Stop.RestartGrace < 0 {
 		errs = append(errs, fmt.Errorf("--cluster.handoff-timeout and --cluster.restart-grace must not be negative, got %s and %s", o.Stop.HandoffTimeout, o.Stop.RestartGrace))

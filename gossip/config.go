@@ -37,6 +37,12 @@ type Config struct {
 	// AdvertiseAddr is the host:port peers use to reach this node; empty
 	// means derived from BindAddr (or the first private IP for 0.0.0.0).
 	AdvertiseAddr string
+	// AdvertiseInterface, when set, names the network interface whose
+	// first IPv4 address is advertised with BindAddr's port
+	// (ResolveAdvertise): for hosts whose default route is not the network
+	// peers share, as a Docker Swarm task's docker_gwbridge.
+	AdvertiseInterface string
+	advertiseResolved  bool // AdvertiseAddr came from AdvertiseInterface
 	// SecretKey, if set, encrypts gossip with AES (16, 24 or 32 bytes). Nodes
 	// with another key cannot join.
 	SecretKey []byte
@@ -295,4 +301,36 @@ func splitHostPort(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("port must be a number between 0 and 65535, got %q", portStr)
 	}
 	return host, port, nil
+}
+
+// ResolveAdvertise sets AdvertiseAddr from AdvertiseInterface: the
+// interface's first IPv4 address and BindAddr's port. The errors name the
+// flags.
+func (c *Config) ResolveAdvertise() error {
+	if c.AdvertiseInterface == "" || c.advertiseResolved {
+		return nil
+	}
+	if c.AdvertiseAddr != "" {
+		return fmt.Errorf("--cluster.advertise-interface %q and --cluster.advertise-address %q: give only one", c.AdvertiseInterface, c.AdvertiseAddr)
+	}
+	ifi, err := net.InterfaceByName(c.AdvertiseInterface)
+	if err != nil {
+		return fmt.Errorf("--cluster.advertise-interface %q: %w", c.AdvertiseInterface, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return fmt.Errorf("--cluster.advertise-interface %q: %w", c.AdvertiseInterface, err)
+	}
+	_, port, err := splitHostPort(c.BindAddr)
+	if err != nil {
+		return fmt.Errorf("--cluster.listen-address %q: %w", c.BindAddr, err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+			c.AdvertiseAddr = net.JoinHostPort(ipn.IP.String(), strconv.Itoa(port))
+			c.advertiseResolved = true
+			return nil
+		}
+	}
+	return fmt.Errorf("--cluster.advertise-interface %q has no IPv4 address", c.AdvertiseInterface)
 }
