@@ -59,6 +59,14 @@ func Converged(ctx context.Context, agents []*Agent, want []string) (Ownership, 
 		if !slices.Equal(active, names) || !m.Agree {
 			return nil, fmt.Errorf("%s sees active members %v (agree=%v), want %v", a.Name, active, m.Agree, names)
 		}
+		// No change announced ahead: every member's advertised ring (the
+		// final one) is the placement now. A joiner is active, ready and
+		// agreeing during its handoff lead, while the old owners still own.
+		for _, mm := range m.Members {
+			if mm.Digest != m.Digest {
+				return nil, fmt.Errorf("%s: a change is announced (%s advertises ring %s, the placement now is %s)", a.Name, mm.Name, mm.Digest, m.Digest)
+			}
+		}
 		ct, err := a.ClusterTargets(ctx)
 		if err != nil {
 			return nil, err
