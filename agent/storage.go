@@ -46,9 +46,12 @@ type StorageConfig struct {
 }
 
 // DefaultHandoffWait is how long a sender waits for a previous owner that
-// makes no progress (crashed, unreachable): long enough for a supervisor to
-// restart it and for it to resend its last batch.
-const DefaultHandoffWait = 30 * time.Second
+// makes no progress (crashed, unreachable). Outages and leaves do not count
+// against it (a failing or leaving peer is waited for or remembered); what
+// is left are crashes, where it delays the survivors' delivery, and
+// partitions, where a long hold releases the taken-over targets' samples
+// after the other side's newer ones once the network heals: short.
+const DefaultHandoffWait = 5 * time.Second
 
 // DefaultMaxSize bounds the queue so a long outage cannot fill a
 // container's disk; at about 5 bytes per queued sample (compressed) it holds
