@@ -275,6 +275,7 @@ const (
 	holdDelivered holdResult = "delivered"   // the previous owner caught up
 	holdNoQueue   holdResult = "no_endpoint" // it has no such endpoint, or cannot be asked
 	holdAbandoned holdResult = "abandoned"   // it made no progress for --storage.remote.handoff-wait
+	holdGone      holdResult = "gone"        // it cannot be asked and had no backlog when last heard of
 	holdDisabled  holdResult = "disabled"    // holds are off
 )
 
@@ -306,15 +307,27 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 	}()
 	for {
 		ans, err := preds.DeliveredThrough(ctx, h.from, e.name)
+		gone := false
 		if err != nil {
-			// Gone (it left, crashed): what it said while it could.
-			if k, ok := e.watch.answer(h.from, e.name); ok {
+			// Gone (it left, crashed, or is cut off): what it said while
+			// it could. Only one that was failing to send when last heard
+			// of has a backlog worth waiting for (it left or crashed in an
+			// outage and may come back with it); the time counts. Otherwise
+			// it is not waited for: a crashed agent's last batch is at most
+			// a slot, and in a partition a hold would delay this agent's
+			// own targets behind the cut-off side's newer samples of them.
+			k, ok := e.watch.answer(h.from, e.name)
+			if ok {
 				ans, err = k, nil
 			}
+			gone = !ok || !k.Blocked
+			ans.Blocked = false
 		}
 		now := time.Now()
 		var result holdResult
 		switch {
+		case gone && (err != nil || ans.Through.Before(want)):
+			result = holdGone
 		case err == nil && !ans.Found:
 			result = holdNoQueue
 		case err == nil && !ans.Through.Before(want):

@@ -282,7 +282,7 @@ func (s *Storage) openEndpoint(name string, rw *config.RemoteWriteConfig, c writ
 	for _, reason := range []string{"disk_full", "write_error"} {
 		s.m.dropped.WithLabelValues(name, reason)
 	}
-	for _, r := range []holdResult{holdDelivered, holdNoQueue, holdAbandoned, holdDisabled} {
+	for _, r := range []holdResult{holdDelivered, holdNoQueue, holdAbandoned, holdGone, holdDisabled} {
 		s.m.holds.WithLabelValues(name, string(r))
 	}
 	s.m.holdSeconds.WithLabelValues(name)
