@@ -32,11 +32,17 @@ scrape_configs:
 // app, until the test ends.
 func startManager(t *testing.T, cfg *config.Config, owner Owner, app *teststorage.Appendable, reg *prometheus.Registry, targets ...string) *Manager {
 	t.Helper()
+	return startManagerOn(t, cfg, owner, serial(app), reg, targets...)
+}
+
+// startManagerOn is startManager writing to any appendable.
+func startManagerOn(t *testing.T, cfg *config.Config, owner Owner, app storage.AppendableV2, reg *prometheus.Registry, targets ...string) *Manager {
+	t.Helper()
 	discovered := make(chan map[string][]*targetgroup.Group, 1)
 	m, err := New(Options{
 		Owner: owner, Discovered: discovered, PhaseSeed: "shoal/test",
 		MinReshardInterval: time.Millisecond, DiscoveryReloadInterval: 10 * time.Millisecond,
-	}, nil, serial(app), reg)
+	}, nil, app, reg)
 	require.NoError(t, err)
 	require.NoError(t, m.ApplyConfig(cfg))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -230,21 +236,7 @@ func TestFenceNamesThePreviousOwner(t *testing.T) {
 	owner := predOwner{&fakeOwner{changes: []time.Time{at}, ownsAt: func(_ uint64, t time.Time) bool { return !t.Before(at) }}}
 	app := teststorage.NewAppendable()
 	rec := &handoffRecorder{serialAppendable: serial(app)}
-	discovered := make(chan map[string][]*targetgroup.Group, 1)
-	m, err := New(Options{
-		Owner: owner, Discovered: discovered, PhaseSeed: "shoal/test",
-		MinReshardInterval: time.Millisecond, DiscoveryReloadInterval: 10 * time.Millisecond,
-	}, nil, rec, prometheus.NewRegistry())
-	require.NoError(t, err)
-	require.NoError(t, m.ApplyConfig(loadConfig(t, fenceConfig)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	discovered <- map[string][]*targetgroup.Group{"app": {group("g", target)}}
+	startManagerOn(t, loadConfig(t, fenceConfig), owner, rec, prometheus.NewRegistry(), target)
 
 	require.Eventually(t, func() bool { return len(sampleTimes(app, target)) >= 5 }, 10*time.Second, 20*time.Millisecond)
 	rec.mtx.Lock()
