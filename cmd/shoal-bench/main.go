@@ -5,6 +5,7 @@
 //
 //	go run ./cmd/shoal-bench -count 3 -duration 60s
 //	go run ./cmd/shoal-bench -only nonowned
+//	go run ./cmd/shoal-bench -only replay -replay.outage 2m
 //	go run ./cmd/shoal-bench -only shoal -count 1 -profile
 package main
 
@@ -80,9 +81,10 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, error) {
 	fs.DurationVar(&cfg.Interval, "interval", bench.DefaultInterval, "scrape interval")
 	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "measured window of every run, after a warm-up of 2 intervals")
 	fs.IntVar(&cfg.Count, "count", bench.DefaultCount, "repetitions; runs are interleaved within each")
-	fs.StringVar(&only, "only", "", "comma-separated runs: shoal, prometheus, vmagent, fleet, nonowned (default: all but nonowned)")
+	fs.StringVar(&only, "only", "", "comma-separated runs: shoal, prometheus, vmagent, fleet, replay, nonowned (default: shoal, prometheus, vmagent, fleet)")
 	fs.StringVar(&cfg.Out, "out", "", "directory for raw lines, the report and profiles (default .cache/bench/<time>)")
 	fs.BoolVar(&cfg.Profile, "profile", false, fmt.Sprintf("take a %ds CPU and a heap profile of a shoal agent and print the top functions", 30))
+	fs.DurationVar(&cfg.ReplayOutage, "replay.outage", bench.DefaultReplayOutage, "how long the receiver is down in the replay run")
 	fs.IntVar(&cfg.NonOwnedTargets, "nonowned.targets", bench.DefaultNonOwnedTargets, "targets registered by the nonowned run")
 	fs.StringVar(&cfg.ShoalBin, "shoal", filepath.Join(root, "bin", "shoal"), "shoal binary (go build -o bin/shoal ./cmd/shoal)")
 	fs.StringVar(&cfg.PrometheusBin, "prometheus", defaultPrometheus(root), "Prometheus 3.15 binary, the receiver and the agent-mode peer (hack/build-deps.sh prometheus)")

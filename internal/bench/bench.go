@@ -55,6 +55,8 @@ type Config struct {
 	Out string
 	// Profile takes a CPU and a heap profile of a shoal agent at the end.
 	Profile bool
+	// ReplayOutage is how long the receiver is down in RunReplay.
+	ReplayOutage time.Duration
 	// NonOwnedTargets is how many targets RunNonOwned registers.
 	NonOwnedTargets int
 
@@ -82,6 +84,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("count must be at least 1, got %d", c.Count)
 	case c.NonOwnedTargets < 1 || c.NonOwnedTargets > 250*250*250:
 		return fmt.Errorf("non-owned targets must be between 1 and %d, got %d", 250*250*250, c.NonOwnedTargets)
+	case slices.Contains(c.Runs, RunReplay) && c.ReplayOutage < c.Interval:
+		return fmt.Errorf("replay outage must be at least one interval (%v), got %v", c.Interval, c.ReplayOutage)
 	case c.ShoalBin == "" || c.PrometheusBin == "":
 		return errors.New("the shoal and prometheus binaries are required")
 	case c.Out == "":
@@ -148,6 +152,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	if err != nil {
 		return err
+	}
+	if slices.Contains(cfg.Runs, RunReplay) {
+		if err := b.replay(ctx); err != nil {
+			return err
+		}
 	}
 	if slices.Contains(cfg.Runs, RunNonOwned) {
 		if err := b.runNonOwned(ctx); err != nil {
@@ -242,7 +251,7 @@ func (b *Bench) repeat(ctx context.Context) ([]Result, error) {
 	skipped := map[string]bool{}
 	for rep := 1; rep <= b.cfg.Count; rep++ {
 		for _, run := range b.cfg.Runs {
-			if run == RunNonOwned || skipped[run] {
+			if run == RunNonOwned || run == RunReplay || skipped[run] {
 				continue
 			}
 			if run == RunVMAgent && b.cfg.VMAgentBin == "" {

@@ -123,12 +123,12 @@ func (b *Bench) newPrometheusAgent(name string, cfg testenv.PromConfig) (*subjec
 // newVMAgent prepares vmagent. Its file has no remote_write and no
 // external labels: it takes both as flags.
 func (b *Bench) newVMAgent(name string, cfg testenv.PromConfig) (*subject, error) {
-	labels := cfg.ExternalLabels
+	labels, rw := cfg.ExternalLabels, cfg.RemoteWriteURL
 	cfg.ExternalLabels, cfg.RemoteWriteURL = nil, ""
 	return b.newExternal(name, b.cfg.VMAgentBin, cfg, "/health", vmagentBytesMetrics, func(dir, cfgPath, listen string) []string {
 		args := []string{
 			"-promscrape.config=" + cfgPath,
-			"-remoteWrite.url=" + b.rcv.RemoteWriteURL,
+			"-remoteWrite.url=" + rw,
 			"-remoteWrite.tmpDataPath=" + filepath.Join(dir, "data"),
 			"-httpListenAddr=" + listen,
 			"-loggerLevel=WARN",

@@ -20,6 +20,10 @@ const (
 	// RunNonOwned measures memory per discovered-but-not-owned target; it
 	// runs once, after the repetitions.
 	RunNonOwned = "nonowned"
+	// RunReplay measures, for each single agent, the delivery of a
+	// receiver outage's backlog (ReplayRuns, Config.ReplayOutage); it runs
+	// Count times after the repeated runs.
+	RunReplay = "replay"
 )
 
 // RepeatedRuns are the runs of a repetition, in order.
@@ -249,7 +253,7 @@ func ParseRuns(s string) ([]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return slices.Clone(RepeatedRuns), nil
 	}
-	valid := append(slices.Clone(RepeatedRuns), RunNonOwned)
+	valid := append(slices.Clone(RepeatedRuns), RunReplay, RunNonOwned)
 	var out []string
 	for name := range strings.SplitSeq(s, ",") {
 		name = strings.TrimSpace(name)

@@ -103,7 +103,7 @@ func TestParseRuns(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{RunShoal, RunFleet, RunNonOwned}, got, "interleaving order")
 	_, err = ParseRuns("shoal,alloy")
-	require.ErrorContains(t, err, `unknown run "alloy", allowed: shoal,prometheus,vmagent,fleet,nonowned`)
+	require.ErrorContains(t, err, `unknown run "alloy", allowed: shoal,prometheus,vmagent,fleet,replay,nonowned`)
 	_, err = ParseRuns("shoal,shoal")
 	require.ErrorContains(t, err, "twice")
 }
