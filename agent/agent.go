@@ -46,6 +46,9 @@ type Agent struct {
 	peerWatch []*sd.PeerProvider
 	moves     *moveLog
 	web       *webServer
+	// discAgree compares what members discover and places targets their
+	// ring owner does not see (discovery.go); it is the scrape Owner.
+	discAgree *discovery
 
 	// synced is set once the first discovery snapshot has been filtered, or
 	// a config without scrape jobs (of which no snapshot ever comes) applied.
@@ -208,15 +211,22 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 			_ = a.store.Close()
 		}
 	}()
+	if a.discAgree, err = newDiscovery(a.node, a.node.HandoffLead(), a.logger, a.reg); err != nil {
+		return err
+	}
+	a.discAgree.poke = a.membershipChanged
 	a.scraper, err = scrape.New(scrape.Options{
-		Owner:      a.node,
+		Owner:      a.discAgree,
 		Discovered: a.disc.SyncCh(),
 		NodeName:   a.opts.Gossip.Name,
 		Config:     a.opts.Scrape,
 		// Every agent of the cluster scrapes a target at the same phase, so a
 		// target keeps its rhythm when it changes owner.
 		PhaseSeed: "shoal/" + a.opts.Gossip.ClusterName,
-		OnReshard: a.recordMoves,
+		OnReshard: func() {
+			a.recordMoves()
+			a.discAgree.resharded(a.scraper.Filter().Discovered())
+		},
 		// Ownership is judged by the node's clock, and samples are stamped
 		// by it under --debug.clock-offset (see handoff.go, clock skew).
 		Clock:          a.node.Now,
@@ -228,6 +238,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	// Re-shard on every membership change, after the ring is updated. The
 	// observer only pokes: Notify never blocks.
 	a.node.Observe(gossip.ObserverFunc(a.membershipChanged))
+	a.node.Observe(gossip.ObserverFunc(a.discAgree.want))
 
 	if err := a.applyConfig(cfg); err != nil {
 		return err
@@ -334,6 +345,9 @@ func (a *Agent) applyConfig(cfg *Config) error {
 		a.synced.Store(true)
 	}
 	a.node.SetShortestInterval(shortestInterval(scfgs))
+	if err == nil {
+		a.discAgree.setConfig(configDigest(scfgs))
+	}
 	return nil
 }
 
@@ -407,7 +421,8 @@ func (a *Agent) Ready() bool {
 	if a.isStopping() {
 		return false
 	}
-	return a.node.Ready() && a.discoverySynced() && a.store.Health() == nil && a.node.ClockStatus().InBound
+	return a.node.Ready() && a.discoverySynced() && a.store.Health() == nil && a.node.ClockStatus().InBound &&
+		a.discAgree.notReadyReason() == ""
 }
 
 // discoverySynced reports whether the first discovery snapshot has arrived.

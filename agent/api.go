@@ -135,6 +135,10 @@ type Member struct {
 	ClockOffsetSeconds      float64 `json:"clockOffsetSeconds"`
 	ClockUncertaintySeconds float64 `json:"clockUncertaintySeconds"`
 	ClockSamples            int     `json:"clockSamples"`
+	// ConfigDigest and TargetsDigest are what the member advertises it
+	// scrapes from ("" before its first discovery).
+	ConfigDigest  string `json:"configDigest"`
+	TargetsDigest string `json:"targetsDigest"`
 }
 
 // Clock is how an agent's clock compares with the cluster's (the median of
@@ -159,15 +163,19 @@ func newClock(st gossip.ClockStatus) Clock {
 
 // Members is /api/v1/cluster/members: an agent's view of the cluster.
 type Members struct {
-	Self      string    `json:"self"`
-	Digest    string    `json:"digest"`
-	Agree     bool      `json:"agree"`
-	Disagree  []string  `json:"disagree"`
-	RingSize  int       `json:"ringSize"`
-	Replicas  int       `json:"replicationFactor"`
-	Members   []Member  `json:"members"`
-	Clock     Clock     `json:"clock"`
-	Generated time.Time `json:"generated"`
+	Self     string   `json:"self"`
+	Digest   string   `json:"digest"`
+	Agree    bool     `json:"agree"`
+	Disagree []string `json:"disagree"`
+	RingSize int      `json:"ringSize"`
+	Replicas int      `json:"replicationFactor"`
+	Members  []Member `json:"members"`
+	Clock    Clock    `json:"clock"`
+	// DiscoveryAgree is false when an active peer discovers other targets
+	// or has another scrape configuration; Discovery names them.
+	DiscoveryAgree bool         `json:"discoveryAgree"`
+	Discovery      []Difference `json:"discoveryDifferences"`
+	Generated      time.Time    `json:"generated"`
 }
 
 // Active returns the names of the active members, sorted.
@@ -194,6 +202,14 @@ func (m Members) Owned() int {
 
 func digestString(d uint64) string { return fmt.Sprintf("%016x", d) }
 
+// optionalDigest is digestString, or "" for 0 (unknown).
+func optionalDigest(d uint64) string {
+	if d == 0 {
+		return ""
+	}
+	return digestString(d)
+}
+
 // clusterMembers is what /api/v1/cluster/members and the page show, as of
 // view v.
 func (a *Agent) clusterMembers(v gossip.View) Members {
@@ -217,10 +233,15 @@ func (a *Agent) clusterMembers(v gossip.View) Members {
 		Members:   make([]Member, 0, len(peers)),
 		Clock:     newClock(a.node.ClockStatus()),
 		Generated: a.node.Now(),
+		Discovery: a.discAgree.differences(peers),
 	}
 	if out.Disagree == nil {
 		out.Disagree = []string{}
 	}
+	if out.Discovery == nil {
+		out.Discovery = []Difference{}
+	}
+	out.DiscoveryAgree = len(out.Discovery) == 0
 	for _, p := range peers {
 		out.Members = append(out.Members, Member{
 			Name:         p.Name,
@@ -237,6 +258,8 @@ func (a *Agent) clusterMembers(v gossip.View) Members {
 			ClockOffsetSeconds:      p.ClockOffset.Seconds(),
 			ClockUncertaintySeconds: p.ClockUncertainty.Seconds(),
 			ClockSamples:            p.ClockSamples,
+			ConfigDigest:            optionalDigest(p.Discovery.Config),
+			TargetsDigest:           optionalDigest(p.Discovery.Targets),
 		})
 	}
 	return out
@@ -412,6 +435,9 @@ func (a *Agent) notReadyReason() string {
 	}
 	if err := a.store.Health(); err != nil {
 		return err.Error()
+	}
+	if r := a.discAgree.notReadyReason(); r != "" {
+		return r
 	}
 	return "waiting for the first service discovery sync"
 }

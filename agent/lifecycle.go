@@ -52,6 +52,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	node := a.start("gossip", a.node.Run, failed)
 	disc := a.start("discovery", a.disc.Run, failed)
 	scrape := a.start("scrape", a.scraper.Run, failed)
+	agree := a.start("discovery agreement", a.discAgree.run, failed)
+	defer func() { _ = agree.stop(context.Background()) }()
 	var reg, peers *actor
 	if a.regist != nil {
 		reg = a.start("consul registration", a.runRegistration, failed)

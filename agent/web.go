@@ -45,6 +45,7 @@ func newWebServer(a *Agent) *webServer {
 	m.HandleFunc("GET /api/v1/cluster/moves", w.apiMoves)
 	m.HandleFunc("GET /api/v1/cluster/self", w.apiSelf)
 	m.HandleFunc("GET /api/v1/delivery", w.apiDelivery)
+	m.HandleFunc("GET /api/v1/cluster/discovery", w.apiDiscovery)
 	m.HandleFunc("GET /{$}", w.page)
 	return w
 }

@@ -69,6 +69,25 @@ type Meta struct {
 	// means at once. Both are announced ahead so that every member switches
 	// owners at the same instant.
 	Since, Until time.Time
+	// Discovery is what the member scrapes from: its configuration and the
+	// targets it discovers, as digests (see Discovery).
+	Discovery Discovery
+}
+
+// Discovery summarises what a member discovers, so that members can tell
+// whether they agree on what there is to scrape and not only on who is a
+// member. Digests are opaque and only compared; zero means unknown (an
+// agent that has not finished its first discovery, or an older version).
+type Discovery struct {
+	// Config digests the effective scrape configuration (after defaults,
+	// secrets masked).
+	Config uint64
+	// Targets digests the discovered targets of every job.
+	Targets uint64
+	// Changed is when Targets last changed, by the member's clock: a change
+	// of who scrapes a target because a member starts or stops seeing it
+	// takes effect a handoff lead after it.
+	Changed time.Time
 }
 
 type wireMeta struct {
@@ -81,6 +100,9 @@ type wireMeta struct {
 	Weight  float64 `json:"w,omitempty"`
 	Since   int64   `json:"a,omitempty"` // unix milliseconds
 	Until   int64   `json:"u,omitempty"` // unix milliseconds
+	Config  string  `json:"c,omitempty"`
+	Targets string  `json:"g,omitempty"`
+	Changed int64   `json:"gt,omitempty"` // unix milliseconds
 }
 
 // encodeMeta serializes m; the result fits in memberlist's metadata limit or
@@ -97,6 +119,13 @@ func encodeMeta(m Meta) ([]byte, error) {
 		w.Digest = strconv.FormatUint(m.Digest, 16)
 	}
 	w.Started, w.Since, w.Until = unixMilli(m.Started), unixMilli(m.Since), unixMilli(m.Until)
+	if m.Discovery.Config != 0 {
+		w.Config = strconv.FormatUint(m.Discovery.Config, 16)
+	}
+	if m.Discovery.Targets != 0 {
+		w.Targets = strconv.FormatUint(m.Discovery.Targets, 16)
+	}
+	w.Changed = unixMilli(m.Discovery.Changed)
 	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("encode node metadata: %w", err)
@@ -185,12 +214,23 @@ func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 		return Meta{}, refuse(reasonFormat, "%w", err)
 	}
 	m := Meta{State: st, HTTPAddr: w.HTTP, Version: w.Version, Weight: w.Weight}
-	if w.Digest != "" {
-		d, err := strconv.ParseUint(w.Digest, 16, 64)
-		if err != nil {
-			return Meta{}, refuse(reasonFormat, "digest must be hexadecimal, got %q", w.Digest)
+	for _, d := range []struct {
+		name string
+		s    string
+		dst  *uint64
+	}{
+		{"digest", w.Digest, &m.Digest},
+		{"config digest", w.Config, &m.Discovery.Config},
+		{"targets digest", w.Targets, &m.Discovery.Targets},
+	} {
+		if d.s == "" {
+			continue
 		}
-		m.Digest = d
+		v, err := strconv.ParseUint(d.s, 16, 64)
+		if err != nil {
+			return Meta{}, refuse(reasonFormat, "%s must be hexadecimal, got %q", d.name, d.s)
+		}
+		*d.dst = v
 	}
 	if w.HTTP != "" {
 		if err := ValidateHTTPAddr(w.HTTP); err != nil {
@@ -200,16 +240,18 @@ func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 	if !(w.Weight > 0 && w.Weight <= maxWeight) {
 		return Meta{}, refuse(reasonWeight, "weight must be above 0 and at most %d, got %v", maxWeight, w.Weight)
 	}
-	if w.Since < 0 || w.Until < 0 || w.Started < 0 {
-		return Meta{}, refuse(reasonInstant, "times must not be negative, got started=%d since=%d until=%d", w.Started, w.Since, w.Until)
+	if w.Since < 0 || w.Until < 0 || w.Started < 0 || w.Changed < 0 {
+		return Meta{}, refuse(reasonInstant, "times must not be negative, got started=%d since=%d until=%d targets changed=%d", w.Started, w.Since, w.Until, w.Changed)
 	}
 	m.Started, m.Since, m.Until = fromUnixMilli(w.Started), fromUnixMilli(w.Since), fromUnixMilli(w.Until)
+	m.Discovery.Changed = fromUnixMilli(w.Changed)
 	for _, c := range []struct {
 		name string
 		t    time.Time
 		max  time.Duration
 	}{
 		{"start time", m.Started, ClaimSlack},
+		{"targets change", m.Discovery.Changed, ClaimSlack},
 		{"owning instant (since)", m.Since, lead + ClaimSlack},
 		{"end of ownership (until)", m.Until, max(lead, MaxRestartGrace) + ClaimSlack},
 	} {

@@ -24,6 +24,7 @@ func TestMetaRoundTrip(t *testing.T) {
 			Since: testNow.Add(testLead)},
 		{State: StateLeaving, Digest: 1, Weight: 100, HTTPAddr: "shoal-1.example.org:9090", Until: testNow.Add(MaxRestartGrace)},
 		{State: StateActive, Weight: 1, HTTPAddr: "[::1]:9090"},
+		{State: StateActive, Weight: 1, Discovery: Discovery{Config: 0xabc, Targets: 1 << 63, Changed: testNow.Add(-time.Minute)}},
 	} {
 		b, err := encodeMeta(m)
 		require.NoError(t, err)
@@ -36,6 +37,9 @@ func TestMetaRoundTrip(t *testing.T) {
 		require.True(t, m.Since.Equal(got.Since))
 		require.True(t, m.Until.Equal(got.Until))
 		require.Equal(t, m.Weight, got.Weight)
+		require.Equal(t, m.Discovery.Config, got.Discovery.Config)
+		require.Equal(t, m.Discovery.Targets, got.Discovery.Targets)
+		require.True(t, m.Discovery.Changed.Equal(got.Discovery.Changed))
 	}
 }
 
@@ -70,6 +74,9 @@ func TestMetaDecodeErrors(t *testing.T) {
 		{`{"v":1,"s":"leaving","w":1,"u":` + ms(MaxRestartGrace+ClaimSlack+time.Second) + `}`, reasonInstant, "end of ownership (until) is 31m1s ahead, at most 31m0s"},
 		{`{"v":1,"s":"active","w":1,"t":` + ms(ClaimSlack+time.Second) + `}`, reasonInstant, "start time is 1m1s ahead"},
 		{`{"v":1,"s":"active","w":1,"t":-5}`, reasonInstant, "times must not be negative"},
+		{`{"v":1,"s":"active","w":1,"gt":` + ms(ClaimSlack+time.Second) + `}`, reasonInstant, "targets change is 1m1s ahead"},
+		{`{"v":1,"s":"active","w":1,"g":"zz"}`, reasonFormat, `targets digest must be hexadecimal, got "zz"`},
+		{`{"v":1,"s":"active","w":1,"c":"-1"}`, reasonFormat, `config digest must be hexadecimal`},
 	} {
 		t.Run(tc.err, func(t *testing.T) {
 			_, err := decodeMeta([]byte(tc.in), testNow, testLead)
@@ -118,6 +125,7 @@ func FuzzDecodeMeta(f *testing.F) {
 	f.Add([]byte(`{"v":1,"s":"active","w":1,"h":"[::1]:80"}`))
 	f.Add([]byte(`{"v":1,"s":"active","w":1,"h":"u@h:80"}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"v":1,"s":"active","w":1,"c":"1f","g":"abc","gt":1700000000000}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMeta(b, testNow, testLead)
 		if err != nil {
@@ -147,6 +155,7 @@ func FuzzDecodeMeta(f *testing.F) {
 		require.LessOrEqual(t, m.Started.Sub(testNow), ClaimSlack)
 		require.LessOrEqual(t, m.Since.Sub(testNow), testLead+ClaimSlack)
 		require.LessOrEqual(t, m.Until.Sub(testNow), MaxRestartGrace+ClaimSlack)
+		require.LessOrEqual(t, m.Discovery.Changed.Sub(testNow), ClaimSlack)
 		enc, err := encodeMeta(m)
 		if err != nil {
 			// Only size can fail, and only for inputs near the limit.

@@ -89,11 +89,12 @@ type Node struct {
 
 	rebuildMu sync.Mutex // serializes rebuild; never held while mu is
 
-	mu        sync.Mutex // guards ml, state, since, until, observers; never held across memberlist calls
+	mu        sync.Mutex // guards ml, state, since, until, disc, observers; never held across memberlist calls
 	ml        *memberlist.Memberlist
 	state     State
 	since     time.Time // StateActive: owns keys from then
 	until     time.Time // StateLeaving: owns keys until then
+	disc      Discovery // what SetDiscovery set
 	observers []Observer
 
 	// members is our copy of memberlist's alive members, updated in the
@@ -277,15 +278,36 @@ func (n *Node) localMeta() Meta {
 	st, since, until := n.state, n.since, n.until
 	n.mu.Unlock()
 	return Meta{
-		State:    st,
-		HTTPAddr: n.cfg.HTTPAddr,
-		Version:  n.cfg.Version,
-		Digest:   n.sched.Load().Final().Digest(),
-		Started:  n.started,
-		Weight:   n.cfg.Weight,
-		Since:    since,
-		Until:    until,
+		State:     st,
+		HTTPAddr:  n.cfg.HTTPAddr,
+		Version:   n.cfg.Version,
+		Digest:    n.sched.Load().Final().Digest(),
+		Started:   n.started,
+		Weight:    n.cfg.Weight,
+		Since:     since,
+		Until:     until,
+		Discovery: n.discovery(),
 	}
+}
+
+// SetDiscovery sets what this node advertises it discovers; peers compare
+// it with theirs. A change is broadcast at once.
+func (n *Node) SetDiscovery(d Discovery) {
+	// As peers decode it.
+	d.Changed = fromUnixMilli(unixMilli(d.Changed))
+	n.mu.Lock()
+	changed := n.disc != d
+	n.disc = d
+	n.mu.Unlock()
+	if changed {
+		n.readvertise()
+	}
+}
+
+func (n *Node) discovery() Discovery {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.disc
 }
 
 // signal asks the event loop to rebuild the ring; it never blocks.
@@ -687,7 +709,7 @@ func (n *Node) rebuild() {
 	}
 	n.membersMu.Unlock()
 	n.mu.Lock()
-	selfState, selfSince, selfUntil := n.state, n.since, n.until
+	selfState, selfSince, selfUntil, selfDisc := n.state, n.since, n.until, n.disc
 	n.mu.Unlock()
 
 	peers := make([]Peer, 0, len(members))
@@ -696,10 +718,10 @@ func (n *Node) rebuild() {
 		p := Peer{Name: m.name, Addr: m.addr, Self: m.name == n.cfg.Name}
 		if p.Self {
 			p.State, p.HTTPAddr, p.Version, p.Started, p.Weight = selfState, n.cfg.HTTPAddr, n.cfg.Version, n.started, n.cfg.Weight
-			p.Since, p.Until = selfSince, selfUntil
+			p.Since, p.Until, p.Discovery = selfSince, selfUntil, selfDisc
 		} else if meta, err := n.peerMeta(m.name, m.meta); err == nil {
 			p.State, p.HTTPAddr, p.Version, p.Digest, p.Started, p.Weight = meta.State, meta.HTTPAddr, meta.Version, meta.Digest, meta.Started, meta.Weight
-			p.Since, p.Until = meta.Since, meta.Until
+			p.Since, p.Until, p.Discovery = meta.Since, meta.Until, meta.Discovery
 		}
 		peers = append(peers, p)
 		if sp, ok := spanOf(p); ok {
@@ -722,9 +744,12 @@ func (n *Node) rebuild() {
 		}
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return cmpString(a.Name, b.Name) })
-	n.peers.Store(&peers)
+	oldPeers := n.peers.Swap(&peers)
 
 	if old.Digest() == sched.Digest() {
+		if !sameDiscovery(*oldPeers, peers) {
+			n.notify()
+		}
 		return
 	}
 	n.rememberReplaced(old, sched, now)
@@ -736,6 +761,12 @@ func (n *Node) rebuild() {
 	// refreshing their view of us, not by changing their ring, so this does
 	// not loop.
 	n.readvertise()
+}
+
+// sameDiscovery tells whether two sorted peer lists advertise the same
+// discovery.
+func sameDiscovery(a, b []Peer) bool {
+	return slices.EqualFunc(a, b, func(x, y Peer) bool { return x.Name == y.Name && x.Discovery == y.Discovery })
 }
 
 // notify pokes the observers: the view or the peers changed. Observers read

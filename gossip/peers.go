@@ -27,6 +27,8 @@ type Peer struct {
 	// yet, and for this node itself). See ClockEstimate.
 	ClockOffset, ClockUncertainty time.Duration
 	ClockSamples                  int
+	// Discovery is what the member advertises it discovers.
+	Discovery Discovery
 }
 
 // Observer is poked after membership changes. Notify is called from the

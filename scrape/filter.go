@@ -81,6 +81,7 @@ type Filter struct {
 	configs   map[string]*config.ScrapeConfig
 	snapshot  map[string][]*targetgroup.Group // last discovery update, read-only
 	decisions map[uint64]bool                 // key -> owned, as of the last pass
+	found     Discovered                      // what the last pass saw, read-only
 	stats     Stats
 	// nextPass is when the result of the last pass expires: the earliest
 	// instant at which a scheduled ownership change lets a loop go.
@@ -261,9 +262,11 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 	decisions := make(map[uint64]bool, len(f.decisions))
 	movedOut := map[string]map[uint64]struct{}{}
 	var movedIn, owned int
+	found := make(Discovered, len(f.snapshot))
 
 	res := make(map[string][]*targetgroup.Group, len(f.snapshot))
 	for job, groups := range f.snapshot {
+		var jobKeys []uint64
 		cfg := f.configs[job]
 		if cfg != nil {
 			maxTimeout = max(maxTimeout, time.Duration(cfg.ScrapeTimeout))
@@ -291,6 +294,7 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 					}
 					continue
 				}
+				jobKeys = append(jobKeys, key)
 				own, seen := decisions[key]
 				if !seen {
 					prev, had := f.decisions[key]
@@ -315,7 +319,11 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 			}
 		}
 		res[job] = kept
+		if cfg != nil {
+			found[job] = NewJobTargets(jobKeys)
+		}
 	}
+	f.found = found
 
 	// Targets discovery removed are not in decisions and keep their normal
 	// staleness markers; only those still discovered but now owned by a peer
@@ -385,6 +393,14 @@ func (f *Filter) runs(key uint64, now time.Time, ahead, timeout time.Duration, c
 		}
 	}
 	return false
+}
+
+// Discovered returns what the last pass found per job, keyed by job name; nil
+// before the first pass. It is read-only.
+func (f *Filter) Discovered() Discovered {
+	f.mtx.Lock()
+	defer f.mtx.Unlock()
+	return f.found
 }
 
 // expires returns when the last pass's decisions expire, or the zero time.
