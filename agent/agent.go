@@ -214,7 +214,10 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	if a.discAgree, err = newDiscovery(a.node, a.node.HandoffLead(), a.logger, a.reg); err != nil {
 		return err
 	}
-	a.discAgree.poke = a.membershipChanged
+	// Until its first discovery pass the agent sees nothing, and says so:
+	// peers keep scraping what the ring gives it until a lead after it sees
+	// the targets (a discovery that fails from the start never does).
+	a.discAgree.resharded(scrape.Discovered{})
 	a.scraper, err = scrape.New(scrape.Options{
 		Owner:      a.discAgree,
 		Discovered: a.disc.SyncCh(),
@@ -239,6 +242,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	// observer only pokes: Notify never blocks.
 	a.node.Observe(gossip.ObserverFunc(a.membershipChanged))
 	a.node.Observe(gossip.ObserverFunc(a.discAgree.want))
+	a.discAgree.poke = a.membershipChanged
 
 	if err := a.applyConfig(cfg); err != nil {
 		return err

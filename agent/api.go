@@ -284,6 +284,9 @@ type ClusterTarget struct {
 	Key    string            `json:"key"`
 	Owners []string          `json:"owners"`
 	Labels map[string]string `json:"labels"`
+	// RingOwners, when set, are the ring's owners, which do not discover
+	// the target: Owners scrape it in their place.
+	RingOwners []string `json:"ringOwners,omitempty"`
 }
 
 // ClusterTargets is /api/v1/cluster/targets: where an agent places every
@@ -320,13 +323,17 @@ func (a *Agent) clusterTargets(job string) ClusterTargets {
 				lbls[l.Name] = a.showLabel(l.Name, l.Value)
 			}
 		})
-		owners := v.Owners(nil, t.Key)
+		ringOwners := v.Owners(nil, t.Key)
+		owners := a.discAgree.owners(t.Key, v.Time())
 		if owners == nil {
 			owners = []string{}
 		}
-		out.Targets = append(out.Targets, ClusterTarget{
-			Job: t.Job, URL: a.showURL(t.URL), Key: digestString(t.Key), Owners: owners, Labels: lbls,
-		})
+		ct := ClusterTarget{Job: t.Job, URL: a.showURL(t.URL), Key: digestString(t.Key), Owners: owners, Labels: lbls}
+		if !slices.Equal(owners, ringOwners) {
+			// A stand-in: the ring's owner does not discover the target.
+			ct.RingOwners = ringOwners
+		}
+		out.Targets = append(out.Targets, ct)
 	}
 	return out
 }

@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/shoal-dev/shoal/gossip"
+	"github.com/shoal-dev/shoal/gossip/ring"
 	"github.com/shoal-dev/shoal/scrape"
 )
 
@@ -183,20 +184,22 @@ func (d *discovery) HandedOverFrom(key uint64, slot time.Time, within time.Durat
 	return d.node.HandedOverFrom(key, slot, within)
 }
 
-// ownsDivergent places a key some member is blind to: the ring's ranking at
-// t, skipping blind members; when every candidate is blind, the ring's own
-// owners.
+// ownsDivergent places a key some member is blind to.
 func (d *discovery) ownsDivergent(st *discoveryState, key uint64, t time.Time) bool {
-	r := d.node.Schedule().At(t)
-	rf := d.node.ReplicationFactor()
+	return st.owns(d.node.Schedule().At(t), d.node.ReplicationFactor(), d.self, key, t, d.lead)
+}
+
+// owns places key at t: the ring's ranking, skipping members blind to it;
+// when every candidate is blind, the ring's own owners.
+func (st *discoveryState) owns(r *ring.Ring, rf int, self string, key uint64, t time.Time, lead time.Duration) bool {
 	var stack [16]string
 	ranked := r.Owners(stack[:0], key, r.Len())
 	n := 0
 	for _, m := range ranked {
-		if st.blind(m, key, t, d.lead) {
+		if st.blind(m, key, t, lead) {
 			continue
 		}
-		if m == d.self {
+		if m == self {
 			return true
 		}
 		if n++; n == rf {
@@ -206,7 +209,28 @@ func (d *discovery) ownsDivergent(st *discoveryState, key uint64, t time.Time) b
 	if n > 0 {
 		return false // fewer than rf members see it, and this one is blind
 	}
-	return r.IsOwner(key, rf, d.self)
+	return r.IsOwner(key, rf, self)
+}
+
+// owners are the members that scrape key at t, best first: the ring's
+// owners unless one is blind to it.
+func (d *discovery) owners(key uint64, t time.Time) []string {
+	st := d.state.Load()
+	r := d.node.Schedule().At(t)
+	rf := d.node.ReplicationFactor()
+	if _, ok := st.divergent[key]; !ok {
+		return r.Owners(nil, key, rf)
+	}
+	var out []string
+	for _, m := range r.Owners(nil, key, r.Len()) {
+		if len(out) < rf && !st.blind(m, key, t, d.lead) {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return r.Owners(nil, key, rf)
+	}
+	return out
 }
 
 // blind reports whether member m did not discover key at t or a lead before.

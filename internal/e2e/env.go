@@ -26,6 +26,9 @@ type EnvOptions struct {
 	Unhealthy int
 	// Receiver configures the remote-write receiver.
 	Receiver testenv.ReceiverOptions
+	// ConsulACLToken, when set, turns Consul's ACLs on (default deny) with
+	// this management token, which PromConfig's discovery uses.
+	ConsulACLToken string
 }
 
 // Env is what agents run against: a Consul agent in which the farm's targets
@@ -39,6 +42,7 @@ type Env struct {
 	Group *testenv.Group
 
 	holdConsul, holdReceiver func() // see StopConsul, StopReceiver
+	consulToken              string
 }
 
 // StartEnv starts Consul, the receiver and the farm, registers the targets
@@ -51,9 +55,10 @@ func StartEnv(ctx context.Context, g *testenv.Group, opts EnvOptions) (*Env, err
 	}
 	e := &Env{Group: g}
 	var err error
-	if e.Consul, err = testenv.RunConsul(ctx, g, testenv.ConsulOptions{}); err != nil {
+	if e.Consul, err = testenv.RunConsul(ctx, g, testenv.ConsulOptions{ACLToken: opts.ConsulACLToken}); err != nil {
 		return nil, err
 	}
+	e.consulToken = opts.ConsulACLToken
 	e.ConsulClient = e.Consul.Client()
 	if e.Receiver, err = testenv.RunReceiver(ctx, g, opts.Receiver); err != nil {
 		return nil, err
@@ -99,6 +104,7 @@ func WaitPassing(ctx context.Context, cc *api.Client, service string, want int, 
 func (e *Env) PromConfig() PromConfig {
 	return PromConfig{
 		ConsulAddr:     e.Consul.Addr,
+		ConsulToken:    e.consulToken,
 		Services:       []string{farm.DefaultService},
 		RemoteWriteURL: e.Receiver.RemoteWriteURL,
 	}

@@ -42,6 +42,8 @@ type PromConfig struct {
 	// ConsulAddr is the host:port of Consul's HTTP API; empty leaves the
 	// scrape config out.
 	ConsulAddr string
+	// ConsulToken is consul_sd_configs' ACL token; none if empty.
+	ConsulToken string
 	// Services are the Consul services of the targets.
 	Services []string
 	// Job is the scrape job name; DefaultJob if empty.
@@ -113,19 +115,23 @@ func (c PromConfig) Render() string {
 		// Prometheus' Consul SD lists every instance whatever its health; the
 		// keep rule drops the failing ones, which the ownership filter applies
 		// too, so they are neither placed on the ring nor scraped.
+		token := ""
+		if c.ConsulToken != "" {
+			token = fmt.Sprintf("\n        token: %q", c.ConsulToken)
+		}
 		fmt.Fprintf(&b, `scrape_configs:
   - job_name: %q
     consul_sd_configs:
       - server: %q
         services: [%s]
-        refresh_interval: %s
+        refresh_interval: %s%s
     relabel_configs:
       - source_labels: [__meta_consul_health]
         regex: passing
         action: keep
       - source_labels: [__meta_consul_service_metadata_target]
         target_label: target
-`, c.Job, c.ConsulAddr, strings.Join(services, ", "), PromDuration(c.SDRefresh))
+`, c.Job, c.ConsulAddr, strings.Join(services, ", "), PromDuration(c.SDRefresh), token)
 	}
 	if c.RemoteWriteURL != "" {
 		fmt.Fprintf(&b, "remote_write:\n  - url: %q\n    queue_config:\n      batch_send_deadline: %s\n", c.RemoteWriteURL, PromDuration(c.BatchSendDeadline))

@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shoal-dev/shoal/gossip/ring"
+	"github.com/shoal-dev/shoal/scrape"
+)
+
+// TestDiscoveryPlacement: a member blind to a target is skipped from the
+// instant its discovery lacks the target until a lead after it sees it
+// again; a new target nobody saw goes to its ring owner at once; a member
+// whose list is unknown counts as seeing everything.
+func TestDiscoveryPlacement(t *testing.T) {
+	const lead = 10 * time.Second
+	r := ring.MustNew(ring.Names("a", "b", "c")...)
+	key := uint64(12345)
+	var rank []string
+	rank = r.Owners(rank, key, 3)
+	owner, second := rank[0], rank[1]
+
+	with := scrape.Discovered{"job": scrape.NewJobTargets([]uint64{key, 7})}
+	without := scrape.Discovered{"job": scrape.NewJobTargets([]uint64{7})}
+	t0 := time.Unix(1_700_000_000, 0)
+	lost, back := t0.Add(time.Minute), t0.Add(2*time.Minute)
+	st := &discoveryState{
+		sets: map[uint64]scrape.Discovered{with.Digest(): with, without.Digest(): without},
+		history: map[string][]discVersion{
+			owner:   {{from: t0, digest: with.Digest()}, {from: lost, digest: without.Digest()}, {from: back, digest: with.Digest()}},
+			second:  {{from: t0, digest: with.Digest()}},
+			rank[2]: {{from: t0, digest: with.Digest()}},
+		},
+	}
+	whoOwns := func(at time.Time) []string {
+		var out []string
+		for _, m := range rank {
+			if st.owns(r, 1, m, key, at, lead) {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	require.Equal(t, []string{owner}, whoOwns(lost.Add(-time.Millisecond)), "before the owner loses it")
+	require.Equal(t, []string{second}, whoOwns(lost), "the stand-in takes it over at once")
+	require.Equal(t, []string{second}, whoOwns(back.Add(lead-time.Millisecond)), "until a lead after the owner sees it again")
+	require.Equal(t, []string{owner}, whoOwns(back.Add(lead)))
+
+	// Replication: the two best members that see it.
+	require.True(t, st.owns(r, 2, rank[2], key, lost.Add(time.Second), lead))
+	require.False(t, st.owns(r, 2, owner, key, lost.Add(time.Second), lead))
+
+	// A new target: every member's discovery lacked it a lead ago, so
+	// everyone is blind and the ring owner scrapes it at once.
+	fresh := scrape.Discovered{"job": scrape.NewJobTargets([]uint64{key})}
+	old := scrape.Discovered{"job": scrape.NewJobTargets(nil)}
+	st = &discoveryState{
+		sets: map[uint64]scrape.Discovered{fresh.Digest(): fresh, old.Digest(): old},
+		history: map[string][]discVersion{
+			owner:   {{from: t0, digest: old.Digest()}, {from: lost, digest: fresh.Digest()}},
+			second:  {{from: t0, digest: old.Digest()}, {from: lost.Add(time.Second), digest: fresh.Digest()}},
+			rank[2]: {{from: t0, digest: old.Digest()}},
+		},
+	}
+	require.Equal(t, []string{owner}, whoOwns(lost.Add(2*time.Second)))
+
+	// Unknown lists (digest not fetched) count as seeing it.
+	st = &discoveryState{sets: map[uint64]scrape.Discovered{}, history: map[string][]discVersion{
+		owner: {{from: t0, digest: 99}},
+	}}
+	require.Equal(t, []string{owner}, whoOwns(lost))
+}
+
+func TestDiscoveryReportRoundTrip(t *testing.T) {
+	set := scrape.Discovered{"a": scrape.NewJobTargets([]uint64{3, 1, 2}), "b": scrape.NewJobTargets(nil)}
+	r := DiscoveryReport{Targets: digestString(set.Digest()), Jobs: map[string]DiscoveryJob{
+		"a": {Keys: []string{"1", "2", "3"}}, "b": {Keys: []string{}},
+	}}
+	got, digest, err := r.discovered()
+	require.NoError(t, err)
+	require.Equal(t, set.Digest(), digest)
+	require.Equal(t, set.Digest(), got.Digest())
+	require.True(t, got.Has(2))
+	require.False(t, got.Has(4))
+
+	r.Jobs["a"] = DiscoveryJob{Keys: []string{"1", "2"}}
+	_, _, err = r.discovered()
+	require.ErrorContains(t, err, "its keys give")
+	r.Jobs["a"] = DiscoveryJob{Keys: []string{"xyz"}}
+	_, _, err = r.discovered()
+	require.ErrorContains(t, err, `job "a": key "xyz"`)
+}
+
+func TestJobDifferences(t *testing.T) {
+	mine := scrape.Discovered{"a": scrape.NewJobTargets([]uint64{1, 2}), "b": scrape.NewJobTargets([]uint64{5})}
+	theirs := scrape.Discovered{"a": scrape.NewJobTargets([]uint64{1, 2}), "b": scrape.NewJobTargets(nil), "c": scrape.NewJobTargets([]uint64{9})}
+	require.Equal(t, []JobDifference{{Job: "b", Peer: 0, Local: 1}, {Job: "c", Peer: 1, Local: 0}}, jobDifferences(theirs, mine))
+}
