@@ -132,6 +132,9 @@ func (b *Bench) newVMAgent(name string, cfg testenv.PromConfig) (*subject, error
 			"-remoteWrite.tmpDataPath=" + filepath.Join(dir, "data"),
 			"-httpListenAddr=" + listen,
 			"-loggerLevel=WARN",
+			// vmagent's Consul SD has no refresh_interval; its flag sets it.
+			"-promscrape.config.strictParse=false",
+			"-promscrape.consulSDCheckInterval=" + cfg.SDRefresh.String(),
 		}
 		for k, v := range labels {
 			args = append(args, "-remoteWrite.label="+k+"="+v)
