@@ -93,28 +93,17 @@ type discovery struct {
 	client *http.Client
 	poke   func() // re-run the filter: ownership may have changed
 
-	// filter is the scrape filter whose passes report what this agent
-	// discovers; set once before Run.
-	filter *scrape.Filter
-
 	state atomic.Pointer[discoveryState]
 
 	mu      sync.Mutex
-	config  uint64                        // digest of the effective scrape configs
-	own     []discVersion                 // this agent's history
-	ownSets map[uint64]scrape.Discovered  // this agent's sets by digest
-	fetched map[uint64]scrape.Discovered  // peers' sets by digest
-	failed  map[string]string             // peer -> last fetch error
-	wanted  chan struct{}                 // capacity 1: a fetch round is wanted
-	peerJob map[string]map[string]jobSeen // peer -> job -> what it sees (fetched)
+	config  uint64                       // digest of the effective scrape configs
+	own     []discVersion                // this agent's history
+	ownSets map[uint64]scrape.Discovered // this agent's sets by digest
+	fetched map[uint64]scrape.Discovered // peers' sets by digest
+	failed  map[string]string            // peer -> last fetch error
+	wanted  chan struct{}                // capacity 1: a fetch round is wanted
 
 	metrics discoveryMetrics
-}
-
-// jobSeen is one peer's view of a job.
-type jobSeen struct {
-	digest uint64
-	count  int
 }
 
 type discoveryMetrics struct {
@@ -134,7 +123,6 @@ func newDiscovery(node *gossip.Node, lead time.Duration, logger *slog.Logger, re
 		ownSets: map[uint64]scrape.Discovered{},
 		fetched: map[uint64]scrape.Discovered{},
 		failed:  map[string]string{},
-		peerJob: map[string]map[string]jobSeen{},
 		wanted:  make(chan struct{}, 1),
 	}
 	d.metrics = discoveryMetrics{

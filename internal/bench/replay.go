@@ -32,8 +32,6 @@ const (
 	// replayComplete is the completeness of the outage window that counts
 	// as delivered (the window's edges cut scrapes in two).
 	replayComplete = 0.995
-	// replayPoll is how often the receiver is counted during the replay.
-	replayPoll = time.Second
 	// replayBaseline is the window, before the outage, whose series count
 	// gives the samples the outage window must hold.
 	replayBaseline = 10 * time.Second

@@ -61,7 +61,7 @@ func TestBlindDiscoveryLosesNothing(t *testing.T) {
 	require.NoError(t, Poll(ctx, ReadyTimeout, pollInterval, func(ctx context.Context) error {
 		err := blind.Ready(ctx)
 		if err == nil || !strings.Contains(err.Error(), "finds no target for job(s) farm that peers discover") {
-			return fmt.Errorf("blind agent's readiness: %v", err)
+			return fmt.Errorf("blind agent's readiness: %w", err)
 		}
 		return nil
 	}))
