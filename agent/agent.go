@@ -214,10 +214,6 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	if a.discAgree, err = newDiscovery(a.node, a.node.HandoffLead(), a.logger, a.reg); err != nil {
 		return err
 	}
-	// Until its first discovery pass the agent sees nothing, and says so:
-	// peers keep scraping what the ring gives it until a lead after it sees
-	// the targets (a discovery that fails from the start never does).
-	a.discAgree.resharded(scrape.Discovered{})
 	a.scraper, err = scrape.New(scrape.Options{
 		Owner:      a.discAgree,
 		Discovered: a.disc.SyncCh(),

@@ -15,9 +15,9 @@ import (
 const blindIntervals = 20
 
 // TestBlindDiscoveryLosesNothing: Consul's ACLs are on (default deny) and a
-// third agent joins two others with a discovery config that has no token, so
-// Consul answers its catalog queries with empty lists (200), as for a token
-// without read access. The ring gives it a third of the targets; the agents
+// third agent joins two others with a discovery config that has no token
+// (and names the datacenter), so Consul answers its catalog queries with
+// empty lists (200), as for a token without read access. The ring gives it a third of the targets; the agents
 // that see them keep scraping them in its place: for twenty intervals after
 // its start, read back from the receiver, no target has a gap or a
 // duplicate. The blind agent is not ready and says which job it cannot see;
@@ -34,7 +34,9 @@ func TestBlindDiscoveryLosesNothing(t *testing.T) {
 	iv := env.PromConfig().Interval()
 
 	cfg := env.PromConfig()
-	cfg.ConsulToken = ""
+	// With the datacenter given, discovery needs no agent:read and Consul
+	// answers the catalog queries of the anonymous token with empty lists.
+	cfg.ConsulToken, cfg.ConsulDatacenter = "", "dc1"
 	blind, err := NewAgent(env.Group, AgentOptions{Name: "blind", Config: cfg,
 		Join: []string{seeing[0].GossipAddr, seeing[1].GossipAddr}})
 	require.NoError(t, err)

@@ -44,6 +44,9 @@ type PromConfig struct {
 	ConsulAddr string
 	// ConsulToken is consul_sd_configs' ACL token; none if empty.
 	ConsulToken string
+	// ConsulDatacenter is consul_sd_configs' datacenter; when empty,
+	// Prometheus asks the agent (which needs agent:read).
+	ConsulDatacenter string
 	// Services are the Consul services of the targets.
 	Services []string
 	// Job is the scrape job name; DefaultJob if empty.
@@ -118,6 +121,9 @@ func (c PromConfig) Render() string {
 		token := ""
 		if c.ConsulToken != "" {
 			token = fmt.Sprintf("\n        token: %q", c.ConsulToken)
+		}
+		if c.ConsulDatacenter != "" {
+			token += fmt.Sprintf("\n        datacenter: %q", c.ConsulDatacenter)
 		}
 		fmt.Fprintf(&b, `scrape_configs:
   - job_name: %q
