@@ -45,7 +45,9 @@ type Agent struct {
 	// peerWatch follows the Consul services named by consul+ join specs.
 	peerWatch []*sd.PeerProvider
 	moves     *moveLog
-	web       *webServer
+	// hist samples the counters the status page charts.
+	hist *history
+	web  *webServer
 
 	// synced is set once the first discovery snapshot has been filtered, or
 	// a config without scrape jobs (of which no snapshot ever comes) applied.
@@ -88,6 +90,7 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (*Agent, e
 		reg:      reg,
 		cfg:      cfg,
 		moves:    newMoveLog(moveLogSize),
+		hist:     newHistory(historyStep, historyIntervals),
 		quit:     make(chan struct{}, maxQuits),
 		stopping: make(chan struct{}),
 	}
