@@ -45,7 +45,9 @@ type Agent struct {
 	// peerWatch follows the Consul services named by consul+ join specs.
 	peerWatch []*sd.PeerProvider
 	moves     *moveLog
-	web       *webServer
+	// hist samples the counters the status page charts.
+	hist *history
+	web  *webServer
 	// discAgree compares what members discover and places targets their
 	// ring owner does not see (discovery.go); it is the scrape Owner.
 	discAgree *discovery
@@ -91,6 +93,7 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (*Agent, e
 		reg:      reg,
 		cfg:      cfg,
 		moves:    newMoveLog(moveLogSize),
+		hist:     newHistory(historyStep, historyIntervals),
 		quit:     make(chan struct{}, maxQuits),
 		stopping: make(chan struct{}),
 	}

@@ -46,9 +46,11 @@ func (a *Agent) Quit() {
 // stop stages in order (see stopStages). It returns nil after a clean stop
 // and the component's error after a failure.
 func (a *Agent) Run(ctx context.Context) error {
-	failed := make(chan *actor, 8)
+	failed := make(chan *actor, 9)
 	// Web first, so that probes answer (503) while the agent joins.
 	web := a.start("web", a.web.Run, failed)
+	// The page's history from the start, so its first interval begins now.
+	hist := a.start("status history", a.runHistory, failed)
 	node := a.start("gossip", a.node.Run, failed)
 	disc := a.start("discovery", a.disc.Run, failed)
 	scrape := a.start("scrape", a.scraper.Run, failed)
@@ -79,6 +81,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.stoppingOnce.Do(func() { close(a.stopping) })
 	a.walk(a.stopStages(cause != nil, web, node, disc, scrape, reg, peers))
+	// The page charted the stop until its last stage.
+	_ = hist.stop(context.Background())
 	if cause != nil {
 		return cause
 	}

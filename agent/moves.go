@@ -139,3 +139,10 @@ func describeChange(before, after map[string]gossip.State) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// count is how many moves were ever recorded.
+func (l *moveLog) count() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}

@@ -41,6 +41,7 @@ var pageFS embed.FS
 var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"join": func(s []string) string { return strings.Join(s, ",") },
 	"num":  func(n int) string { return thousands(int64(n)) },
+	"svg":  svgNum,
 }).ParseFS(pageFS, "page.html"))
 
 // peerClient fetches peers' figures. Connections are not kept alive: the page
@@ -79,6 +80,11 @@ type pageData struct {
 
 	Moves      []pageMove
 	MovesTotal uint64
+
+	// Delivery is the remote_write queues, the disk and the charts.
+	Delivery pageDelivery
+	// Health is the targets this agent scrapes, by job.
+	Health pageHealth
 }
 
 // pageConsul is the agent's Consul registration as the page shows it.
@@ -228,8 +234,11 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	slices.SortFunc(d.Members, func(x, y pageMember) int { return cmp.Compare(x.Name, y.Name) })
 	fetchSeries(ctx, peerClient, d.Members, a.activeSeries())
 
+	active := a.activeTargets()
+	d.Health = newPageHealth(now, active, pageMaxTargetsPerJob)
+	d.Delivery = a.pageDelivery(now)
 	scrapeErrs := map[[2]string]string{}
-	for _, t := range a.activeTargets() {
+	for _, t := range active {
 		if t.LastError != "" {
 			scrapeErrs[[2]string{t.ScrapePool, t.ScrapeURL}] = t.LastError
 		}
@@ -376,7 +385,13 @@ func ageString(now, t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	d := max(now.Sub(t), 0).Truncate(time.Second)
+	return spanString(max(now.Sub(t), 0))
+}
+
+// spanString is d in at most two units, truncated to the second: "45s",
+// "12m3s", "3h4m", "2d5h".
+func spanString(d time.Duration) string {
+	d = d.Truncate(time.Second)
 	switch {
 	case d < time.Minute:
 		return fmt.Sprintf("%ds", int(d.Seconds()))

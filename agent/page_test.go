@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -58,6 +59,8 @@ func pageFixture() pageData {
 		Moves: []pageMove{{Time: now.Add(-time.Minute), Ago: "1m0s", Job: "node", URL: "http://b:9100/metrics",
 			From: []string{"node-1"}, To: []string{"node-2"}, Reason: "node-2 joined (active)"}},
 		MovesTotal: 7,
+		Delivery:   fixtureDelivery(now),
+		Health:     fixtureHealth(now, 3),
 	}
 }
 
@@ -326,16 +329,34 @@ func TestPageBrowser(t *testing.T) {
 
 	checkBrowserSelf(t, doc, node, base)
 	checkBrowserTargets(t, doc, node, targets)
+	checkBrowserSections(t, doc)
+	checkBrowserLayout(t, browser, base)
 
 	if path := os.Getenv(pageEnvScreenshot); path != "" {
 		pageScreenshot(t, browser, base, path)
 	}
 }
 
+// pageAgentSetup adds to the page tests' agent.
+type pageAgentSetup struct {
+	// remoteWrite, when set, is a remote_write URL.
+	remoteWrite string
+	// downTargets are addresses in the job that nothing answers on.
+	downTargets []string
+	// historyStep, when set, replaces the page history's 15 s step.
+	historyStep time.Duration
+}
+
 // startPageAgent runs a single agent named node that scrapes two loopback
 // targets, until the test ends; it returns its status page's base URL and
 // the targets' addresses.
 func startPageAgent(t *testing.T, node string) (a *Agent, base string, targets []string) {
+	return startPageAgentWith(t, node, pageAgentSetup{})
+}
+
+// startPageAgentWith is startPageAgent with the additions of setup; the
+// down targets are not among those returned.
+func startPageAgentWith(t *testing.T, node string, setup pageAgentSetup) (a *Agent, base string, targets []string) {
 	t.Helper()
 	for range 2 {
 		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
@@ -346,8 +367,11 @@ func startPageAgent(t *testing.T, node string) (a *Agent, base string, targets [
 	}
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "prometheus.yml")
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n  - job_name: farm\n    static_configs:\n      - targets: ['%s', '%s']\n",
-		targets[0], targets[1])
+	all := "'" + strings.Join(append(slices.Clone(targets), setup.downTargets...), "', '") + "'"
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n  - job_name: farm\n    static_configs:\n      - targets: [%s]\n", all)
+	if setup.remoteWrite != "" {
+		cfg += fmt.Sprintf("remote_write:\n  - url: %s\n    name: receiver\n    queue_config: {batch_send_deadline: 200ms, min_backoff: 50ms, max_backoff: 200ms}\n", setup.remoteWrite)
+	}
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
 
 	webAddr := pageFreeAddr(t)
@@ -361,6 +385,9 @@ func startPageAgent(t *testing.T, node string) (a *Agent, base string, targets [
 	o.Version = "0.0.0-test"
 	a, err := New(o, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
+	if setup.historyStep > 0 {
+		a.hist = newHistory(setup.historyStep, historyIntervals)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -414,6 +441,51 @@ func checkBrowserTargets(t *testing.T, doc *html.Node, node string, targets []st
 	// A single node may or may not have recorded moves (its targets move to it
 	// when it turns active, if discovery synced first); the section is there.
 	require.True(t, pageFindID(doc, "moves") != nil || pageFindID(doc, "moves-empty") != nil)
+}
+
+// checkBrowserSections checks the delivery and health sections of an agent
+// without remote_write that scrapes two targets.
+func checkBrowserSections(t *testing.T, doc *html.Node) {
+	t.Helper()
+	require.NotNil(t, pageFindID(doc, "delivery-empty"), "no remote_write endpoint")
+	for _, id := range []string{"chart-sent", "chart-moves"} {
+		require.Len(t, pageFind(pageByID(t, doc, id), "svg", ""), 1, "the chart %s is drawn", id)
+	}
+	counts := pageByID(t, doc, "health-counts")
+	require.Equal(t, "0", pageAttr(counts, "data-down"))
+	up, unknown := attrFloat(counts, "data-up"), attrFloat(counts, "data-unknown")
+	require.Equal(t, 2.0, up+unknown, "both targets are scraped here (or about to be)")
+	jobs := pageFind(pageByID(t, doc, "health-section"), "section", "health-job")
+	require.Len(t, jobs, 1)
+	require.Len(t, pageFind(jobs[0], "tr", "health-target"), 2)
+}
+
+// checkBrowserLayout loads the agent's page, with the layout script added
+// by a proxy, at every width of pageLayoutWidths: nothing overflows.
+func checkBrowserLayout(t *testing.T, browser, base string) {
+	t.Helper()
+	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		resp, err := http.Get(base)
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusBadGateway)
+			return
+		}
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = rw.Write([]byte(strings.Replace(string(body), "</body>", pageLayoutScript+"</body>", 1)))
+	}))
+	defer proxy.Close()
+	for _, width := range pageLayoutWidths {
+		l := pageMeasure(t, browser, proxy.URL+"/", width)
+		require.Equal(t, width, l.ViewportWidth)
+		require.Empty(t, l.Problems, "the agent's page at %d px", width)
+		require.LessOrEqual(t, l.ScrollWidth, l.ViewportWidth, "the agent's page at %d px", width)
+	}
 }
 
 // pageChromium finds a headless-capable Chromium, or skips the test.

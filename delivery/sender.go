@@ -38,6 +38,7 @@ type endpoint struct {
 	cancel   context.CancelFunc
 	start    position
 	resendOK atomic.Uint64 // samples of a resent request the receiver refused as already written
+	progress progress      // read by Storage.Progress
 
 	preds    Predecessors
 	holdWait time.Duration
@@ -59,6 +60,7 @@ type batch struct {
 	samples int
 	end     uint64
 	mint    int64
+	maxt    int64 // the newest record's timestamp
 	// handoff is set, with no samples, when the reader stopped at a
 	// handoff record.
 	handoff *handoff
@@ -70,7 +72,7 @@ var errDrained = errors.New("queue drained")
 // full or deadline after its first record; with upto > r.off exactly the
 // records before upto (the request in flight when the agent stopped).
 func (e *endpoint) collect(ctx context.Context, r *reader, b *batch, upto uint64, maxSamples int, deadline time.Duration) error {
-	b.raw, b.samples, b.end, b.mint, b.handoff = b.raw[:0], 0, r.off, 0, nil
+	b.raw, b.samples, b.end, b.mint, b.maxt, b.handoff = b.raw[:0], 0, r.off, 0, 0, nil
 	var timer <-chan time.Time
 	for {
 		if upto > 0 && r.off >= upto {
@@ -111,6 +113,7 @@ func (e *endpoint) collect(ctx context.Context, r *reader, b *batch, upto uint64
 			}
 			b.raw = b.raw[:len(b.raw)+n]
 			b.samples += int(samples)
+			b.maxt = max(b.maxt, mint)
 			r.off, b.end = next, next
 			continue
 		}
@@ -218,6 +221,7 @@ func (e *endpoint) send(ctx context.Context, b *batch, resend bool) bool {
 			e.m.bytes.WithLabelValues(e.name, e.url).Add(float64(len(req)))
 			e.m.highest.WithLabelValues(e.name, e.url).Set(float64(time.Now().Unix()))
 			e.lastErr.Store(nil)
+			e.progress.acknowledged(b.samples, b.maxt)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -225,6 +229,7 @@ func (e *endpoint) send(ctx context.Context, b *batch, resend bool) bool {
 		}
 		msg := err.Error()
 		e.lastErr.Store(&msg)
+		e.progress.failed(msg, time.Now())
 		if !recoverable(err) {
 			if resend {
 				// The request in flight at the last stop may have been
