@@ -483,6 +483,7 @@ func (d *discovery) update() {
 	// The keys this agent sees that some member is or was blind to.
 	st.divergent = map[uint64]struct{}{}
 	var changes []time.Time
+	own := st.history[d.self]
 	for name, h := range st.history {
 		for _, v := range h {
 			if name != d.self || len(h) > 1 {
@@ -492,7 +493,13 @@ func (d *discovery) update() {
 			if !ok {
 				continue
 			}
-			for _, mine := range st.sets {
+			// Against this agent's own recent lists only, and only where they
+			// differ: agreeing members cost nothing here.
+			for _, ov := range own {
+				mine, ok := st.sets[ov.digest]
+				if !ok || ov.digest == v.digest {
+					continue
+				}
 				for job, j := range mine {
 					other := set[job]
 					for _, k := range j.Keys {
