@@ -271,27 +271,28 @@ func (b *Bench) repeat(ctx context.Context) ([]Result, error) {
 	return results, nil
 }
 
+// newSingle prepares the one process of a single-agent run.
+func (b *Bench) newSingle(run, label string, cfg testenv.PromConfig) (*subject, error) {
+	switch run {
+	case RunShoal:
+		return b.newShoal(b.cfg.ShoalBin, label, cfg, "")
+	case RunPrometheus:
+		return b.newPrometheusAgent(label, cfg)
+	case RunVMAgent:
+		return b.newVMAgent(label, cfg)
+	}
+	return nil, fmt.Errorf("unknown run %q", run)
+}
+
 // runOnce starts the run's processes, measures them and stops them.
 func (b *Bench) runOnce(ctx context.Context, run string, rep int) (Result, error) {
 	label := fmt.Sprintf("%s-%d", run, rep)
 	r := Result{Run: run, Rep: rep, Label: label, Agents: 1, Targets: b.cfg.Targets, Interval: b.cfg.Interval}
 	cfg := b.scrapeConfig(label, b.cfg.Interval, serviceSingle)
-	var (
-		p   *subject
-		err error
-	)
-	switch run {
-	case RunShoal:
-		p, err = b.newShoal(b.cfg.ShoalBin, label, cfg, "")
-	case RunPrometheus:
-		p, err = b.newPrometheusAgent(label, cfg)
-	case RunVMAgent:
-		p, err = b.newVMAgent(label, cfg)
-	case RunFleet:
+	if run == RunFleet {
 		return b.runFleet(ctx, r)
-	default:
-		return r, fmt.Errorf("unknown run %q", run)
 	}
+	p, err := b.newSingle(run, label, cfg)
 	if err != nil {
 		return r, err
 	}

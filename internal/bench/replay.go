@@ -164,17 +164,7 @@ func (b *Bench) replayOnce(ctx context.Context, run string, rep int) (ReplayResu
 	defer func() { _ = g.Close() }()
 	cfg := b.scrapeConfig(label, b.cfg.Interval, serviceSingle)
 	cfg.RemoteWriteURL = g.url + "/api/v1/write"
-	var p *subject
-	switch run {
-	case RunShoal:
-		p, err = b.newShoal(b.cfg.ShoalBin, label, cfg, "")
-	case RunPrometheus:
-		p, err = b.newPrometheusAgent(label, cfg)
-	case RunVMAgent:
-		p, err = b.newVMAgent(label, cfg)
-	default:
-		err = fmt.Errorf("no replay run %q", run)
-	}
+	p, err := b.newSingle(run, label, cfg)
 	if err != nil {
 		return r, err
 	}
