@@ -48,6 +48,10 @@ const (
 	// holdLogAfter is how long a hold lasts before it is logged: every
 	// handoff holds briefly while the old owner's last batch goes out.
 	holdLogAfter = 5 * time.Second
+	// goneAfter is how long a previous owner known not to be blocked
+	// fails to answer before it is taken for gone (crashed, left, cut
+	// off): one failed question is not enough on a loaded machine.
+	goneAfter = time.Second
 	// holdMax bounds a hold on a previous owner that keeps failing to
 	// reach the receiver: past it, this agent's queue (bounded by
 	// --storage.max-size) matters more.
@@ -305,8 +309,10 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 		e.holding.Store(nil)
 		e.m.holdSeconds.WithLabelValues(e.name).Add(time.Since(start).Seconds())
 	}()
+	var failing time.Time // since when every question failed; zero: the last one was answered
 	for {
 		ans, err := preds.DeliveredThrough(ctx, h.from, e.name)
+		now := time.Now()
 		gone := false
 		if err != nil {
 			// Gone (it left, crashed, or is cut off): what it said while
@@ -316,14 +322,31 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 			// it is not waited for: a crashed agent's last batch is at most
 			// a slot, and in a partition a hold would delay this agent's
 			// own targets behind the cut-off side's newer samples of them.
-			k, ok := e.watch.answer(h.from, e.name)
+			// One failed question is not gone: it is asked again for
+			// goneAfter. One the watcher never asked (this agent restarted
+			// since it queued the record) may be restarting too: it is
+			// asked again for the hold timeout.
+			if failing.IsZero() {
+				failing = now
+			}
+			k, ok, watched := e.watch.answer(h.from, e.name)
 			if ok {
 				ans, err = k, nil
 			}
-			gone = !ok || !k.Blocked
+			if !ok || !k.Blocked {
+				grace := goneAfter
+				if !watched {
+					grace = wait
+				}
+				gone = now.Sub(failing) >= grace
+				if !gone {
+					progress = now // not its lack of progress: it could not be asked yet
+				}
+			}
 			ans.Blocked = false
+		} else {
+			failing = time.Time{}
 		}
-		now := time.Now()
 		var result holdResult
 		switch {
 		case gone && (err != nil || ans.Through.Before(want)):
@@ -380,28 +403,34 @@ type watcher struct {
 	mu      sync.Mutex
 	wanted  map[string]time.Time               // peer -> latest instant asked about
 	failing map[string]time.Time               // peer -> since when it cannot be asked
+	seen    map[string]bool                    // every peer ever added
 	known   map[string]map[string]PeerDelivery // peer -> endpoint -> last answer
 }
 
 func newWatcher(p Predecessors, wait time.Duration) *watcher {
-	return &watcher{preds: p, wait: wait, wanted: map[string]time.Time{}, failing: map[string]time.Time{}, known: map[string]map[string]PeerDelivery{}}
+	return &watcher{preds: p, wait: wait, wanted: map[string]time.Time{}, failing: map[string]time.Time{}, seen: map[string]bool{}, known: map[string]map[string]PeerDelivery{}}
 }
 
 // add asks for peer to be watched until it has delivered up to at.
 func (w *watcher) add(peer string, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.seen[peer] = true
 	if at.After(w.wanted[peer]) {
 		w.wanted[peer] = at
 	}
 }
 
-// answer is peer's last answer for endpoint.
-func (w *watcher) answer(peer, endpoint string) (PeerDelivery, bool) {
+// answer is peer's last answer for endpoint; watched is false when this
+// watcher was never asked about peer (the takeover was queued before this
+// agent started).
+func (w *watcher) answer(peer, endpoint string) (a PeerDelivery, ok, watched bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	a, ok := w.known[peer][endpoint]
-	return a, ok
+	a, ok = w.known[peer][endpoint]
+	_, wanted := w.wanted[peer]
+	_, failing := w.failing[peer]
+	return a, ok, ok || wanted || failing || w.seen[peer]
 }
 
 // run asks every watched peer every holdPoll, for the endpoints names

@@ -305,3 +305,49 @@ func TestHandoffRemembersAnOwnerThatExited(t *testing.T) {
 	require.Less(t, time.Since(start), 5*time.Second, "not the 30 s wait for an owner that cannot be asked")
 	require.Equal(t, 1.0, testutil.ToFloat64(b.m.holds.WithLabelValues("rcv", string(holdDelivered))))
 }
+
+// Both agents restart inside the outage, the new owner first: its new
+// watcher never heard of the previous owner, which is still starting when
+// the receiver returns. The hold waits for it instead of taking it for
+// gone: a's older samples arrive, none is refused.
+func TestHandoffWaitsForAPreviousOwnerStillStarting(t *testing.T) {
+	rcv := newStrictReceiver()
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	cfg := testConfig(t, srv.URL)
+	var ps peers
+	o := Options{Predecessors: &ps, HandoffWait: 10 * time.Second}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, _ := open(t, dirA, cfg, o)
+	b, _ := open(t, dirB, cfg, o)
+	rcv.setDown(true)
+	const series = 10
+	base := time.Now().UnixMilli()
+	for i := range 20 {
+		scrapeFrom(t, a, "", series, base+int64(i)*20)
+	}
+	scrapeFrom(t, b, "a", series, base+20*20)
+	for i := 21; i < 40; i++ {
+		scrapeFrom(t, b, "", series, base+int64(i)*20)
+	}
+	require.NoError(t, a.Close(100*time.Millisecond))
+	require.NoError(t, b.Close(100*time.Millisecond))
+
+	b, _ = open(t, dirB, cfg, o)
+	defer func() { require.NoError(t, b.Close(time.Second)) }()
+	rcv.setDown(false)
+	// a answers nothing for longer than goneAfter: it is still starting.
+	time.Sleep(goneAfter + time.Second)
+	require.Zero(t, rcv.count(), "b holds its samples while a starts")
+	require.Equal(t, "a", b.Status()[0].WaitingFor)
+	a, _ = open(t, dirA, cfg, o)
+	defer func() { require.NoError(t, a.Close(time.Second)) }()
+	ps.set("a", a)
+	require.Eventually(t, func() bool {
+		return a.endpoints[0].acked.Load() == a.endpoints[0].q.end() && b.endpoints[0].acked.Load() == b.endpoints[0].q.end()
+	}, 20*time.Second, 10*time.Millisecond, "both queues are delivered or refused")
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	require.Zero(t, rcv.rejected)
+	require.Equal(t, 40*series, rcv.countLocked(), "every sample of both agents arrives")
+}

@@ -121,8 +121,21 @@ func (s Stats) Duplicates() int { return s.Overlaps + s.Close + s.Repeats }
 // Analyze computes the stats of one target's merged samples. counter says
 // whether the values are farm_scrapes_total, whose consecutive values must
 // rise by exactly 1.
+//
+// Samples at or before w.Start are not analysed, but the last of them is
+// the baseline of the counter: values lost between it and the first sample
+// of the window count as Missing (collect from a few intervals before the
+// window to see a gap at its start).
 func Analyze(instance string, samples []Sample, w Window, counter bool) Stats {
+	var base *Sample
+	for len(samples) > 0 && !samples[0].T.After(w.Start) {
+		base = &samples[0]
+		samples = samples[1:]
+	}
 	st := Stats{Instance: instance, Samples: len(samples)}
+	if base != nil && counter && len(samples) > 0 {
+		st.countSkipped(*base, samples[0], w.Interval)
+	}
 	type span struct{ first, last time.Time }
 	spans := map[string]span{}
 	last := map[string]time.Time{}
@@ -142,17 +155,7 @@ func Analyze(instance string, samples []Sample, w Window, counter bool) Stats {
 		}
 		last[s.Agent] = s.T
 		if counter && i > 0 {
-			switch d := s.V - samples[i-1].V; {
-			case d < 1:
-				st.Repeats++
-			case d > 1:
-				// Slots the time gap spans; the rest of the skipped values
-				// are scrapes of slots that have a sample.
-				slots := int(math.Round(float64(s.T.Sub(samples[i-1].T))/float64(w.Interval))) - 1
-				lost := min(int(d)-1, max(slots, 0))
-				st.Missing += lost
-				st.Fenced += int(d) - 1 - lost
-			}
+			st.countSkipped(samples[i-1], s, w.Interval)
 		}
 	}
 	st.observeGap(w.End.Sub(prevT), w.Interval)
@@ -169,6 +172,21 @@ func Analyze(instance string, samples []Sample, w Window, counter bool) Stats {
 		}
 	}
 	return st
+}
+
+// countSkipped compares consecutive counter samples a and b.
+func (st *Stats) countSkipped(a, b Sample, interval time.Duration) {
+	switch d := b.V - a.V; {
+	case d < 1:
+		st.Repeats++
+	case d > 1:
+		// Slots the time gap spans; the rest of the skipped values are
+		// scrapes of slots that have a sample.
+		slots := int(math.Round(float64(b.T.Sub(a.T))/float64(interval))) - 1
+		lost := min(int(d)-1, max(slots, 0))
+		st.Missing += lost
+		st.Fenced += int(d) - 1 - lost
+	}
 }
 
 func (st *Stats) observeGap(d, interval time.Duration) {

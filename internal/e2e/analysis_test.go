@@ -86,6 +86,13 @@ func TestAnalyze(t *testing.T) {
 			want:    Stats{Samples: 3, Agents: []string{"a"}, MaxGap: 5 * iv, Gaps: 2, Missing: 2, Fenced: 1},
 		},
 		{
+			name: "a gap at the window's start counts against the sample before it",
+			// The sample at -1 s is the baseline only: values 2 to 4 of
+			// the slots at 1, 3 and 5 s never arrived.
+			samples: []Sample{sec("a", -1, 1), sec("a", 7, 5), sec("a", 9, 6)},
+			want:    Stats{Samples: 2, Agents: []string{"a"}, MaxGap: 11 * time.Second, Gaps: 2, Missing: 3},
+		},
+		{
 			name: "no samples",
 			want: Stats{MaxGap: 10 * iv, Gaps: 1},
 		},

@@ -303,7 +303,9 @@ func (f *Fleet) Finish(ctx context.Context) (Row, error) {
 
 	iv := f.Opts.Interval
 	w := e2e.Window{Start: f.begin, End: end, Interval: iv}
-	samples, err := e2e.Collect(ctx, f.Env.Receiver, counterSelector, w.Start, w.End)
+	// From a few intervals before the window: the last sample before it is
+	// the baseline of a gap at its start.
+	samples, err := e2e.Collect(ctx, f.Env.Receiver, counterSelector, w.Start.Add(-3*iv), w.End)
 	if err != nil {
 		return Row{}, fmt.Errorf("%s: collect: %w", f.Name, err)
 	}
@@ -352,6 +354,9 @@ func (f *Fleet) Finish(ctx context.Context) (Row, error) {
 		r.RcvRejectLogs = strings.Count(string(log), rcvRejectLog) - f.baseRejects
 		f.logRejected(string(log), w.Start)
 	}
+	if r.RcvOutOfOrder > 0 || r.RcvRejected > 0 || r.Missing > 0 {
+		f.logDelivery()
+	}
 	for _, s := range f.steps {
 		r.Agree = max(r.Agree, s.Agree)
 		r.Converge = max(r.Converge, s.Converge)
@@ -374,6 +379,10 @@ func (f *Fleet) timeline(samples e2e.Samples, w e2e.Window) string {
 	for _, inst := range f.healthy {
 		prevT, prevV := w.Start, -1.0
 		for _, s := range append(slices.Clone(samples[inst]), e2e.Sample{T: w.End, V: -1}) {
+			if !s.T.After(w.Start) {
+				prevV = s.V // the baseline before the window
+				continue
+			}
 			if float64(s.T.Sub(prevT)) > 1.5*float64(w.Interval) {
 				sec := int(prevT.Sub(w.Start).Seconds())
 				b := gaps[sec]
@@ -421,6 +430,35 @@ func (f *Fleet) logRejected(log string, start time.Time) {
 		}
 		shown++
 		f.logf("fleet: %s: receiver rejected: %s%s", f.Name, strings.TrimSpace(line), rel)
+	}
+}
+
+// deliveryLogMarks are what the agents log about holding, or not holding,
+// delivery for a previous owner, and about refused requests: why samples
+// were lost or refused.
+var deliveryLogMarks = []string{"previous owner", "refused", "dropped"}
+
+// deliveryLogShown bounds the lines logDelivery shows per agent.
+const deliveryLogShown = 12
+
+// logDelivery logs, per agent the scenario started, its log lines about
+// handoff holds and refused requests.
+func (f *Fleet) logDelivery() {
+	for _, a := range f.all {
+		log, err := os.ReadFile(a.LogPath)
+		if err != nil {
+			continue
+		}
+		shown := 0
+		for line := range strings.Lines(string(log)) {
+			if shown == deliveryLogShown {
+				break
+			}
+			if slices.ContainsFunc(deliveryLogMarks, func(m string) bool { return strings.Contains(line, m) }) {
+				shown++
+				f.logf("fleet: %s: %s: %s", f.Name, a.Name, strings.TrimSpace(line))
+			}
+		}
 	}
 }
 
