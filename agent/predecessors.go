@@ -110,7 +110,7 @@ func (p *predecessors) DeliveredThrough(ctx context.Context, peer, endpoint stri
 	for _, e := range d.Endpoints {
 		if e.Name == endpoint {
 			blocked := e.LastError != "" || e.WaitingFor != "" && e.WaitingFor != p.self
-			return delivery.PeerDelivery{Found: true, Through: e.DeliveredThrough, Blocked: blocked}, nil
+			return delivery.PeerDelivery{Found: true, Through: e.DeliveredThrough, Blocked: blocked, Acked: e.Acknowledged}, nil
 		}
 	}
 	return delivery.PeerDelivery{}, nil

@@ -36,6 +36,8 @@ type strictReceiver struct {
 	samples  map[string][]int64
 	rejected int
 	requests int
+	// delay is how long each request takes; set before the first one.
+	delay time.Duration
 }
 
 func newStrictReceiver() *strictReceiver {
@@ -48,6 +50,7 @@ func (r *strictReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	time.Sleep(r.delay)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.down {

@@ -81,6 +81,12 @@ type PeerDelivery struct {
 	// everyone), or it is itself holding for another previous owner. That
 	// time does not count as its lack of progress.
 	Blocked bool
+	// Acked is how far the peer's queue is acknowledged (its
+	// EndpointStatus.Acknowledged); while it grows the peer makes
+	// progress, even when Through does not move (after a restart Through
+	// is unknown until the backlog from before it is delivered, which
+	// after a long outage takes a while). Zero: not reported.
+	Acked uint64
 }
 
 // mark says: once the queue is acknowledged up to end, every sample older
@@ -302,7 +308,7 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 		return true
 	}
 	start := time.Now()
-	progress, best := start, time.Time{}
+	progress, best, bestAcked := start, time.Time{}, uint64(0)
 	logged := false
 	e.holding.Store(&h.from)
 	defer func() {
@@ -357,8 +363,13 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 			result = holdDelivered
 		case err == nil && ans.Through.After(best):
 			best, progress = ans.Through, now
+		case err == nil && ans.Acked > bestAcked:
+			progress = now // it is delivering its backlog
 		case err == nil && ans.Blocked:
 			progress = now // an outage, or it waits in turn
+		}
+		if err == nil {
+			bestAcked = max(bestAcked, ans.Acked)
 		}
 		if result == "" && (now.Sub(progress) >= wait || now.Sub(start) >= holdMax) {
 			result = holdAbandoned

@@ -39,11 +39,13 @@ func (p *peers) DeliveredThrough(_ context.Context, peer, endpoint string) (Peer
 		return PeerDelivery{}, errors.New("not running")
 	}
 	t, found := s.DeliveredThrough(endpoint)
-	failing := false
+	failing, acked := false, uint64(0)
 	for _, st := range s.Status() {
-		failing = failing || st.Name == endpoint && st.LastError != ""
+		if st.Name == endpoint {
+			failing, acked = st.LastError != "", st.Acknowledged
+		}
 	}
-	return PeerDelivery{Found: found, Through: t, Blocked: failing}, nil
+	return PeerDelivery{Found: found, Through: t, Blocked: failing, Acked: acked}, nil
 }
 
 // scrapeFrom is scrape for the first scrape of a target taken over from
@@ -350,4 +352,52 @@ func TestHandoffWaitsForAPreviousOwnerStillStarting(t *testing.T) {
 	defer rcv.mu.Unlock()
 	require.Zero(t, rcv.rejected)
 	require.Equal(t, 40*series, rcv.countLocked(), "every sample of both agents arrives")
+}
+
+// A previous owner that restarted inside a long outage delivers its
+// backlog for longer than the hold timeout, and until it is through, its
+// delivered-through time is unknown. Its acknowledged position grows:
+// that is progress, and the new owner keeps waiting.
+func TestHandoffWaitsForAPreviousOwnerReplayingABacklog(t *testing.T) {
+	rcv := newStrictReceiver()
+	rcv.delay = 100 * time.Millisecond
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	cfg := testConfig(t, srv.URL)
+	var ps peers
+	o := Options{Predecessors: &ps, HandoffWait: time.Second}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, _ := open(t, dirA, cfg, o)
+	b, _ := open(t, dirB, cfg, o)
+	rcv.setDown(true)
+	const series, commits = 10, 150 // 30 requests of 50 samples: 3 s at the receiver
+	base := time.Now().UnixMilli()
+	for i := range commits {
+		scrapeFrom(t, a, "", series, base+int64(i))
+	}
+	scrapeFrom(t, b, "a", series, base+commits)
+	for i := 1; i < 10; i++ {
+		scrapeFrom(t, b, "", series, base+commits+int64(i))
+	}
+	require.NoError(t, a.Close(100*time.Millisecond))
+	require.NoError(t, b.Close(100*time.Millisecond))
+
+	a, _ = open(t, dirA, cfg, o)
+	defer func() { require.NoError(t, a.Close(time.Second)) }()
+	b, regB := open(t, dirB, cfg, o)
+	defer func() { require.NoError(t, b.Close(time.Second)) }()
+	ps.set("a", a)
+	ps.set("b", b)
+	start := time.Now()
+	rcv.setDown(false)
+	require.Eventually(t, func() bool {
+		return a.endpoints[0].acked.Load() == a.endpoints[0].q.end() && b.endpoints[0].acked.Load() == b.endpoints[0].q.end()
+	}, 30*time.Second, 10*time.Millisecond, "both queues are delivered or refused")
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	require.Greater(t, time.Since(start), 2*o.HandoffWait, "a's replay outlasts the hold timeout")
+	require.Zero(t, rcv.rejected)
+	require.Equal(t, (commits+10)*series, rcv.countLocked(), "every sample of both agents arrives")
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.holds.WithLabelValues("rcv", string(holdDelivered))))
+	require.NotNil(t, regB)
 }

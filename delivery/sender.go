@@ -258,7 +258,7 @@ func (e *endpoint) send(ctx context.Context, b *batch, resend bool) bool {
 
 func (e *endpoint) status() EndpointStatus {
 	bytes, samples := e.q.stats(e.acked.Load())
-	st := EndpointStatus{Name: e.name, URL: e.url, BacklogBytes: bytes, BacklogSamples: samples}
+	st := EndpointStatus{Name: e.name, URL: e.url, BacklogBytes: bytes, BacklogSamples: samples, Acknowledged: e.acked.Load()}
 	if m := e.oldest.Load(); m > 0 && bytes > 0 {
 		st.OldestUnsent = time.UnixMilli(m)
 	}
@@ -273,12 +273,15 @@ func (e *endpoint) status() EndpointStatus {
 
 // EndpointStatus is what the status page and the API show of an endpoint.
 type EndpointStatus struct {
-	Name           string    `json:"name"`
-	URL            string    `json:"url"`
-	BacklogBytes   uint64    `json:"backlogBytes"`
-	BacklogSamples uint64    `json:"backlogSamples"`
-	OldestUnsent   time.Time `json:"oldestUnsent,omitzero"`
-	LastError      string    `json:"lastError,omitempty"`
+	Name           string `json:"name"`
+	URL            string `json:"url"`
+	BacklogBytes   uint64 `json:"backlogBytes"`
+	BacklogSamples uint64 `json:"backlogSamples"`
+	// Acknowledged is the queue position the receiver has acknowledged:
+	// it grows, across restarts too, while the endpoint delivers.
+	Acknowledged uint64    `json:"acknowledged"`
+	OldestUnsent time.Time `json:"oldestUnsent,omitzero"`
+	LastError    string    `json:"lastError,omitempty"`
 	// WaitingFor names the previous owner of a taken-over target whose
 	// older samples must be delivered before this endpoint sends on.
 	WaitingFor string `json:"waitingFor,omitempty"`
