@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -372,6 +375,7 @@ func (a *Agent) Reload() error {
 		return ErrStopping
 	}
 	if err == nil {
+		a.warnDroppedJobs(cfg)
 		err = a.applyConfig(cfg)
 		if err != nil {
 			// Put the running config back everywhere.
@@ -403,6 +407,21 @@ func (a *Agent) Reload() error {
 	a.reloadTime.SetToCurrentTime()
 	a.logger.Info("completed loading of configuration file", "file", a.opts.ConfigFile)
 	return nil
+}
+
+// warnDroppedJobs logs a warning for every job that peers discover targets
+// for and cfg, about to be applied, drops: a rolling change that removes a
+// job is fine, the same change on one agent by mistake is not.
+func (a *Agent) warnDroppedJobs(cfg *Config) {
+	scfgs, err := cfg.GetScrapeConfigs()
+	if err != nil || a.discAgree == nil {
+		return
+	}
+	dropped := a.discAgree.droppedJobs(a.node.Peers(), scfgs)
+	for _, job := range slices.Sorted(maps.Keys(dropped)) {
+		a.logger.Warn("The new configuration drops a job that peers still discover targets for: this agent stops scraping its share of them (peers take them over) and is not ready until the peers drop the job too or it is restored",
+			"job", job, "peers", strings.Join(dropped[job], ","))
+	}
 }
 
 // ErrStopping is returned by Reload once the agent has begun to stop.

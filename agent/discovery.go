@@ -619,6 +619,46 @@ func jobDifferences(theirs, mine scrape.Discovered) []JobDifference {
 	return out
 }
 
+// peersDiscovering lists, for every job some active peer discovers targets
+// for, those peers, sorted; peers whose list is not known yet are left out.
+func (d *discovery) peersDiscovering(peers []gossip.Peer) map[string][]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string][]string{}
+	for _, p := range peers {
+		if p.Self || p.State != gossip.StateActive || p.Discovery.Targets == 0 {
+			continue
+		}
+		set, ok := d.fetched[p.Discovery.Targets]
+		if !ok {
+			set, ok = d.ownSets[p.Discovery.Targets]
+		}
+		if !ok {
+			continue
+		}
+		for job, jt := range set {
+			if len(jt.Keys) > 0 {
+				out[job] = append(out[job], p.Name)
+			}
+		}
+	}
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out
+}
+
+// droppedJobs are the jobs peers discover targets for that scfgs, a
+// configuration about to be applied, does not have: applying it makes
+// this agent scrape none of them, and not ready while peers still do.
+func (d *discovery) droppedJobs(peers []gossip.Peer, scfgs []*config.ScrapeConfig) map[string][]string {
+	seen := d.peersDiscovering(peers)
+	for _, sc := range scfgs {
+		delete(seen, sc.JobName)
+	}
+	return seen
+}
+
 // blindJobs are the jobs for which this agent discovers no target while an
 // active peer discovers some: such an agent is not ready.
 func (d *discovery) blindJobs() []string {

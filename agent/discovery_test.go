@@ -4,8 +4,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/config"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shoal-dev/shoal/gossip"
 	"github.com/shoal-dev/shoal/gossip/ring"
 	"github.com/shoal-dev/shoal/scrape"
 )
@@ -97,4 +99,30 @@ func TestJobDifferences(t *testing.T) {
 	mine := scrape.Discovered{"a": scrape.NewJobTargets([]uint64{1, 2}), "b": scrape.NewJobTargets([]uint64{5})}
 	theirs := scrape.Discovered{"a": scrape.NewJobTargets([]uint64{1, 2}), "b": scrape.NewJobTargets(nil), "c": scrape.NewJobTargets([]uint64{9})}
 	require.Equal(t, []JobDifference{{Job: "b", Peer: 0, Local: 1}, {Job: "c", Peer: 1, Local: 0}}, jobDifferences(theirs, mine))
+}
+
+// A configuration that drops a job peers discover targets for is named
+// with those peers; jobs only this agent knows, peers whose list is not
+// known and peers that are not active are left out.
+func TestDroppedJobs(t *testing.T) {
+	both := scrape.Discovered{"api": scrape.NewJobTargets([]uint64{1, 2}), "db": scrape.NewJobTargets([]uint64{3})}
+	apiOnly := scrape.Discovered{"api": scrape.NewJobTargets([]uint64{1, 2}), "db": scrape.NewJobTargets(nil)}
+	d := &discovery{
+		fetched: map[uint64]scrape.Discovered{apiOnly.Digest(): apiOnly},
+		ownSets: map[uint64]scrape.Discovered{both.Digest(): both},
+	}
+	peer := func(name string, state gossip.State, digest uint64) gossip.Peer {
+		return gossip.Peer{Name: name, State: state, Discovery: gossip.Discovery{Targets: digest}}
+	}
+	peers := []gossip.Peer{
+		{Name: "self", Self: true, State: gossip.StateActive, Discovery: gossip.Discovery{Targets: both.Digest()}},
+		peer("b", gossip.StateActive, both.Digest()),
+		peer("c", gossip.StateActive, apiOnly.Digest()),
+		peer("d", gossip.StateActive, 42), // not fetched yet
+		peer("e", gossip.StateLeaving, both.Digest()),
+	}
+	job := func(name string) *config.ScrapeConfig { return &config.ScrapeConfig{JobName: name} }
+	require.Equal(t, map[string][]string{"api": {"b", "c"}, "db": {"b"}}, d.droppedJobs(peers, nil))
+	require.Equal(t, map[string][]string{"db": {"b"}}, d.droppedJobs(peers, []*config.ScrapeConfig{job("api"), job("new")}))
+	require.Empty(t, d.droppedJobs(peers, []*config.ScrapeConfig{job("api"), job("db")}))
 }
