@@ -56,15 +56,18 @@ var peerClient = &http.Client{
 // pageData is everything the status page renders. It is computed once per
 // request, so the template does no work and unit tests can fabricate it.
 type pageData struct {
-	Name      string
-	Version   string
-	Ready     bool
-	NotReady  string // why not ready, empty when ready
-	Digest    string
-	Replicas  int
-	RingSize  int
-	Agree     bool
-	Disagree  []string
+	Name     string
+	Version  string
+	Ready    bool
+	NotReady string // why not ready, empty when ready
+	Digest   string
+	Replicas int
+	RingSize int
+	Agree    bool
+	Disagree []string
+	// Discovery is every peer that discovers other targets, or runs
+	// another scrape configuration, than this agent.
+	Discovery []pageDifference
 	Generated time.Time
 	Gossip    pageGossip
 	// Clock is this agent's clock against the cluster's.
@@ -85,6 +88,27 @@ type pageData struct {
 	Delivery pageDelivery
 	// Health is the targets this agent scrapes, by job.
 	Health pageHealth
+}
+
+// pageDifference is one peer whose discovery differs, as the banner names
+// it: "b: job api 20 there, 0 here".
+type pageDifference struct {
+	Member string
+	Config bool
+	Jobs   string // "api: 20 there, 0 here; db: ..."
+	Error  string
+}
+
+func newPageDifferences(diffs []Difference) []pageDifference {
+	var out []pageDifference
+	for _, x := range diffs {
+		jobs := make([]string, 0, len(x.Jobs))
+		for _, j := range x.Jobs {
+			jobs = append(jobs, fmt.Sprintf("%s: %s there, %s here", j.Job, thousands(int64(j.Peer)), thousands(int64(j.Local))))
+		}
+		out = append(out, pageDifference{Member: x.Member, Config: x.Config, Jobs: strings.Join(jobs, "; "), Error: x.Error})
+	}
+	return out
 }
 
 // pageConsul is the agent's Consul registration as the page shows it.
@@ -212,6 +236,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	if !d.Ready {
 		d.NotReady = a.notReadyReason()
 	}
+	d.Discovery = newPageDifferences(m.Discovery)
 	if c := a.consulRegistration(); c != nil {
 		d.Consul = &pageConsul{ConsulRegistration: *c, Since: ageString(now, c.FailingSince)}
 	}

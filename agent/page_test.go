@@ -629,3 +629,15 @@ func pageText(n *html.Node) string {
 	}
 	return strings.Join(strings.Fields(b.String()), " ")
 }
+
+func TestPageDiscoveryDiffers(t *testing.T) {
+	d := pageFixture()
+	require.Nil(t, pageFindID(pageRender(t, d), "discovery-differs"))
+	d.Discovery = newPageDifferences([]Difference{
+		{Member: "node-2", Targets: true, Jobs: []JobDifference{{Job: "api", Peer: 20, Local: 0}, {Job: "db", Peer: 3, Local: 4}}},
+		{Member: "node-3", Config: true, Jobs: []JobDifference{}, Error: "GET /api/v1/cluster/discovery: 503"},
+	})
+	banner := pageText(pageByID(t, pageRender(t, d), "discovery-differs"))
+	require.Contains(t, banner, "Discovery differs from 2 peers: node-2 (api: 20 there, 0 here; db: 3 there, 4 here); node-3 (another scrape configuration)")
+	require.Contains(t, banner, "node-3's list cannot be read: GET /api/v1/cluster/discovery: 503")
+}
