@@ -378,6 +378,9 @@ func (e *endpoint) await(ctx context.Context, h handoff) bool {
 			e.m.holds.WithLabelValues(e.name, string(result)).Inc()
 			e.settle(h.from, result, ans.Through, now)
 			switch {
+			case result == holdGone:
+				e.logger.Warn("Sending a taken-over target's samples without waiting for its previous owner, which cannot be asked (crashed, left or cut off) and was not failing to send when last heard of; if it still delivers older samples of the target, a strict receiver may refuse them as out of order",
+					"endpoint", e.name, "previous_owner", h.from, "waited", now.Sub(start).Round(time.Millisecond), "needed", want, "last_error", err)
 			case result == holdAbandoned:
 				e.logger.Warn("Sending a taken-over target's samples without waiting any longer for its previous owner, which made no progress; a strict receiver may refuse the previous owner's older samples of it as out of order",
 					"endpoint", e.name, "previous_owner", h.from, "waited", now.Sub(start).Round(time.Millisecond), "its_delivered_through", best, "needed", want, "last_error", err)

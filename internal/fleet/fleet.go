@@ -436,7 +436,7 @@ func (f *Fleet) logRejected(log string, start time.Time) {
 // deliveryLogMarks are what the agents log about holding, or not holding,
 // delivery for a previous owner, and about refused requests: why samples
 // were lost or refused.
-var deliveryLogMarks = []string{"previous owner", "refused", "dropped"}
+var deliveryLogMarks = []string{"previous owner", "receiver refused", "are dropped"}
 
 // deliveryLogShown bounds the lines logDelivery shows per agent.
 const deliveryLogShown = 12
