@@ -66,10 +66,7 @@ func newPredecessors(a *Agent) *predecessors {
 	return &predecessors{
 		self:  a.opts.Gossip.Name,
 		peers: func() []gossip.Peer { return a.node.Peers() },
-		client: &http.Client{
-			Timeout:       predecessorTimeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client: newPeerClient(predecessorTimeout),
 		addrs: map[string]string{},
 	}
 }
