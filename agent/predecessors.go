@@ -64,10 +64,10 @@ type predecessors struct {
 
 func newPredecessors(a *Agent) *predecessors {
 	return &predecessors{
-		self:  a.opts.Gossip.Name,
-		peers: func() []gossip.Peer { return a.node.Peers() },
+		self:   a.opts.Gossip.Name,
+		peers:  func() []gossip.Peer { return a.node.Peers() },
 		client: newPeerClient(predecessorTimeout),
-		addrs: map[string]string{},
+		addrs:  map[string]string{},
 	}
 }
 
