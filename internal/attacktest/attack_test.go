@@ -407,7 +407,16 @@ func TestAttacker(t *testing.T) {
 		require.NoError(t, at.Close())
 		// The fleet forgets it once it is declared dead.
 		require.Eventually(t, func() bool {
-			_, err := e2e.Converged(ctx, f.agents, f.healthy)
+			ms, err := f.memberships(ctx)
+			if err != nil {
+				return false
+			}
+			for _, m := range ms {
+				if len(m.Members) != len(f.agents) {
+					return false
+				}
+			}
+			_, err = e2e.Converged(ctx, f.agents, f.healthy)
 			return err == nil
 		}, waitFor, 200*time.Millisecond)
 	})
