@@ -155,6 +155,18 @@ func (n *Node) addressTaken(name, addr string) string {
 	return ""
 }
 
+// isMemberAddr reports whether addr is a live member's gossip address.
+func (n *Node) isMemberAddr(addr string) bool {
+	n.membersMu.Lock()
+	defer n.membersMu.Unlock()
+	for _, m := range n.members {
+		if m.addr == addr && m.name != n.cfg.Name {
+			return true
+		}
+	}
+	return false
+}
+
 // refuseAddressClaim counts and logs a newcomer at a live member's address.
 func (n *Node) refuseAddressClaim(name, addr, holder string) {
 	n.idents.refused.WithLabelValues(claimAddress).Inc()
@@ -273,10 +285,12 @@ func (n *Node) forgetClaim(name string) {
 	delete(n.idents.claims, name)
 }
 
-// receiveWho queues the answer to a challenge; called from NotifyMsg.
+// receiveWho queues the answer to a challenge about this node; called from
+// NotifyMsg. The answer goes only to a member's address, so that a
+// challenge cannot make this node send packets anywhere else.
 func (n *Node) receiveWho(b []byte) {
 	var c challenge
-	if json.Unmarshal(b, &c) != nil || c.Nonce == "" || c.Name != n.cfg.Name || c.Reply == "" {
+	if json.Unmarshal(b, &c) != nil || c.Nonce == "" || c.Name != n.cfg.Name || !n.isMemberAddr(c.Reply) {
 		return
 	}
 	select {
