@@ -306,8 +306,10 @@ func TestAttacker(t *testing.T) {
 				joined, err := at.Join(f.gossipAddrs()...)
 				require.Error(t, err, "the state exchange is refused")
 				require.Zero(t, joined)
+				f.touch(t)
 				f.unchanged(t, before, cs)
 				require.Equal(t, 1, at.ML.NumMembers(), "the attacker learnt no member")
+				require.Empty(t, listener.Requests(), "an agent sent a request to the attacker")
 			})
 		}
 	})
