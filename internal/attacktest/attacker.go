@@ -89,6 +89,25 @@ func (n *Net) StartAttacker(o AttackerOptions) (*Attacker, error) {
 // many answered the state exchange, as memberlist.Join does.
 func (a *Attacker) Join(addrs ...string) (int, error) { return a.ML.Join(addrs) }
 
+// KeepJoining joins addrs every interval until the returned stop is
+// called (stop waits for the last join).
+func (a *Attacker) KeepJoining(interval time.Duration, addrs ...string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			_, _ = a.ML.Join(addrs)
+			select {
+			case <-done:
+				return
+			case <-time.After(interval):
+			}
+		}
+	})
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
 // Close shuts the attacker down without a leave message.
 func (a *Attacker) Close() error { return a.ML.Shutdown() }
 
