@@ -489,10 +489,13 @@ func rotate(t *testing.T, f *fleet, keyA, keyB []byte) {
 				return err == nil && s.Gossip.Keys == len(step) && s.Gossip.Encrypts == fingerprint(step[0])
 			}, waitFor, 50*time.Millisecond, "%s reloads its keyring", a.Name)
 			// A peer that cannot read the agent any more would suspect it
-			// within a few probe rounds.
+			// within a few probe rounds and declare it dead soon after
+			// (counted below); one second of probes first.
 			time.Sleep(time.Second)
-			_, err := e2e.Converged(ctx, f.agents, f.healthy)
-			require.NoError(t, err, "after %s took %d keys", a.Name, len(step))
+			require.NoError(t, e2e.Poll(ctx, 10*time.Second, 100*time.Millisecond, func(ctx context.Context) error {
+				_, err := e2e.Converged(ctx, f.agents, f.healthy)
+				return err
+			}), "after %s took %d keys", a.Name, len(step))
 		}
 	}
 	c1, err := f.counters(ctx, failuresTotal)
