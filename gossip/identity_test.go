@@ -218,3 +218,64 @@ func TestIdentityChecksLog(t *testing.T) {
 	require.Equal(t, 1, strings.Count(logs.String(), "refusing a newcomer at a running member's gossip address"))
 	require.Contains(t, logs.String(), "member=evil addr="+second.Addr()+" held_by=node-01")
 }
+
+// recordingDelegate is attackerDelegate that keeps the user messages it
+// receives.
+type recordingDelegate struct {
+	attackerDelegate
+	msgs chan []byte
+}
+
+func (d recordingDelegate) NotifyMsg(b []byte) {
+	select {
+	case d.msgs <- append([]byte(nil), b...):
+	default:
+	}
+}
+
+// TestIdentityAnswersGoToMembersOnly: a node answers a challenge about
+// itself, but only to a member's address, so that a challenge cannot make
+// it send packets elsewhere.
+func TestIdentityAnswersGoToMembersOnly(t *testing.T) {
+	node := startNode(t, "node-00", nil, withKey(keyA))
+	waitConverged(t, []*testNode{node}, 1, 10*time.Second)
+	c := memberlist.DefaultLocalConfig()
+	c.Name, c.Label = "asker", "test"
+	c.BindAddr, c.BindPort = "127.0.0.1", 0
+	rec := recordingDelegate{attackerDelegate{meta: forgedMeta(`,"s":"joining"`)}, make(chan []byte, 16)}
+	c.Delegate = rec
+	c.Logger = log.New(io.Discard, "", 0)
+	kr, err := memberlist.NewKeyring(nil, keyA)
+	require.NoError(t, err)
+	c.Keyring = kr
+	ml, err := memberlist.Create(c)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ml.Shutdown() })
+	_, err = ml.Join([]string{node.Addr()})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, ok := peerOf(node, "asker"); return ok }, 10*time.Second, 10*time.Millisecond)
+	asker := ml.LocalNode().Address()
+
+	ask := func(reply string) {
+		b := []byte(`{"n":"0123456789abcdef","m":"node-00","r":"` + reply + `"}`)
+		require.NoError(t, ml.SendToAddress(memberlist.Address{Addr: node.Addr(), Name: "node-00"}, append([]byte{whoTag}, b...)))
+	}
+	// To a member's address: answered.
+	ask(asker)
+	select {
+	case b := <-rec.msgs:
+		require.Equal(t, byte(iamTag), b[0])
+		require.Contains(t, string(b), `"n":"0123456789abcdef"`)
+		require.Contains(t, string(b), `"m":"node-00"`)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a member's challenge got no answer")
+	}
+	// To an address no member has: not answered.
+	other, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer func() { _ = other.Close() }()
+	ask(other.LocalAddr().String())
+	require.NoError(t, other.SetReadDeadline(time.Now().Add(time.Second)))
+	_, _, err = other.ReadFrom(make([]byte, 2048))
+	require.Error(t, err, "an answer went to an address no member has")
+}
