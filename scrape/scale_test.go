@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,10 +27,12 @@ import (
 //     the key in the discovered list), beyond the discovery snapshot;
 //   - B/discovered-target-input: the snapshot itself, which Prometheus'
 //     discovery manager holds whether or not shoal filters it;
-//   - ms-pass-*: one filter pass, what the agent runs after every
-//     membership change: relabeling and keying every target, then asking the
-//     owner; with no ring (keys only) and with the ring of 100 and 1,000
-//     members (the agent is one of them);
+//   - ms-pass-new-snapshot-*: a filter pass over a new discovery snapshot,
+//     which relabels and keys every target and asks the owner; with no ring
+//     (keys only) and with a ring of 100 and 1,000 members (the agent is
+//     one of them). Before the key cache every pass cost this;
+//   - ms-pass-member-change-*: the pass after a member joined, which reuses
+//     the keys (keycache.go) and only asks the new ring;
 //   - ms-targets: Filter.Targets, which the agent's moves log calls after
 //     every change that moved something (relabels and sorts every target).
 //
@@ -46,37 +49,46 @@ func BenchmarkFilterScale(b *testing.B) {
 			b.ReportMetric(input, "B/discovered-target-input")
 
 			cfg := loadConfig(b, "scrape_configs: [{job_name: app}]")
-			owners := []struct {
-				name  string
-				owner Owner
-			}{{"keys-only", &fakeOwner{ready: true, owns: ownNone}}}
-			for _, members := range []int{100, 1000} {
-				ms := make([]ring.Member, members)
-				for i := range ms {
-					ms[i] = ring.Member{Name: fmt.Sprintf("shoal-agent-%03d", i)}
-				}
-				v, err := gossip.NewStaticView(ms[members/2].Name, 1, time.Now(), ms)
-				require.NoError(b, err)
-				owners = append(owners, struct {
-					name  string
-					owner Owner
-				}{fmt.Sprintf("%dmembers", members), v})
-			}
-			for _, o := range owners {
-				f, err := NewFilter(FilterOptions{Owner: o.owner}, nil, nil)
-				require.NoError(b, err)
-				require.NoError(b, f.ApplyConfig(cfg))
-				f.snapshot = snapshot
+			pass := func(f *Filter) float64 {
 				start := time.Now()
 				_, ok := f.pass()
 				require.True(b, ok)
-				b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-pass-"+o.name)
 				require.Equal(b, n, f.Stats().Discovered)
-				if o.name == "keys-only" {
-					start = time.Now()
-					ts := f.Targets()
+				return float64(time.Since(start).Milliseconds())
+			}
+			for _, members := range []int{0, 100, 1000} {
+				owner := &switchOwner{}
+				owner.view.Store(&gossip.View{}) // owns nothing, asks no ring: the keys alone
+				name := "keys-only"
+				var joined gossip.View
+				if members > 0 {
+					name = fmt.Sprintf("%dmembers", members)
+					ms := make([]ring.Member, members, members+1)
+					for i := range ms {
+						ms[i] = ring.Member{Name: fmt.Sprintf("shoal-agent-%03d", i)}
+					}
+					v, err := gossip.NewStaticView(ms[members/2].Name, 1, time.Now(), ms)
+					require.NoError(b, err)
+					owner.view.Store(&v)
+					joined, err = gossip.NewStaticView(ms[members/2].Name, 1, time.Now(), append(ms, ring.Member{Name: "shoal-newcomer"}))
+					require.NoError(b, err)
+				}
+				f, err := NewFilter(FilterOptions{Owner: owner}, nil, nil)
+				require.NoError(b, err)
+				require.NoError(b, f.ApplyConfig(cfg))
+				f.snapshot = snapshot
+				// The first pass over a snapshot computes every key, as
+				// every pass did before the key cache; the next one, after a
+				// member joined, reuses them.
+				b.ReportMetric(pass(f), "ms-pass-new-snapshot-"+name)
+				if members > 0 {
+					owner.view.Store(&joined)
+				}
+				b.ReportMetric(pass(f), "ms-pass-member-change-"+name)
+				if members == 0 {
+					start := time.Now()
+					require.Len(b, f.Targets(), n)
 					b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-targets")
-					require.Len(b, ts, n)
 				}
 			}
 			runtime.KeepAlive(snapshot)
@@ -142,3 +154,10 @@ func measureNonOwnedAt(tb testing.TB, n int) (perTarget, inputPerTarget float64,
 	require.Zero(tb, m.Filter().Stats().Owned)
 	return (float64(after) - float64(withInput)) / float64(n), (float64(withInput) - float64(before)) / float64(n), input
 }
+
+// switchOwner is an Owner whose view the benchmark replaces, as a
+// membership change replaces the agent's.
+type switchOwner struct{ view atomic.Pointer[gossip.View] }
+
+func (o *switchOwner) OwnsAt(key uint64, t time.Time) bool { return o.view.Load().OwnsAt(key, t) }
+func (o *switchOwner) Changes() []time.Time                { return o.view.Load().Changes() }
