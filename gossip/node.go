@@ -86,7 +86,8 @@ type Node struct {
 	noticesMu sync.Mutex
 	received  map[string]notice
 
-	rebuildMu sync.Mutex // serializes rebuild; never held while mu is
+	rebuildMu sync.Mutex   // serializes rebuild; never held while mu is
+	cache     rebuildCache // guarded by rebuildMu
 
 	mu        sync.Mutex // guards ml, state, since, until, disc, observers; never held across memberlist calls
 	ml        *memberlist.Memberlist
@@ -722,7 +723,7 @@ func (n *Node) rebuild() {
 		if p.Self {
 			p.State, p.HTTPAddr, p.Version, p.Started, p.Weight = selfState, n.cfg.HTTPAddr, n.cfg.Version, n.started, n.cfg.Weight
 			p.Since, p.Until, p.Discovery = selfSince, selfUntil, selfDisc
-		} else if meta, err := n.peerMeta(m.name, m.meta); err == nil {
+		} else if meta, err := n.cache.meta(n, m.name, m.meta); err == nil {
 			p.State, p.HTTPAddr, p.Version, p.Digest, p.Started, p.Weight = meta.State, meta.HTTPAddr, meta.Version, meta.Digest, meta.Started, meta.Weight
 			p.Since, p.Until, p.Discovery = meta.Since, meta.Until, meta.Discovery
 		}
@@ -734,7 +735,8 @@ func (n *Node) rebuild() {
 	for _, t := range tombs {
 		spans = append(spans, span{member: ring.Member{Name: t.name, Weight: t.weight}, from: t.since, to: t.until})
 	}
-	sched, err := newSchedule(spans, now)
+	n.cache.forget(members)
+	sched, err := n.cache.schedule(spans, now)
 	if err != nil {
 		// memberlist names are unique and weights were validated on decode.
 		n.logger.Error("building ring failed, keeping the previous one", "err", err)

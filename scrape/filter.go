@@ -81,6 +81,7 @@ type Filter struct {
 	configs   map[string]*config.ScrapeConfig
 	snapshot  map[string][]*targetgroup.Group // last discovery update, read-only
 	decisions map[uint64]bool                 // key -> owned, as of the last pass
+	keys      keyCache                        // keys of snapshot's targets under configs; nil: none yet
 	found     Discovered                      // what the last pass saw, read-only
 	stats     Stats
 	// nextPass is when the result of the last pass expires: the earliest
@@ -156,6 +157,7 @@ func (f *Filter) ApplyConfig(cfg *config.Config) error {
 	}
 	f.mtx.Lock()
 	f.configs = configs
+	f.keys = nil
 	f.mtx.Unlock()
 	f.poke()
 	return nil
@@ -203,6 +205,7 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 			}
 			f.mtx.Lock()
 			f.snapshot = tsets
+			f.keys = nil
 			f.mtx.Unlock()
 			pending = true
 		case <-f.trigger:
@@ -263,6 +266,9 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 	movedOut := map[string]map[uint64]struct{}{}
 	var movedIn, owned int
 	found := make(Discovered, len(f.snapshot))
+	if f.keys == nil {
+		f.keys = keyCache{}
+	}
 
 	res := make(map[string][]*targetgroup.Group, len(f.snapshot))
 	for job, groups := range f.snapshot {
@@ -286,12 +292,22 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 			if cfg == nil {
 				continue
 			}
-			for _, t := range g.Targets {
-				key, _, _, ok, err := k.key(cfg, t, g.Labels)
-				if !ok {
+			ref := groupRef{job: job, group: g}
+			keys, cached := f.keys[ref]
+			if !cached || len(keys) != len(g.Targets) {
+				keys = make([]cachedKey, len(g.Targets))
+				for i, t := range g.Targets {
+					key, _, _, ok, err := k.key(cfg, t, g.Labels)
 					if err != nil {
 						f.logger.Debug("skipping invalid target", "job", job, "err", err)
 					}
+					keys[i] = cachedKey{key: key, ok: ok}
+				}
+				f.keys[ref] = keys
+			}
+			for i, t := range g.Targets {
+				key, ok := keys[i].key, keys[i].ok
+				if !ok {
 					continue
 				}
 				jobKeys = append(jobKeys, key)

@@ -22,7 +22,9 @@
 //
 // The price is O(N) work per lookup instead of O(log N). With a multiply-xor
 // mixer that is about 2 ns per member, so 100 members cost well under 1 µs
-// per key, which is far below what a scrape costs.
+// per key, which is far below what a scrape costs. Asking whether one
+// member owns a key (IsOwner, what an agent asks for every target) stops at
+// the first member that outranks it, which is ln N members on average.
 //
 // Members may carry weights (for agents of different sizes). Weighted
 // rendezvous uses the logarithmic method of Schindelhauer and Schomaker
@@ -40,6 +42,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -74,6 +77,7 @@ type Ring struct {
 	seeds    []uint64 // members[i].seed, contiguous for the unweighted lookup loop
 	weighted bool     // some weights differ: use the logarithmic scores
 	digest   uint64
+	last     atomic.Pointer[position] // the member IsOwner was last asked about (owner.go)
 }
 
 // New returns a ring over members. Names must be non-empty and unique and
@@ -212,21 +216,18 @@ func (r *Ring) Owners(dst []string, key uint64, n int) []string {
 }
 
 // IsOwner reports whether name is among the n owners of key. It does not
-// allocate for n up to maxStackOwners.
+// allocate, and it stops at the n-th member that outranks name, so for the
+// keys name does not own it scores about ln(Len()) members instead of all
+// of them (see outranked).
 func (r *Ring) IsOwner(key uint64, n int, name string) bool {
 	if r == nil || n <= 0 || len(r.members) == 0 {
 		return false
 	}
-	if n == 1 {
-		return r.members[r.top(key)].name == name
+	self, ok := r.index(name)
+	if !ok {
+		return false
 	}
-	var stack [maxStackOwners]ranked
-	for _, b := range r.ranked(&stack, key, n) {
-		if r.members[b.idx].name == name {
-			return true
-		}
-	}
-	return false
+	return r.outranked(key, self, n) < n
 }
 
 // maxStackOwners is the largest replication factor served without a heap
