@@ -18,10 +18,9 @@ build:
 deps:
 	hack/build-deps.sh consul prometheus promtool
 
-# test-deps also installs Debian's chromium for the status page test and
-# iproute2 for the attacker test's network namespace.
+# test-deps also installs Debian's chromium for the status page test.
 test-deps: deps
-	hack/build-deps.sh chromium iproute2
+	hack/build-deps.sh chromium
 
 test: test-deps
 	$(GO) vet ./...
