@@ -116,9 +116,7 @@ func TestHandoffWaitsForThePreviousOwner(t *testing.T) {
 			a, _ = open(t, dirA, cfg, o)
 			defer func() { require.NoError(t, a.Close(time.Second)) }()
 			ps.set("a", a)
-			require.Eventually(t, func() bool {
-				return a.endpoints[0].acked.Load() == a.endpoints[0].q.end() && b.endpoints[0].acked.Load() == b.endpoints[0].q.end()
-			}, 20*time.Second, 10*time.Millisecond, "both queues are delivered or refused")
+			requireQueuesDone(t, 20*time.Second, a, b)
 
 			rcv.mu.Lock()
 			defer rcv.mu.Unlock()
@@ -345,9 +343,7 @@ func TestHandoffWaitsForAPreviousOwnerStillStarting(t *testing.T) {
 	a, _ = open(t, dirA, cfg, o)
 	defer func() { require.NoError(t, a.Close(time.Second)) }()
 	ps.set("a", a)
-	require.Eventually(t, func() bool {
-		return a.endpoints[0].acked.Load() == a.endpoints[0].q.end() && b.endpoints[0].acked.Load() == b.endpoints[0].q.end()
-	}, 20*time.Second, 10*time.Millisecond, "both queues are delivered or refused")
+	requireQueuesDone(t, 20*time.Second, a, b)
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
 	require.Zero(t, rcv.rejected)
@@ -390,9 +386,7 @@ func TestHandoffWaitsForAPreviousOwnerReplayingABacklog(t *testing.T) {
 	ps.set("b", b)
 	start := time.Now()
 	rcv.setDown(false)
-	require.Eventually(t, func() bool {
-		return a.endpoints[0].acked.Load() == a.endpoints[0].q.end() && b.endpoints[0].acked.Load() == b.endpoints[0].q.end()
-	}, 30*time.Second, 10*time.Millisecond, "both queues are delivered or refused")
+	requireQueuesDone(t, 30*time.Second, a, b)
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
 	require.Greater(t, time.Since(start), 2*o.HandoffWait, "a's replay outlasts the hold timeout")
@@ -400,4 +394,20 @@ func TestHandoffWaitsForAPreviousOwnerReplayingABacklog(t *testing.T) {
 	require.Equal(t, (commits+10)*series, rcv.countLocked(), "every sample of both agents arrives")
 	require.Equal(t, 1.0, testutil.ToFloat64(b.m.holds.WithLabelValues("rcv", string(holdDelivered))))
 	require.NotNil(t, regB)
+}
+
+// requireQueuesDone waits up to d until every endpoint queue of ss is
+// acknowledged to its end: delivered or refused.
+func requireQueuesDone(t *testing.T, d time.Duration, ss ...*Storage) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, s := range ss {
+			for _, e := range s.endpoints {
+				if e.acked.Load() != e.q.end() {
+					return false
+				}
+			}
+		}
+		return true
+	}, d, 10*time.Millisecond, "every queue is delivered or refused")
 }
