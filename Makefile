@@ -18,9 +18,10 @@ build:
 deps:
 	hack/build-deps.sh consul prometheus promtool
 
-# test-deps also installs Debian's chromium for the status page test.
+# test-deps also installs Debian's chromium for the status page test and
+# iproute2 for the attacker test's network namespace.
 test-deps: deps
-	hack/build-deps.sh chromium
+	hack/build-deps.sh chromium iproute2
 
 test: test-deps
 	$(GO) vet ./...

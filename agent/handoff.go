@@ -14,6 +14,9 @@ import (
 // scrape its targets yet.
 const handoffPoll = 100 * time.Millisecond
 
+// handoffRequestTimeout bounds one request to a peer's /api/v1/targets.
+const handoffRequestTimeout = 2 * time.Second
+
 // confirmHandoff waits until the new owners of every target this agent
 // scrapes list it among their active targets (GET /api/v1/targets), or ctx
 // is done. Agreeing on the schedule is not enough: a peer's scrape manager
@@ -49,7 +52,7 @@ func (a *Agent) confirmHandoff(ctx context.Context) error {
 			want[addrs[o]][digestString(t.Key)] = true
 		}
 	}
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := newPeerClient(handoffRequestTimeout)
 	defer client.CloseIdleConnections()
 	tick := time.NewTicker(handoffPoll)
 	defer tick.Stop()

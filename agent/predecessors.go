@@ -64,13 +64,10 @@ type predecessors struct {
 
 func newPredecessors(a *Agent) *predecessors {
 	return &predecessors{
-		self:  a.opts.Gossip.Name,
-		peers: func() []gossip.Peer { return a.node.Peers() },
-		client: &http.Client{
-			Timeout:       predecessorTimeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		addrs: map[string]string{},
+		self:   a.opts.Gossip.Name,
+		peers:  func() []gossip.Peer { return a.node.Peers() },
+		client: newPeerClient(predecessorTimeout),
+		addrs:  map[string]string{},
 	}
 }
 

@@ -62,7 +62,7 @@ func TestLogsHideURLPasswords(t *testing.T) {
 	}, convergeTimeout, pollInterval, "the target with a password in its address was never scraped")
 
 	var bodies []string
-	for _, p := range []string{"/api/v1/targets", "/api/v1/cluster/targets", "/api/v1/cluster/moves", "/"} {
+	for _, p := range []string{"/api/v1/targets", "/api/v1/cluster/targets", "/api/v1/cluster/moves", "/api/v1/delivery", "/metrics", "/"} {
 		code, body := a.get(p)
 		require.Equal(t, http.StatusOK, code, p)
 		bodies = append(bodies, body)
@@ -79,6 +79,8 @@ func TestLogsHideURLPasswords(t *testing.T) {
 	// The URLs were logged, masked: the test saw what it checks.
 	require.Contains(t, logs, "shoal:xxxxx@127.0.0.1")
 	require.Contains(t, logs, "scraper:xxxxx")
+	// /metrics labels remote write's counters with the masked URL.
+	require.Contains(t, bodies[4], `url="http://shoal:xxxxx@127.0.0.1`)
 }
 
 // TestScrapeParamsMasked: a scrape config's params (?token=) show masked in

@@ -211,7 +211,7 @@ func (s *Storage) ApplyConfig(cfg *config.Config) error {
 		if e, ok := old[p.name]; ok {
 			e.mu.Lock()
 			e.cfg, e.client, e.ext = p.rw, p.client, cfg.GlobalConfig.ExternalLabels
-			e.url = p.rw.URL.String()
+			e.url = shownURL(p.rw)
 			e.mu.Unlock()
 			delete(old, p.name)
 			next = append(next, e)
@@ -266,7 +266,7 @@ func (s *Storage) openEndpoint(name string, rw *config.RemoteWriteConfig, c writ
 	}
 	q.acked = pos.acked
 	e := &endpoint{
-		name: name, url: rw.URL.String(), logger: s.logger, q: q, sp: sp, m: s.m,
+		name: name, url: shownURL(rw), logger: s.logger, q: q, sp: sp, m: s.m,
 		cfg: rw, client: c, ext: ext, start: pos,
 		drain: make(chan struct{}), done: make(chan struct{}),
 		preds: s.opts.Predecessors, holdWait: s.opts.HandoffWait, watch: s.watch,
@@ -542,4 +542,14 @@ func (e *endpoint) relabelFor() (labels.Labels, []*relabel.Config) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.ext, e.cfg.WriteRelabelConfigs
+}
+
+// shownURL is an endpoint's URL as it appears in metric labels, the status
+// and logs: with its password masked, since /metrics and the API have no
+// authentication of their own. Requests use rw.URL itself.
+func shownURL(rw *config.RemoteWriteConfig) string {
+	if rw.URL == nil || rw.URL.URL == nil {
+		return ""
+	}
+	return rw.URL.Redacted()
 }

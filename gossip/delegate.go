@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"errors"
 	"net"
 	"strconv"
 	"time"
@@ -52,11 +53,20 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-// NotifyMsg receives user messages: only the refusal notices of peers
-// that refused this node (see notice).
+// NotifyMsg receives user messages: the refusal notices of peers that
+// refused this node (see notice) and the identity exchange (see
+// identities).
 func (d *delegate) NotifyMsg(b []byte) {
-	if len(b) > 1 && b[0] == noticeTag {
+	if len(b) < 2 {
+		return
+	}
+	switch b[0] {
+	case noticeTag:
 		d.n.receiveNotice(b[1:])
+	case whoTag:
+		d.n.receiveWho(b[1:])
+	case iamTag:
+		d.n.receiveAnswer(b[1:])
 	}
 }
 
@@ -119,12 +129,21 @@ func (d *delegate) NotifyAlive(peer *memberlist.Node) error {
 	if peer.Name == d.n.cfg.Name {
 		return nil
 	}
+	addr := net.JoinHostPort(peer.Addr.String(), strconv.Itoa(int(peer.Port)))
+	if holder := d.n.addressTaken(peer.Name, addr); holder != "" {
+		// No notice: it would go to the member that holds the address.
+		d.n.refuseAddressClaim(peer.Name, addr, holder)
+		return errAddressTaken
+	}
 	_, err := d.n.peerMeta(peer.Name, peer.Meta)
 	if err != nil {
-		d.n.queueNotice(peer.Name, net.JoinHostPort(peer.Addr.String(), strconv.Itoa(int(peer.Port))), err)
+		d.n.queueNotice(peer.Name, addr, err)
 	}
 	return err
 }
+
+// errAddressTaken refuses a newcomer at a live member's gossip address.
+var errAddressTaken = errors.New("another live member has this gossip address")
 
 // NotifyConflict is called when two members claim the same name. If one of
 // them is this node, it stands down only while it is still joining (see

@@ -28,7 +28,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +112,8 @@ type Node struct {
 	// serializes ReloadKeys (the keyring guards itself).
 	keys   *memberlist.Keyring
 	keysMu sync.Mutex
+	// idents checks that members keep their identity (see identity.go).
+	idents *identities
 	// refused rate-limits the log of refused peer metadata, by member name.
 	refusedMu sync.Mutex
 	refused   map[string]time.Time
@@ -177,6 +178,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 		tombs:     map[string]tomb{},
 		refused:   map[string]time.Time{},
 		state:     StateJoining,
+		idents:    newIdentities(reg),
 	}
 	if len(keys) > 0 {
 		if n.keys, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {
@@ -350,6 +352,7 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Go(func() { n.loop(loopCtx, ml) })
 	wg.Go(func() { n.advertiser(loopCtx, ml) })
 	wg.Go(func() { n.noticer(loopCtx, ml) })
+	wg.Go(func() { n.identifier(loopCtx, ml) })
 	defer func() {
 		stopLoop()
 		wg.Wait()
@@ -814,31 +817,14 @@ type member struct {
 	meta       []byte
 }
 
-// track records a member; called from memberlist callbacks.
-func (n *Node) track(node *memberlist.Node) {
-	m := member{
-		name: node.Name,
-		addr: net.JoinHostPort(node.Addr.String(), strconv.Itoa(int(node.Port))),
-		meta: slices.Clone(node.Meta),
-	}
-	n.membersMu.Lock()
-	_, known := n.members[node.Name]
-	n.members[node.Name] = m
-	n.membersMu.Unlock()
-	n.signal()
-	if !known && node.Name != n.cfg.Name {
-		select {
-		case n.joinWake <- struct{}{}:
-		default:
-		}
-	}
-}
-
 // untrack forgets a member that left or died and returns the state it last
 // announced; called from memberlist callbacks. A member that left while it
 // still owned keys (leaving with Until ahead: a restart grace, or a handoff
 // cut short) stays in the schedule until Until as a tombstone.
 func (n *Node) untrack(node *memberlist.Node) State {
+	n.idents.mu.Lock()
+	defer n.idents.mu.Unlock()
+	n.forgetClaim(node.Name)
 	n.membersMu.Lock()
 	last := n.members[node.Name]
 	delete(n.members, node.Name)

@@ -9,9 +9,12 @@
 #               rules` and `promtool test rules` on deploy/alerts.yml
 #   chromium    Debian's chromium package, for the status page test (installed
 #               with apt-get, as root or through sudo, when not in $PATH)
+#   iproute2    Debian's iproute2 (the ip command), for the attacker test's
+#               network namespace (installed with apt-get as root when missing;
+#               without root that test skips anyway)
 #
 # Each binary is built once and reused; delete the cache directory to rebuild.
-# Usage: hack/build-deps.sh [consul|prometheus|promtool|chromium]...   (default: consul prometheus promtool)
+# Usage: hack/build-deps.sh [consul|prometheus|promtool|chromium|iproute2]...   (default: consul prometheus promtool)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -78,6 +81,23 @@ install_chromium() {
 	$sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
 }
 
+# install_iproute2 installs Debian's iproute2 when there is no ip command and
+# this runs as root (the attacker test needs root for its namespace).
+install_iproute2() {
+	if type -P ip >/dev/null; then
+		echo "build-deps: iproute2 already installed"
+		return
+	fi
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "build-deps: no ip command and not root: internal/attacktest will skip"
+		return
+	fi
+	echo "build-deps: installing iproute2 (apt-get)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+}
+
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=(consul prometheus promtool)
 for t in "${targets[@]}"; do
@@ -86,6 +106,7 @@ for t in "${targets[@]}"; do
 	prometheus) build prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus ;;
 	promtool) build promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool ;;
 	chromium) install_chromium ;;
-	*) echo "build-deps: unknown component $t (allowed: consul, prometheus, promtool, chromium)" >&2; exit 2 ;;
+	iproute2) install_iproute2 ;;
+	*) echo "build-deps: unknown component $t (allowed: consul, prometheus, promtool, chromium, iproute2)" >&2; exit 2 ;;
 	esac
 done

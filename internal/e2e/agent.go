@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -59,8 +61,13 @@ type AgentOptions struct {
 	HandoffTimeout time.Duration
 	// LogLevel is --log.level; "info" if empty.
 	LogLevel string
-	// WebPort and GossipPort are the loopback ports; free ones if zero.
+	// WebPort and GossipPort are the ports; free ones if zero.
 	WebPort, GossipPort int
+	// Host is the IP address the web and gossip listeners bind to (and
+	// gossip advertises); 127.0.0.1 if empty. An agent on an address other
+	// than loopback refuses to gossip without a key unless ExtraArgs give
+	// one (--cluster.secret-key-file) or --cluster.insecure.
+	Host string
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
 	// NoAgentLabel leaves out the external label AgentLabel, so that every
@@ -71,7 +78,7 @@ type AgentOptions struct {
 	NoAgentLabel bool
 }
 
-// Agent is a shoal process on loopback ports: a testenv.Process with the
+// Agent is a shoal process on its own ports: a testenv.Process with the
 // agent's flags and configuration, and a Client for its HTTP API. Its
 // address fields never change, so a restarted agent keeps its identity.
 type Agent struct {
@@ -114,14 +121,20 @@ func NewAgent(g *testenv.Group, opts AgentOptions) (*Agent, error) {
 			}
 		}
 	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if net.ParseIP(opts.Host) == nil {
+		return nil, fmt.Errorf("agent %s: host must be an IP address, got %q", opts.Name, opts.Host)
+	}
 	dir, err := g.Dir(opts.Name)
 	if err != nil {
 		return nil, err
 	}
 	a := &Agent{
 		Name:       opts.Name,
-		URL:        "http://" + testenv.Loopback(opts.WebPort),
-		GossipAddr: testenv.Loopback(opts.GossipPort),
+		URL:        "http://" + opts.hostPort(opts.WebPort),
+		GossipAddr: opts.hostPort(opts.GossipPort),
 		DataDir:    filepath.Join(dir, "data"),
 		ConfigPath: filepath.Join(dir, "prometheus.yml"),
 		LogPath:    filepath.Join(dir, "shoal.log"),
@@ -132,6 +145,11 @@ func NewAgent(g *testenv.Group, opts AgentOptions) (*Agent, error) {
 	// The group kills the process at Close: nothing is measured any more.
 	a.Process = g.NewProcess("shoal "+opts.Name, opts.Bin, a.LogPath)
 	return a, nil
+}
+
+// hostPort is host:port on the agent's Host.
+func (o AgentOptions) hostPort(port int) string {
+	return net.JoinHostPort(o.Host, strconv.Itoa(port))
 }
 
 // StartAgent prepares and starts an agent; see NewAgent and Start.
@@ -153,7 +171,7 @@ func (a *Agent) args() []string {
 	args := []string{
 		"--config.file=" + a.ConfigPath,
 		"--storage.path=" + a.DataDir,
-		"--web.listen-address=" + testenv.Loopback(o.WebPort),
+		"--web.listen-address=" + o.hostPort(o.WebPort),
 		"--cluster.node-name=" + a.Name,
 		"--cluster.listen-address=" + a.GossipAddr,
 		"--log.level=" + level,
