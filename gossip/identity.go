@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -30,7 +31,8 @@ import (
 //     challenge a process elsewhere cannot see. If it answers with the new
 //     identity (a restart), the new metadata is taken; if it answers with the
 //     running identity, the claim is refused and the running member's record
-//     stays. No answer within identityTimeout (a peer of an older version, a
+//     stays. A member that announced leaving is not held for: its process
+//     is on its way out, and a restart grace's resumption should not wait. No answer within identityTimeout (a peer of an older version, a
 //     lost packet) takes the new metadata, as before this check.
 //
 // A member's other fields (state, instants, digests) change while it runs
@@ -237,6 +239,14 @@ func (n *Node) holdClaim(m member) bool {
 		// its answer comes.
 		return false
 	}
+	if oldMeta.State == StateLeaving {
+		// The running process announced its departure: a new process
+		// under its name is its restart (keepGrace keeps what the old
+		// one still owns), and waiting for its answer would hold a
+		// restart grace's resumption back by up to identityTimeout.
+		delete(id.claims, m.name)
+		return false
+	}
 	if d, ok := id.disowned[m.name]; ok && d.claim == claimed && time.Now().Before(d.until) {
 		n.refuseNameClaim(m, "disowned recently")
 		return true
@@ -268,7 +278,10 @@ func (n *Node) refuseNameClaim(m member, why string) {
 // apply records m, with idents.mu held.
 func (n *Node) apply(m member) {
 	n.membersMu.Lock()
-	_, known := n.members[m.name]
+	old, known := n.members[m.name]
+	if known && m.name != n.cfg.Name {
+		n.keepGrace(old, m)
+	}
 	n.members[m.name] = m
 	n.membersMu.Unlock()
 	n.signal()
@@ -278,6 +291,32 @@ func (n *Node) apply(m member) {
 		default:
 		}
 	}
+}
+
+// keepGrace keeps, with membersMu held, the restart grace of a leaving
+// record that a new process's record replaces in place: the new process
+// came back at the same address before the old one's leave was heard of (a
+// lost leave message, a kill after the announcement), so untrack never ran
+// and would not leave its tombstone. Without it the member would own
+// nothing until the new process is active, and its peers would take its
+// keys during the very grace that was announced to hold them.
+func (n *Node) keepGrace(old, m member) {
+	if bytes.Equal(old.meta, m.meta) {
+		return
+	}
+	now := n.now()
+	was, err := decodeMeta(old.meta, now, n.cfg.HandoffLead)
+	if err != nil || was.State != StateLeaving || !was.Until.After(now) {
+		return
+	}
+	is, err := decodeMeta(m.meta, now, n.cfg.HandoffLead)
+	if err != nil || is.Started.Equal(was.Started) {
+		return // the same process, still leaving
+	}
+	if t, ok := n.tombs[m.name]; ok && !t.until.Before(was.Until) {
+		return
+	}
+	n.tombs[m.name] = tomb{name: m.name, weight: was.Weight, since: was.Since, until: was.Until}
 }
 
 // forgetClaim drops a claim about a member that left or died.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,4 +279,55 @@ func TestIdentityAnswersGoToMembersOnly(t *testing.T) {
 	require.NoError(t, other.SetReadDeadline(time.Now().Add(time.Second)))
 	_, _, err = other.ReadFrom(make([]byte, 2048))
 	require.Error(t, err, "an answer went to an address no member has")
+}
+
+// TestRestartWithGraceWhoseLeaveWasMissed: a member announces leaving with
+// a restart grace and its new process is at the same address before its
+// peer heard of the old one's departure (the leave message lost, or the old
+// process killed after the announcement). The peer replaces the leaving
+// record by the new process's in place, without the tombstone a leave
+// leaves: the grace must hold all the same, so the peer never takes the
+// restarting member's keys, not even while the new process is joining or
+// its identity is being checked.
+func TestRestartWithGraceWhoseLeaveWasMissed(t *testing.T) {
+	first := startNode(t, "node-00", nil, withKey(keyA))
+	old := startNode(t, "node-01", []string{first.Addr()}, withKey(keyA))
+	waitConverged(t, []*testNode{first, old}, 2, 30*time.Second)
+	addr := old.Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	until := time.Now().Add(20 * time.Second)
+	_, err := old.AnnounceLeaving(ctx, until)
+	require.NoError(t, err)
+	old.kill()
+
+	// Watch node-00's ring from now until the new process is active and
+	// seen so.
+	var lost atomic.Int64
+	watch, stop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watch)
+		for {
+			if !first.Ring().Has("node-01") {
+				lost.Add(1)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	back := startNode(t, "node-01", []string{first.Addr()}, func(c *Config) {
+		c.SecretKey = keyA
+		c.BindAddr = addr
+		c.Resume = until
+	})
+	require.Eventually(t, func() bool {
+		p, ok := peerOf(first, "node-01")
+		return back.Ready() && ok && p.State == StateActive
+	}, 20*time.Second, 5*time.Millisecond)
+	close(stop)
+	<-watch
+	require.Zero(t, lost.Load(), "node-00 took the restarting member's keys during its restart grace (ring checks without node-01)")
 }
