@@ -52,9 +52,17 @@ func TestRestartsDuringReceiverOutage(t *testing.T) {
 		o.ExtraArgs = append(o.ExtraArgs, "--cluster.restart-grace=1m")
 	})
 	stats, _ := receiverOutage(t, c, "restarts_during_receiver_outage", outage, func() {
-		for _, a := range c.agents {
+		for i, a := range c.agents {
+			peer := c.agents[(i+1)%len(c.agents)]
+			before := metricValue(t, peer, movedIn)
 			require.NoError(t, a.Restart(t.Context()))
 			require.NoError(t, a.WaitReady(t.Context()))
+			// The grace holds the restarting agent's targets: its peer
+			// never takes them, not while it is down and not while its
+			// new process joins.
+			time.Sleep(2 * c.iv)
+			require.Equal(t, before, metricValue(t, peer, movedIn),
+				"%s took targets while %s restarted inside its restart grace", peer.Name, a.Name)
 		}
 	})
 	for _, st := range stats {
@@ -65,6 +73,9 @@ func TestRestartsDuringReceiverOutage(t *testing.T) {
 		require.LessOrEqual(t, st.Gaps, 2, "%s: scrapes missing: %+v", st.Instance, st)
 	}
 }
+
+// movedIn counts the targets an agent took over from a peer.
+const movedIn = `shoal_targets_moved_total{direction="in"}`
 
 // TestKillDuringReceiverOutage kills one of two agents (SIGKILL: no
 // handoff, no flush, no final savepoint) inside a receiver outage and
