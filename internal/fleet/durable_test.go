@@ -99,10 +99,14 @@ func outageKill(ctx context.Context, f *Fleet, p plan) (int, error) {
 // killAlone kills the only agent with the receiver up and starts it again.
 func killAlone(ctx context.Context, f *Fleet, p plan) (int, error) {
 	a := f.Agents[0]
-	if _, err := f.Step(ctx, "kill "+a.Name, func() error { return f.Kill(a) }); err != nil {
-		return 0, err
-	}
-	if _, err := f.Step(ctx, "start "+a.Name+" again", func() error { return f.Rejoin(ctx, a) }); err != nil {
+	// One step: with its only agent dead the fleet cannot converge, so the
+	// start is part of the change.
+	if _, err := f.Step(ctx, "kill "+a.Name+" and start it again", func() error {
+		if err := f.Kill(a); err != nil {
+			return err
+		}
+		return f.Rejoin(ctx, a)
+	}); err != nil {
 		return 0, err
 	}
 	f.Settle(p.Settle)
