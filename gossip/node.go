@@ -131,6 +131,9 @@ type Node struct {
 	shortest atomic.Int64
 
 	sched atomic.Pointer[Schedule]
+	// lead is the leader as of the last rebuild (leader.go).
+	lead          atomic.Pointer[leadership]
+	leaderChanges prometheus.Counter
 	// replaced are the recent schedules and when they were replaced, newest
 	// first, for HandedOverFrom (a crash rebuilds the ring without the dead
 	// member "since ever").
@@ -192,6 +195,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 		return nil, err
 	}
 	n.metrics = m
+	if err := n.registerLeader(reg); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -750,9 +756,10 @@ func (n *Node) rebuild() {
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return cmpString(a.Name, b.Name) })
 	oldPeers := n.peers.Swap(&peers)
+	leaderChanged := n.updateLeader(peers, now)
 
 	if old.Digest() == sched.Digest() {
-		if !sameDiscovery(*oldPeers, peers) {
+		if leaderChanged || !sameDiscovery(*oldPeers, peers) {
 			n.notify()
 		}
 		return
