@@ -131,6 +131,10 @@ type Node struct {
 	shortest atomic.Int64
 
 	sched atomic.Pointer[Schedule]
+	// plans are the load-aware plans this node holds, oldest first
+	// (plan.go); planMu guards them and is never held across rebuild.
+	planMu sync.Mutex
+	plans  []PlanRecord
 	// lead is the leader as of the last rebuild (leader.go).
 	lead          atomic.Pointer[leadership]
 	leaderChanges prometheus.Counter
@@ -196,6 +200,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 	}
 	n.metrics = m
 	if err := n.registerLeader(reg); err != nil {
+		return nil, err
+	}
+	if err := n.registerPlan(reg); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -269,7 +276,7 @@ func (n *Node) Peers() []Peer {
 // Agreement reports whether every other alive member advertises the same
 // ring digest as this node, and if not, which ones differ.
 func (n *Node) Agreement() (bool, []string) {
-	return agreement(*n.peers.Load(), n.sched.Load().Final().Digest())
+	return agreement(*n.peers.Load(), n.sched.Load().FinalPlacement().Digest())
 }
 
 // Addr returns the advertised gossip address, or "" before Run.
@@ -290,7 +297,8 @@ func (n *Node) localMeta() Meta {
 		State:     st,
 		HTTPAddr:  n.cfg.HTTPAddr,
 		Version:   n.cfg.Version,
-		Digest:    n.sched.Load().Final().Digest(),
+		Digest:    n.sched.Load().FinalPlacement().Digest(),
+		Plan:      n.planRef(),
 		Started:   n.started,
 		Weight:    n.cfg.Weight,
 		Since:     since,
@@ -728,10 +736,10 @@ func (n *Node) rebuild() {
 		p := Peer{Name: m.name, Addr: m.addr, Self: m.name == n.cfg.Name}
 		if p.Self {
 			p.State, p.HTTPAddr, p.Version, p.Started, p.Weight = selfState, n.cfg.HTTPAddr, n.cfg.Version, n.started, n.cfg.Weight
-			p.Since, p.Until, p.Discovery = selfSince, selfUntil, selfDisc
+			p.Since, p.Until, p.Discovery, p.Plan = selfSince, selfUntil, selfDisc, n.planRef()
 		} else if meta, err := n.cache.meta(n, m.name, m.meta); err == nil {
 			p.State, p.HTTPAddr, p.Version, p.Digest, p.Started, p.Weight = meta.State, meta.HTTPAddr, meta.Version, meta.Digest, meta.Started, meta.Weight
-			p.Since, p.Until, p.Discovery = meta.Since, meta.Until, meta.Discovery
+			p.Since, p.Until, p.Discovery, p.Plan = meta.Since, meta.Until, meta.Discovery, meta.Plan
 		}
 		peers = append(peers, p)
 		if sp, ok := spanOf(p); ok {
@@ -742,7 +750,7 @@ func (n *Node) rebuild() {
 		spans = append(spans, span{member: ring.Member{Name: t.name, Weight: t.weight}, from: t.since, to: t.until})
 	}
 	n.cache.forget(members)
-	sched, err := n.cache.schedule(spans, now)
+	sched, err := n.cache.schedule(spans, n.planSpans(now), now)
 	if err != nil {
 		// memberlist names are unique and weights were validated on decode.
 		n.logger.Error("building ring failed, keeping the previous one", "err", err)
@@ -751,7 +759,7 @@ func (n *Node) rebuild() {
 	old := n.sched.Swap(sched)
 	for i := range peers {
 		if peers[i].Self {
-			peers[i].Digest = sched.Final().Digest()
+			peers[i].Digest = sched.FinalPlacement().Digest()
 		}
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return cmpString(a.Name, b.Name) })
