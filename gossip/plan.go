@@ -48,6 +48,11 @@ type PlanRef struct {
 	At time.Time
 }
 
+// Equal reports whether r and o are the same plan at the same instant.
+func (r PlanRef) Equal(o PlanRef) bool {
+	return r.Version == o.Version && r.Digest == o.Digest && r.At.Equal(o.At)
+}
+
 // newer reports whether r is to replace o: the higher version, then (two
 // leaders on two sides of a partition) the later instant, then the larger
 // digest, so that every member picks the same.
@@ -185,7 +190,7 @@ func (n *Node) PlanStatus() PlanStatus {
 		switch {
 		case st.Wanted.Version == 0 || p.Plan.newer(st.Wanted):
 			st.Wanted, st.From = p.Plan, []Peer{p}
-		case p.Plan == st.Wanted:
+		case p.Plan.Equal(st.Wanted):
 			st.From = append(st.From, p)
 		}
 	}

@@ -129,7 +129,7 @@ func TestPlanCarriedAndAgreed(t *testing.T) {
 	for _, n := range nodes[1:] {
 		require.Eventually(t, func() bool {
 			st := n.PlanStatus()
-			return st.Wanted == rec.Ref() && len(st.From) == 1 && st.From[0].Name == "node-00"
+			return st.Wanted.Equal(rec.Ref()) && len(st.From) == 1 && st.From[0].Name == "node-00"
 		}, 10*time.Second, 5*time.Millisecond)
 		ok, differ := n.Agreement()
 		require.False(t, ok)
