@@ -149,6 +149,11 @@ func TestLoadAwarePlacement(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, pl.Plan.Version, rec.Version)
 
+	// Moves say the plan moved them.
+	var mv Moves
+	require.NoError(t, agents[0].getJSON("/api/v1/cluster/moves", &mv))
+	require.True(t, slices.ContainsFunc(mv.Moves, func(m Move) bool { return m.Reason == "load-aware plan: balance" }))
+
 	_, page := agents[1].get("/")
 	for _, want := range []string{"Placement", "agent-0", "max/mean", fmt.Sprintf("plan %d", pl.Plan.Version), "balance"} {
 		require.Contains(t, page, want)
