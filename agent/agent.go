@@ -248,7 +248,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	a.node.Observe(gossip.ObserverFunc(a.membershipChanged))
 	a.node.Observe(gossip.ObserverFunc(a.discAgree.want))
 	a.discAgree.poke = a.membershipChanged
-	if a.planner, err = newPlanner(a.node, a.opts.Placement, a.loadReport, a.logger, a.reg); err != nil {
+	if a.planner, err = newPlanner(a.node, a.opts.Placement, a.loadReport, a.discoveredKeys, a.logger, a.reg); err != nil {
 		return err
 	}
 	a.node.Observe(a.planner)

@@ -46,6 +46,18 @@ func (w *webServer) apiLoad(rw http.ResponseWriter, _ *http.Request) {
 	writeJSON(rw, w.a.loadReport())
 }
 
+// discoveredKeys returns the ownership keys of every target this agent
+// discovers.
+func (a *Agent) discoveredKeys() map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, j := range a.scraper.Filter().Discovered() {
+		for _, k := range j.Keys {
+			out[k] = true
+		}
+	}
+	return out
+}
+
 // loadSample is one target's cost as a member reported it.
 type loadSample struct {
 	key              uint64

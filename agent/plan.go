@@ -94,6 +94,9 @@ type planner struct {
 	cfg    PlacementConfig
 	pcfg   placement.Config
 	own    func() LoadReport
+	// discovered returns the keys this agent discovers: only those are
+	// planned (a target gone from discovery keeps no share).
+	discovered func() map[uint64]bool
 	client *http.Client
 	logger *slog.Logger
 	wake   chan struct{} // capacity 1
@@ -121,9 +124,9 @@ type planSummary struct {
 	overSince time.Time
 }
 
-func newPlanner(node *gossip.Node, cfg PlacementConfig, own func() LoadReport, logger *slog.Logger, reg prometheus.Registerer) (*planner, error) {
+func newPlanner(node *gossip.Node, cfg PlacementConfig, own func() LoadReport, discovered func() map[uint64]bool, logger *slog.Logger, reg prometheus.Registerer) (*planner, error) {
 	p := &planner{
-		node: node, cfg: cfg, pcfg: cfg.placement(), own: own,
+		node: node, cfg: cfg, pcfg: cfg.placement(), own: own, discovered: discovered,
 		client: &http.Client{
 			Timeout:       planFetchTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -361,11 +364,12 @@ func (p *planner) collect(ctx context.Context, now time.Time) {
 
 // targets returns the known sizes of the targets this agent discovers.
 func (p *planner) targets(now time.Time) []placement.Target {
+	found := p.discovered()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]placement.Target, 0, len(p.sizes))
 	for k, s := range p.sizes {
-		if now.Sub(s.seen) <= loadStale {
+		if now.Sub(s.seen) <= loadStale && found[k] {
 			out = append(out, placement.Target{Key: k, Series: s.series})
 		}
 	}

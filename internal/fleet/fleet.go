@@ -22,6 +22,9 @@ import (
 type Options struct {
 	// Targets is the number of (healthy) farm targets.
 	Targets int
+	// Sizes, when set, gives the targets unequal numbers of series
+	// (farm.Config.Sizes).
+	Sizes []int
 	// Agents is the number of agents the fleet starts with.
 	Agents int
 	// Interval is the scrape interval.
@@ -103,7 +106,7 @@ type StepResult struct {
 // measured window starts then. Closing g stops everything, the partial
 // environment too when Start fails.
 func Start(ctx context.Context, g *testenv.Group, name string, opts Options) (*Fleet, error) {
-	env, err := e2e.StartEnv(ctx, g, e2e.EnvOptions{Targets: opts.Targets})
+	env, err := e2e.StartEnv(ctx, g, e2e.EnvOptions{Targets: opts.Targets, Sizes: opts.Sizes})
 	if err != nil {
 		return nil, fmt.Errorf("fleet %s: %w", name, err)
 	}
