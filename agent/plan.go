@@ -90,16 +90,16 @@ func (c PlacementConfig) placement() placement.Config {
 // advertises and installs it in its gossip node, where it takes effect at
 // the announced instant.
 type planner struct {
-	node   *gossip.Node
-	cfg    PlacementConfig
-	pcfg   placement.Config
-	own    func() LoadReport
+	node *gossip.Node
+	cfg  PlacementConfig
+	pcfg placement.Config
+	own  func() LoadReport
 	// discovered returns the keys this agent discovers: only those are
 	// planned (a target gone from discovery keeps no share).
 	discovered func() map[uint64]bool
-	client *http.Client
-	logger *slog.Logger
-	wake   chan struct{} // capacity 1
+	client     *http.Client
+	logger     *slog.Logger
+	wake       chan struct{} // capacity 1
 	// round is how often the leader judges the balance (planRound).
 	round time.Duration
 
