@@ -108,6 +108,7 @@ func (n *Node) PublishPlan(p *placement.Plan) (PlanRecord, error) {
 	n.logger.Info("plan published", "version", rec.Version, "at", rec.At, "overrides", p.Len(),
 		"digest", fmt.Sprintf("%016x", p.Digest()))
 	n.rebuild()
+	n.signal() // the event loop re-arms its timer for the plan's instant
 	n.readvertise()
 	return rec, nil
 }
@@ -135,6 +136,7 @@ func (n *Node) InstallPlan(rec PlanRecord) error {
 	n.planMu.Unlock()
 	n.logger.Info("plan installed", "version", rec.Version, "leader", rec.Leader, "at", rec.At, "overrides", rec.Plan.Len())
 	n.rebuild()
+	n.signal() // the event loop re-arms its timer for the plan's instant
 	n.readvertise()
 	return nil
 }

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,6 +136,13 @@ func TestPlanCarriedAndAgreed(t *testing.T) {
 		require.False(t, ok)
 		require.Equal(t, []string{"node-00"}, differ)
 	}
+	// Observers are poked when the plan's instant passes, as for a join.
+	var pokedAfter atomic.Bool
+	nodes[1].Observe(ObserverFunc(func() {
+		if !time.Now().Before(rec.At) {
+			pokedAfter.Store(true)
+		}
+	}))
 	require.NoError(t, nodes[1].InstallPlan(rec))
 	require.ErrorIs(t, nodes[1].InstallPlan(rec), ErrPlanOld)
 	require.Eventually(t, func() bool {
@@ -168,6 +176,8 @@ func TestPlanCarriedAndAgreed(t *testing.T) {
 			require.Equal(t, 1, owners)
 		}
 	}
+
+	require.Eventually(t, pokedAfter.Load, time.Until(rec.At)+5*time.Second, 5*time.Millisecond)
 
 	// A member that places by hash only ignores plans.
 	hash := startNode(t, "z-hash", []string{nodes[0].Addr()}, func(c *Config) { c.Placement = PlacementHash })
