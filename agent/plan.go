@@ -186,7 +186,9 @@ func (p *planner) run(ctx context.Context) error {
 		p.follow(ctx)
 		if now := time.Now(); now.Sub(lastRound) >= p.round {
 			lastRound = now
-			if p.node.IsLeader() {
+			// A leader that is leaving makes no new plan: its successor
+			// takes over at its announced instant.
+			if p.node.IsLeader() && p.node.State() == gossip.StateActive {
 				p.lead(ctx)
 			}
 		}

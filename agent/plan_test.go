@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-dev/shoal/gossip"
 	"github.com/shoal-dev/shoal/gossip/ring"
+	"github.com/shoal-dev/shoal/gossip/ring/placement"
 	"github.com/shoal-dev/shoal/internal/farm"
 )
 
@@ -209,4 +210,40 @@ func TestPlacementConfigValidate(t *testing.T) {
 	o := DefaultOptions("x")
 	o.Gossip.Placement = "least-loaded"
 	require.ErrorContains(t, o.Validate(), `--cluster.placement must be load or hash, got "least-loaded"`)
+}
+
+// TestPlanDocAndLoadReportReject: what a peer sends is checked before use.
+func TestPlanDocAndLoadReportReject(t *testing.T) {
+	members := ring.Names("a", "b")
+	res, err := placement.Compute(placement.DefaultConfig(), placement.Input{Members: members, Targets: []placement.Target{
+		{Key: 1, Series: 100}, {Key: 2, Series: 100}, {Key: 3, Series: 100}, {Key: 4, Series: 5000},
+	}})
+	require.NoError(t, err)
+	doc := planDoc(gossip.PlanRecord{Version: 3, At: time.UnixMilli(1_700_000_000_000), Leader: "a", Plan: res.Plan})
+	rec, err := doc.record()
+	require.NoError(t, err)
+	require.Equal(t, res.Plan.Digest(), rec.Plan.Digest())
+	require.Equal(t, uint64(3), rec.Version)
+
+	bad := doc
+	bad.Digest = "0000000000000001"
+	_, err = bad.record()
+	require.ErrorContains(t, err, "plan digest is 0000000000000001, its encoding gives "+doc.Digest)
+	bad = doc
+	bad.Encoding = "!"
+	_, err = bad.record()
+	require.ErrorContains(t, err, "plan encoding")
+	bad = doc
+	bad.Encoding = "AAAA"
+	_, err = bad.record()
+	require.ErrorIs(t, err, placement.ErrEncoding)
+
+	now := time.Now()
+	_, err = LoadReport{Name: "a", Targets: []TargetLoad{{Key: "xyz"}}}.samples(now)
+	require.ErrorContains(t, err, `target key "xyz"`)
+	_, err = LoadReport{Name: "a", Targets: []TargetLoad{{Key: "1", Series: -1}}}.samples(now)
+	require.ErrorContains(t, err, "target 1: series must be in [0, 1e+09] and samples/s not negative, got -1 and 0")
+	ss, err := LoadReport{Name: "a", Targets: []TargetLoad{{Key: "ff", Series: 10, SamplesPerSecond: 1}}}.samples(now)
+	require.NoError(t, err)
+	require.Equal(t, uint64(0xff), ss[0].key)
 }
