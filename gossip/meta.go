@@ -267,7 +267,7 @@ func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 		{"start time", m.Started, ClaimSlack},
 		{"targets change", m.Discovery.Changed, ClaimSlack},
 		{"owning instant (since)", m.Since, lead + ClaimSlack},
-		{"plan instant", m.Plan.At, lead + ClaimSlack},
+		{"plan instant", m.Plan.At, lead + planFetchSlack + ClaimSlack},
 		{"end of ownership (until)", m.Until, max(lead, MaxRestartGrace) + ClaimSlack},
 	} {
 		if ahead := c.t.Sub(now); ahead > c.max {

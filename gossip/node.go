@@ -767,7 +767,7 @@ func (n *Node) rebuild() {
 	leaderChanged := n.updateLeader(peers, now)
 
 	if old.Digest() == sched.Digest() {
-		if leaderChanged || !sameDiscovery(*oldPeers, peers) {
+		if leaderChanged || !sameDiscovery(*oldPeers, peers) || !samePlans(*oldPeers, peers) {
 			n.notify()
 		}
 		return

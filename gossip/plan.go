@@ -87,9 +87,15 @@ var (
 	ErrPlanOld       = errors.New("plan is not newer than the one held")
 )
 
+// planFetchSlack is added to the handoff lead of a plan: unlike a join or a
+// leave, which every member learns from gossip alone, a plan must also be
+// fetched (one HTTP request) before the new owners can start their scrape
+// loops ahead of the instant.
+const planFetchSlack = time.Second
+
 // PublishPlan makes p the cluster's next plan: version one above the newest
-// this node holds, taking effect a handoff lead from now. Only the leader
-// publishes. It returns the record published.
+// this node holds, taking effect a handoff lead (plus planFetchSlack) from
+// now. Only the leader publishes. It returns the record published.
 func (n *Node) PublishPlan(p *placement.Plan) (PlanRecord, error) {
 	if n.cfg.Placement == PlacementHash {
 		return PlanRecord{}, ErrPlacementHash
@@ -102,7 +108,11 @@ func (n *Node) PublishPlan(p *placement.Plan) (PlanRecord, error) {
 	if len(n.plans) > 0 {
 		v = n.plans[len(n.plans)-1].Version
 	}
-	rec := PlanRecord{Version: v + 1, At: fromUnixMilli(unixMilli(n.now().Add(n.cfg.HandoffLead))), Leader: n.cfg.Name, Plan: p}
+	lead := n.cfg.HandoffLead
+	if lead > 0 {
+		lead += planFetchSlack
+	}
+	rec := PlanRecord{Version: v + 1, At: fromUnixMilli(unixMilli(n.now().Add(lead))), Leader: n.cfg.Name, Plan: p}
 	n.plans = append(n.plans, rec)
 	n.planMu.Unlock()
 	n.logger.Info("plan published", "version", rec.Version, "at", rec.At, "overrides", p.Len(),
@@ -124,8 +134,8 @@ func (n *Node) InstallPlan(rec PlanRecord) error {
 		return errors.New("plan version must be at least 1 and the plan present")
 	}
 	rec.At = fromUnixMilli(unixMilli(rec.At))
-	if ahead := rec.At.Sub(n.now()); ahead > n.cfg.HandoffLead+ClaimSlack {
-		return fmt.Errorf("plan %d takes effect %s ahead, at most %s is allowed", rec.Version, ahead.Round(time.Second), n.cfg.HandoffLead+ClaimSlack)
+	if limit := n.cfg.HandoffLead + planFetchSlack + ClaimSlack; rec.At.Sub(n.now()) > limit {
+		return fmt.Errorf("plan %d takes effect %s ahead, at most %s is allowed", rec.Version, rec.At.Sub(n.now()).Round(time.Second), limit)
 	}
 	n.planMu.Lock()
 	if len(n.plans) > 0 && !rec.Ref().newer(n.plans[len(n.plans)-1].Ref()) {
@@ -213,6 +223,11 @@ func (n *Node) placementMode() string {
 		return PlacementLoad
 	}
 	return n.cfg.Placement
+}
+
+// samePlans tells whether two sorted peer lists advertise the same plans.
+func samePlans(a, b []Peer) bool {
+	return slices.EqualFunc(a, b, func(x, y Peer) bool { return x.Name == y.Name && x.Plan.Equal(y.Plan) })
 }
 
 // planSpans returns the plans for the schedule at now, and forgets those
