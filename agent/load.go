@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/shoal-dev/shoal/gossip"
 )
 
 // LoadReport is /api/v1/cluster/load: what the targets this agent scraped
@@ -102,9 +106,19 @@ func fetchLoad(ctx context.Context, c *http.Client, addr string) (LoadReport, er
 	return env.Data, nil
 }
 
-// getPeerJSON GETs shoal's own path on a peer and decodes its JSON answer.
-func getPeerJSON(ctx context.Context, c *http.Client, addr, path string, limit int64, dst any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+// getPeerJSON GETs shoal's own path (with an optional query) on a peer and
+// decodes its JSON answer. addr must be the host:port the peer advertises
+// in gossip and nothing else (gossip.ValidateHTTPAddr; gossip refuses other
+// metadata, this is the second line); c must not follow redirects
+// (newPeerClient), so that neither the address nor the path can be changed
+// by the peer's answer.
+func getPeerJSON(ctx context.Context, c *http.Client, addr, pathQuery string, limit int64, dst any) error {
+	if err := gossip.ValidateHTTPAddr(addr); err != nil {
+		return fmt.Errorf("peer http address %q: %w", addr, err)
+	}
+	path, query, _ := strings.Cut(pathQuery, "?")
+	u := url.URL{Scheme: "http", Host: addr, Path: path, RawQuery: query}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err
 	}

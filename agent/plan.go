@@ -127,10 +127,7 @@ type planSummary struct {
 func newPlanner(node *gossip.Node, cfg PlacementConfig, own func() LoadReport, discovered func() map[uint64]bool, logger *slog.Logger, reg prometheus.Registerer) (*planner, error) {
 	p := &planner{
 		node: node, cfg: cfg, pcfg: cfg.placement(), own: own, discovered: discovered,
-		client: &http.Client{
-			Timeout:       planFetchTimeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client:   newPeerClient(planFetchTimeout),
 		logger:   logger.With("component", "planner"),
 		wake:     make(chan struct{}, 1),
 		round:    planRound,

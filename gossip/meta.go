@@ -170,7 +170,11 @@ const (
 	reasonAddress = "http_address"
 	reasonWeight  = "weight"
 	reasonInstant = "instant"
+	reasonPlan    = "plan"
 )
+
+// metaReasons are every reason label, for the metric's zero values.
+var metaReasons = []string{reasonFormat, reasonAddress, reasonWeight, reasonInstant, reasonPlan}
 
 // refusal is an error in a peer's metadata, with its reason label.
 type refusal struct {
@@ -201,8 +205,11 @@ func reasonOf(err error) string {
 // (0, ring.MaxWeight], a start time more than ClaimSlack ahead, an owning
 // instant (Since) more than lead plus ClaimSlack ahead, and an end of
 // ownership (Until) more than the longer of lead and MaxRestartGrace, plus
-// ClaimSlack, ahead. A member whose metadata is refused is kept out of
-// memberlist and so of the ring.
+// ClaimSlack, ahead; a plan (pv, pd, pa) whose version is above
+// MaxPlanVersion or that lacks its digest or instant, a plan digest or
+// instant without a version, and a plan instant more than lead plus
+// planFetchSlack plus ClaimSlack ahead. A member whose metadata is refused is
+// kept out of memberlist and so of the ring.
 func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 	if len(b) == 0 {
 		return Meta{}, refuse(reasonFormat, "empty (not a shoal agent?)")
@@ -252,11 +259,17 @@ func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 	if w.Since < 0 || w.Until < 0 || w.Started < 0 || w.Changed < 0 || w.PlanAt < 0 {
 		return Meta{}, refuse(reasonInstant, "times must not be negative, got started=%d since=%d until=%d targets changed=%d plan at=%d", w.Started, w.Since, w.Until, w.Changed, w.PlanAt)
 	}
-	if w.PlanV != 0 {
-		m.Plan.Version, m.Plan.At = w.PlanV, fromUnixMilli(w.PlanAt)
-	} else {
-		m.Plan.Digest = 0
+	switch {
+	case w.PlanV == 0 && (w.PlanD != "" || w.PlanAt != 0):
+		return Meta{}, refuse(reasonPlan, "plan digest %q or instant %d without a plan version", w.PlanD, w.PlanAt)
+	case w.PlanV > MaxPlanVersion:
+		return Meta{}, refuse(reasonPlan, "plan version must be at most %d, got %d", uint64(MaxPlanVersion), w.PlanV)
+	case w.PlanV != 0 && w.PlanD == "":
+		return Meta{}, refuse(reasonPlan, "plan %d has no digest", w.PlanV)
+	case w.PlanV != 0 && w.PlanAt == 0:
+		return Meta{}, refuse(reasonPlan, "plan %d has no instant", w.PlanV)
 	}
+	m.Plan.Version, m.Plan.At = w.PlanV, fromUnixMilli(w.PlanAt)
 	m.Started, m.Since, m.Until = fromUnixMilli(w.Started), fromUnixMilli(w.Since), fromUnixMilli(w.Until)
 	m.Discovery.Changed = fromUnixMilli(w.Changed)
 	for _, c := range []struct {

@@ -37,6 +37,12 @@ const (
 	PlacementLoad = "load"
 )
 
+// MaxPlanVersion bounds a plan's version, so that the next one (one above)
+// never wraps and every version is exact in JSON's doubles. A leader
+// publishes at most one plan per planning round (seconds): 2^53 plans take
+// longer than any cluster lives.
+const MaxPlanVersion = 1<<53 - 1
+
 // PlanRef identifies a plan as members advertise it.
 type PlanRef struct {
 	// Version orders plans: each plan is one above the newest its leader
@@ -112,6 +118,10 @@ func (n *Node) PublishPlan(p *placement.Plan) (PlanRecord, error) {
 	if lead > 0 {
 		lead += planFetchSlack
 	}
+	if v >= MaxPlanVersion {
+		n.planMu.Unlock()
+		return PlanRecord{}, fmt.Errorf("plan version %d is the last one allowed (%d)", v, uint64(MaxPlanVersion))
+	}
 	rec := PlanRecord{Version: v + 1, At: fromUnixMilli(unixMilli(n.now().Add(lead))), Leader: n.cfg.Name, Plan: p}
 	n.plans = append(n.plans, rec)
 	n.planMu.Unlock()
@@ -130,10 +140,13 @@ func (n *Node) InstallPlan(rec PlanRecord) error {
 	if n.cfg.Placement == PlacementHash {
 		return ErrPlacementHash
 	}
-	if rec.Version == 0 || rec.Plan == nil {
-		return errors.New("plan version must be at least 1 and the plan present")
+	if rec.Version == 0 || rec.Version > MaxPlanVersion || rec.Plan == nil {
+		return fmt.Errorf("plan version must be in [1, %d] and the plan present, got version %d", uint64(MaxPlanVersion), rec.Version)
 	}
 	rec.At = fromUnixMilli(unixMilli(rec.At))
+	if rec.At.IsZero() {
+		return fmt.Errorf("plan %d has no instant", rec.Version)
+	}
 	if limit := n.cfg.HandoffLead + planFetchSlack + ClaimSlack; rec.At.Sub(n.now()) > limit {
 		return fmt.Errorf("plan %d takes effect %s ahead, at most %s is allowed", rec.Version, rec.At.Sub(n.now()).Round(time.Second), limit)
 	}
