@@ -364,6 +364,7 @@ func (f *Fleet) Finish(ctx context.Context) (Row, error) {
 		r.Agree = max(r.Agree, s.Agree)
 		r.Converge = max(r.Converge, s.Converge)
 	}
+	f.logPlans(w.Start)
 	f.logf("fleet: %s: timeline (s from window start): %s", f.Name, f.timeline(samples, w))
 	f.logf("FLEET %s", r.KeyValues())
 	return r, nil
@@ -461,6 +462,51 @@ func (f *Fleet) logDelivery() {
 				shown++
 				f.logf("fleet: %s: %s: %s", f.Name, a.Name, strings.TrimSpace(line))
 			}
+		}
+	}
+}
+
+// planLogMarks are what the agents log about load-aware plans: when the
+// leader published one, when each agent installed it (or failed to read it)
+// and when its scrape loops moved, to set beside the gaps of the timeline.
+var planLogMarks = []string{"plan published", "plan installed", "cannot read the cluster's newest plan", "targets moved"}
+
+// planLogShown bounds the lines logPlans shows per agent.
+const planLogShown = 40
+
+// logPlans logs, per agent the scenario started, its log lines about plans
+// after start, with their time in seconds from start.
+func (f *Fleet) logPlans(start time.Time) {
+	tsRe, atRe := regexp.MustCompile(`time=(\S+)`), regexp.MustCompile(` at=(\S+)`)
+	for _, a := range f.all {
+		log, err := os.ReadFile(a.LogPath)
+		if err != nil {
+			continue
+		}
+		shown := 0
+		for line := range strings.Lines(string(log)) {
+			if shown == planLogShown {
+				break
+			}
+			if !slices.ContainsFunc(planLogMarks, func(m string) bool { return strings.Contains(line, m) }) {
+				continue
+			}
+			rel := "?"
+			if m := tsRe.FindStringSubmatch(line); m != nil {
+				if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+					if t.Before(start) {
+						continue
+					}
+					rel = fmt.Sprintf("%+.3f", t.Sub(start).Seconds())
+				}
+			}
+			if m := atRe.FindStringSubmatch(line); m != nil {
+				if t, err := time.Parse(time.RFC3339Nano, strings.Trim(m[1], `"`)); err == nil {
+					rel += fmt.Sprintf(" (in force at %+.3f)", t.Sub(start).Seconds())
+				}
+			}
+			shown++
+			f.logf("fleet: %s: %s at %s: %s", f.Name, a.Name, rel, strings.TrimSpace(line))
 		}
 	}
 }
