@@ -251,7 +251,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	if a.planner, err = newPlanner(a.node, a.opts.Placement, a.loadReport, a.discoveredKeys, a.logger, a.reg); err != nil {
 		return err
 	}
-	a.node.Observe(a.planner)
+	a.node.ObservePlans(a.planner)
 
 	if err := a.applyConfig(cfg); err != nil {
 		return err

@@ -96,6 +96,9 @@ type Node struct {
 	until     time.Time // StateLeaving: owns keys until then
 	disc      Discovery // what SetDiscovery set
 	observers []Observer
+	// planObservers are also told when only the plans peers advertise
+	// change (ObservePlans).
+	planObservers []Observer
 
 	// members is our copy of memberlist's alive members, updated in the
 	// event callbacks while memberlist holds its node lock. The *Node values
@@ -223,6 +226,16 @@ func (n *Node) Observe(o Observer) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.observers = append(n.observers, o)
+}
+
+// ObservePlans registers o like Observe, and also to be told when a peer
+// advertises another load-aware plan while nothing else changed: the
+// planner, which fetches it. Other observers are not poked then, so that the
+// scrape filter's next pass, rate-limited, is free for the plan's install.
+func (n *Node) ObservePlans(o Observer) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.planObservers = append(n.planObservers, o)
 }
 
 // Ready reports whether the node has joined the cluster (or started a new
@@ -767,8 +780,16 @@ func (n *Node) rebuild() {
 	leaderChanged := n.updateLeader(peers, now)
 
 	if old.Digest() == sched.Digest() {
-		if leaderChanged || !sameDiscovery(*oldPeers, peers) || !samePlans(*oldPeers, peers) {
+		switch {
+		case leaderChanged || !sameDiscovery(*oldPeers, peers):
 			n.notify()
+		case !samePlans(*oldPeers, peers):
+			// A peer advertises another plan: only the planner acts on it
+			// (it fetches and installs the plan, which changes the
+			// schedule and pokes everyone). Poking the scrape filter now
+			// would spend its rate-limited pass on nothing and delay the
+			// one the install needs by up to a second.
+			n.notifyPlans()
 		}
 		return
 	}
@@ -793,7 +814,17 @@ func sameDiscovery(a, b []Peer) bool {
 // them with View and Peers from their own goroutines.
 func (n *Node) notify() {
 	n.mu.Lock()
-	observers := slices.Clone(n.observers)
+	observers := slices.Concat(n.observers, n.planObservers)
+	n.mu.Unlock()
+	for _, o := range observers {
+		o.Notify()
+	}
+}
+
+// notifyPlans pokes the plan observers only.
+func (n *Node) notifyPlans() {
+	n.mu.Lock()
+	observers := slices.Clone(n.planObservers)
 	n.mu.Unlock()
 	for _, o := range observers {
 		o.Notify()

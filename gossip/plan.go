@@ -157,7 +157,15 @@ func (n *Node) InstallPlan(rec PlanRecord) error {
 	}
 	n.plans = append(n.plans, rec)
 	n.planMu.Unlock()
-	n.logger.Info("plan installed", "version", rec.Version, "leader", rec.Leader, "at", rec.At, "overrides", rec.Plan.Len())
+	ahead := rec.At.Sub(n.now())
+	if ahead < n.cfg.HandoffLead && n.State() == StateActive {
+		// It took longer than planFetchSlack to learn of and fetch it: the
+		// targets it brings here may start after their first owned slot.
+		n.logger.Warn("plan installed late: less than a handoff lead before its instant, a target it moves here may miss a slot",
+			"version", rec.Version, "leader", rec.Leader, "at", rec.At, "ahead", ahead.Round(time.Millisecond), "handoff_lead", n.cfg.HandoffLead)
+	} else {
+		n.logger.Info("plan installed", "version", rec.Version, "leader", rec.Leader, "at", rec.At, "ahead", ahead.Round(time.Millisecond), "overrides", rec.Plan.Len())
+	}
 	n.rebuild()
 	n.signal() // the event loop re-arms its timer for the plan's instant
 	n.readvertise()

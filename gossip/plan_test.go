@@ -184,3 +184,36 @@ func TestPlanCarriedAndAgreed(t *testing.T) {
 	require.ErrorIs(t, hash.InstallPlan(rec), ErrPlacementHash)
 	require.True(t, hash.PlanStatus().Current())
 }
+
+// TestPlanAdvertisementPokesOnlyPlanObservers: when a peer advertises a new
+// plan and nothing else changes, the plan observers (the planner, which
+// fetches it) are poked and the others (the scrape filter, whose passes are
+// rate-limited) are not; the install, which changes the schedule, pokes
+// both.
+func TestPlanAdvertisementPokesOnlyPlanObservers(t *testing.T) {
+	nodes := startCluster(t, 2, func(c *Config) { c.HandoffLead = time.Second })
+	waitLeader(t, nodes, "node-00", 10*time.Second)
+	r := nodes[0].Ring()
+	var members []ring.Member
+	for _, m := range r.Members() {
+		members = append(members, ring.Member{Name: m})
+	}
+	keys, sizes := unbalanced(r, 60)
+	p := planMoving(t, members, keys, sizes)
+
+	var plain, plans atomic.Int64
+	nodes[1].Observe(ObserverFunc(func() { plain.Add(1) }))
+	nodes[1].ObservePlans(ObserverFunc(func() { plans.Add(1) }))
+	time.Sleep(200 * time.Millisecond) // let the cluster settle
+	plainBefore, plansBefore := plain.Load(), plans.Load()
+
+	rec, err := nodes[0].PublishPlan(p)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return nodes[1].PlanStatus().Wanted.Equal(rec.Ref()) }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return plans.Load() > plansBefore }, 5*time.Second, 5*time.Millisecond, "the planner is poked")
+	time.Sleep(100 * time.Millisecond)
+	require.Equal(t, plainBefore, plain.Load(), "the other observers are not poked by the advertisement alone")
+
+	require.NoError(t, nodes[1].InstallPlan(rec))
+	require.Eventually(t, func() bool { return plain.Load() > plainBefore }, 5*time.Second, 5*time.Millisecond, "the install pokes everyone")
+}

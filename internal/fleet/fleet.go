@@ -469,7 +469,7 @@ func (f *Fleet) logDelivery() {
 // planLogMarks are what the agents log about load-aware plans: when the
 // leader published one, when each agent installed it (or failed to read it)
 // and when its scrape loops moved, to set beside the gaps of the timeline.
-var planLogMarks = []string{"plan published", "plan installed", "cannot read the cluster's newest plan", "targets moved"}
+var planLogMarks = []string{"plan published", "plan installed", "cannot read the cluster's newest plan", "targets moved"} // "plan installed late" too
 
 // planLogShown bounds the lines logPlans shows per agent.
 const planLogShown = 40
