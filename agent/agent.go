@@ -54,6 +54,9 @@ type Agent struct {
 	// discAgree compares what members discover and places targets their
 	// ring owner does not see (discovery.go); it is the scrape Owner.
 	discAgree *discovery
+	// planner follows the cluster's load-aware plans and, on the leader,
+	// makes them (plan.go).
+	planner *planner
 
 	// synced is set once the first discovery snapshot has been filtered, or
 	// a config without scrape jobs (of which no snapshot ever comes) applied.
@@ -245,6 +248,10 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	a.node.Observe(gossip.ObserverFunc(a.membershipChanged))
 	a.node.Observe(gossip.ObserverFunc(a.discAgree.want))
 	a.discAgree.poke = a.membershipChanged
+	if a.planner, err = newPlanner(a.node, a.opts.Placement, a.loadReport, a.discoveredKeys, a.logger, a.reg); err != nil {
+		return err
+	}
+	a.node.ObservePlans(a.planner)
 
 	if err := a.applyConfig(cfg); err != nil {
 		return err

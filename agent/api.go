@@ -287,6 +287,13 @@ type ClusterTarget struct {
 	// RingOwners, when set, are the ring's owners, which do not discover
 	// the target: Owners scrape it in their place.
 	RingOwners []string `json:"ringOwners,omitempty"`
+	// Series is the target's smoothed size as the leader (or, on another
+	// agent, the agent itself when it scrapes the target) measured it; 0
+	// when not measured.
+	Series float64 `json:"series"`
+	// PlacedBy is "plan" when the load-aware plan moves the target off its
+	// rendezvous owner, "hash" when rendezvous hashing places it.
+	PlacedBy string `json:"placedBy"`
 }
 
 // ClusterTargets is /api/v1/cluster/targets: where an agent places every
@@ -311,6 +318,11 @@ func (c ClusterTargets) Owners() map[string][]string {
 // returns the same list and digest.
 func (a *Agent) clusterTargets(job string) ClusterTargets {
 	v := a.node.View()
+	pl := v.Placement()
+	own := map[uint64]float64{}
+	for _, l := range a.scraper.Loads() {
+		own[l.Key] = l.Series
+	}
 	out := ClusterTargets{Digest: digestString(v.Digest()), Jobs: map[string]int{}, Targets: []ClusterTarget{}}
 	for _, t := range a.scraper.Filter().Targets() {
 		out.Jobs[t.Job]++
@@ -328,7 +340,15 @@ func (a *Agent) clusterTargets(job string) ClusterTargets {
 		if owners == nil {
 			owners = []string{}
 		}
-		ct := ClusterTarget{Job: t.Job, URL: a.showURL(t.URL), Key: digestString(t.Key), Owners: owners, Labels: lbls}
+		ct := ClusterTarget{Job: t.Job, URL: a.showURL(t.URL), Key: digestString(t.Key), Owners: owners, Labels: lbls, PlacedBy: "hash"}
+		if pl.Planned(t.Key) {
+			ct.PlacedBy = "plan"
+		}
+		if s, ok := a.planner.size(t.Key); ok {
+			ct.Series = s.series
+		} else {
+			ct.Series = own[t.Key]
+		}
 		if !slices.Equal(owners, ringOwners) {
 			// A stand-in: the ring's owner does not discover the target.
 			ct.RingOwners = ringOwners

@@ -20,7 +20,6 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/shoal-dev/shoal/gossip"
-	"github.com/shoal-dev/shoal/gossip/ring"
 	"github.com/shoal-dev/shoal/scrape"
 )
 
@@ -174,12 +173,12 @@ func (d *discovery) HandedOverFrom(key uint64, slot time.Time, within time.Durat
 
 // ownsDivergent places a key some member is blind to.
 func (d *discovery) ownsDivergent(st *discoveryState, key uint64, t time.Time) bool {
-	return st.owns(d.node.Schedule().At(t), d.node.ReplicationFactor(), d.self, key, t, d.lead)
+	return st.owns(d.node.Schedule().PlacementAt(t), d.node.ReplicationFactor(), d.self, key, t, d.lead)
 }
 
 // owns places key at t: the ring's ranking, skipping members blind to it;
 // when every candidate is blind, the ring's own owners.
-func (st *discoveryState) owns(r *ring.Ring, rf int, self string, key uint64, t time.Time, lead time.Duration) bool {
+func (st *discoveryState) owns(r gossip.Placement, rf int, self string, key uint64, t time.Time, lead time.Duration) bool {
 	var stack [16]string
 	ranked := r.Owners(stack[:0], key, r.Len())
 	n := 0
@@ -204,7 +203,7 @@ func (st *discoveryState) owns(r *ring.Ring, rf int, self string, key uint64, t 
 // owners unless one is blind to it.
 func (d *discovery) owners(key uint64, t time.Time) []string {
 	st := d.state.Load()
-	r := d.node.Schedule().At(t)
+	r := d.node.Schedule().PlacementAt(t)
 	rf := d.node.ReplicationFactor()
 	if _, ok := st.divergent[key]; !ok {
 		return r.Owners(nil, key, rf)

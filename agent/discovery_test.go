@@ -39,7 +39,7 @@ func TestDiscoveryPlacement(t *testing.T) {
 	whoOwns := func(at time.Time) []string {
 		var out []string
 		for _, m := range rank {
-			if st.owns(r, 1, m, key, at, lead) {
+			if st.owns(gossip.NewPlacement(r, nil), 1, m, key, at, lead) {
 				out = append(out, m)
 			}
 		}
@@ -51,8 +51,8 @@ func TestDiscoveryPlacement(t *testing.T) {
 	require.Equal(t, []string{owner}, whoOwns(back.Add(lead)))
 
 	// Replication: the two best members that see it.
-	require.True(t, st.owns(r, 2, rank[2], key, lost.Add(time.Second), lead))
-	require.False(t, st.owns(r, 2, owner, key, lost.Add(time.Second), lead))
+	require.True(t, st.owns(gossip.NewPlacement(r, nil), 2, rank[2], key, lost.Add(time.Second), lead))
+	require.False(t, st.owns(gossip.NewPlacement(r, nil), 2, owner, key, lost.Add(time.Second), lead))
 
 	// A new target: every member's discovery lacked it a lead ago, so
 	// everyone is blind and the ring owner scrapes it at once.

@@ -79,7 +79,7 @@ func (l *moveLog) observe(v gossip.View, peers func() []gossip.Peer, targets fun
 	)
 	for _, t := range targets() {
 		if from, to, moved = v.Moved(prev, t.Key, from[:0], to[:0]); moved {
-			moves = append(moves, Move{Time: v.Time(), Job: t.Job, URL: t.URL, From: slices.Clone(from), To: slices.Clone(to), Reason: reason})
+			moves = append(moves, Move{Time: v.Time(), Job: t.Job, URL: t.URL, From: slices.Clone(from), To: slices.Clone(to), Reason: planReason(prev, v, t.Key, reason)})
 		}
 	}
 	l.mu.Lock()
@@ -109,6 +109,24 @@ func (l *moveLog) recent(n int) ([]Move, uint64) {
 		out = append(out, l.moves[idx])
 	}
 	return out, l.total
+}
+
+// planReason is why key moved between two views when the load-aware plan
+// placed it in either: the plan's reason, or its return to its rendezvous
+// owner. Otherwise it is the membership reason.
+func planReason(prev, v gossip.View, key uint64, membership string) string {
+	was, now := prev.Placement(), v.Placement()
+	if was.Plan().Digest() == now.Plan().Digest() && was.Ring().Digest() != now.Ring().Digest() {
+		return membership
+	}
+	if now.Planned(key) {
+		o, _ := now.Plan().Lookup(key)
+		return "load-aware plan: " + o.Reason.String()
+	}
+	if was.Planned(key) {
+		return "load-aware plan: back to its rendezvous owner"
+	}
+	return membership
 }
 
 // describeChange names what changed between two member-state maps, e.g.

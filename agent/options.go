@@ -30,6 +30,7 @@ type Options struct {
 	Version string
 
 	Gossip       gossip.Config
+	Placement    PlacementConfig
 	Scrape       scrape.Config
 	Consul       sd.ConsulConfig
 	Registration sd.RegistrationConfig
@@ -78,6 +79,7 @@ func DefaultOptions(nodeName string) Options {
 	return Options{
 		ConfigFile:   "shoal.yml",
 		Gossip:       g,
+		Placement:    DefaultPlacementConfig(),
 		Scrape:       scrape.DefaultConfig(),
 		Registration: sd.DefaultRegistrationConfig(),
 		Storage:      StorageConfig{Path: "data/", MaxSize: DefaultMaxSize, FlushDeadline: DefaultFlushDeadline, HandoffWait: DefaultHandoffWait},
@@ -93,6 +95,7 @@ func (o *Options) RegisterFlags(app *kingpin.Application) {
 	o.Storage.RegisterFlags(app)
 	o.Web.RegisterFlags(app)
 	o.Gossip.RegisterFlags(app)
+	o.Placement.RegisterFlags(app)
 	flagext.Strings(app, "cluster.join", "Peer to join, repeatable: host:port, dns+name:port (A records), dns+name (SRV records) or consul+service (agents registered in Consul). Comma-separated in the environment variable.", &o.Join)
 	o.Scrape.RegisterFlags(app)
 	o.Stop.RegisterFlags(app)
@@ -146,7 +149,7 @@ func (o *Options) Validate() error {
 	if err := o.Gossip.ResolveAdvertise(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, o.Storage.Validate(), o.Web.Validate(), o.Gossip.Validate(), o.Scrape.Validate())
+	errs = append(errs, o.Storage.Validate(), o.Web.Validate(), o.Gossip.Validate(), o.Placement.Validate(), o.Scrape.Validate())
 	if o.Stop.HandoffTimeout < 0 || o.Stop.RestartGrace < 0 {
 		errs = append(errs, fmt.Errorf("--cluster.handoff-timeout and --cluster.restart-grace must not be negative, got %s and %s", o.Stop.HandoffTimeout, o.Stop.RestartGrace))
 	}

@@ -39,9 +39,11 @@ const (
 var pageFS embed.FS
 
 var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"join": func(s []string) string { return strings.Join(s, ",") },
-	"num":  func(n int) string { return thousands(int64(n)) },
-	"svg":  svgNum,
+	"join":  func(s []string) string { return strings.Join(s, ",") },
+	"num":   func(n int) string { return thousands(int64(n)) },
+	"svg":   svgNum,
+	"add":   func(a, b int) int { return a + b },
+	"add13": func(y float64) float64 { return y + barsBarH },
 }).ParseFS(pageFS, "page.html"))
 
 // peerClient fetches peers' figures. Connections are not kept alive: the page
@@ -88,6 +90,8 @@ type pageData struct {
 	Delivery pageDelivery
 	// Health is the targets this agent scrapes, by job.
 	Health pageHealth
+	// Placement is the leader, the plan and the balance of series.
+	Placement pagePlacement
 }
 
 // pageDifference is one peer whose discovery differs, as the banner names
@@ -262,6 +266,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 	active := a.activeTargets()
 	d.Health = newPageHealth(now, active, pageMaxTargetsPerJob)
 	d.Delivery = a.pageDelivery(now)
+	d.Placement = a.pagePlacement(ctx, now)
 	scrapeErrs := map[[2]string]string{}
 	for _, t := range active {
 		if t.LastError != "" {

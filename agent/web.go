@@ -46,6 +46,10 @@ func newWebServer(a *Agent) *webServer {
 	m.HandleFunc("GET /api/v1/cluster/self", w.apiSelf)
 	m.HandleFunc("GET /api/v1/delivery", w.apiDelivery)
 	m.HandleFunc("GET /api/v1/cluster/discovery", w.apiDiscovery)
+	m.HandleFunc("GET /api/v1/cluster/leader", w.apiLeader)
+	m.HandleFunc("GET /api/v1/cluster/load", w.apiLoad)
+	m.HandleFunc("GET /api/v1/cluster/plan", w.apiPlan)
+	m.HandleFunc("GET /api/v1/cluster/placement", w.apiPlacement)
 	m.HandleFunc("GET /{$}", w.page)
 	return w
 }

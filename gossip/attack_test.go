@@ -148,6 +148,8 @@ func TestForgedMetadataIsRefused(t *testing.T) {
 		{"http address with a path", string(forgedMeta(`,"h":"127.0.0.1:9090/x?"`)), reasonAddress},
 		{"http address with userinfo", string(forgedMeta(`,"h":"me@127.0.0.1:9090"`)), reasonAddress},
 		{"not shoal metadata", `hello`, reasonFormat},
+		{"plan version that wraps", string(forgedMeta(`,"pv":18446744073709551615,"pd":"1","pa":1`)), reasonPlan},
+		{"plan a day ahead", string(forgedMeta(`,"pv":2,"pd":"1","pa":` + dayAhead)), reasonInstant},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := "evil-" + strings.ReplaceAll(tc.name, " ", "-")

@@ -92,6 +92,9 @@ type Config struct {
 	// not currently alive in the cluster, which merges healed partitions.
 	// Zero disables rejoining.
 	RejoinInterval time.Duration
+	// Placement is PlacementLoad (the default when empty) to apply the
+	// leader's load-aware plans, PlacementHash for rendezvous only.
+	Placement string
 	// HandoffLead is how far ahead a planned ownership change is announced:
 	// a node that becomes active owns keys from HandoffLead after it joined,
 	// and a leaving node announces the instant it stops owning HandoffLead
@@ -194,6 +197,7 @@ func DefaultConfig() Config {
 		BootstrapTimeout:  DefaultBootstrapTimeout,
 		RejoinInterval:    DefaultRejoinInterval,
 		HandoffLead:       DefaultHandoffLead,
+		Placement:         PlacementLoad,
 		Timers:            DefaultTimers(),
 		MaxClockOffset:    DefaultClockBound(),
 	}
@@ -229,6 +233,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.Weight > 0 && c.Weight <= maxWeight) {
 		errs = append(errs, fmt.Errorf("--cluster.weight must be above 0 and at most %d, got %v", maxWeight, c.Weight))
+	}
+	if c.Placement != "" && c.Placement != PlacementLoad && c.Placement != PlacementHash {
+		errs = append(errs, fmt.Errorf("--cluster.placement must be %s or %s, got %q", PlacementLoad, PlacementHash, c.Placement))
 	}
 	if c.HandoffLead < 0 {
 		errs = append(errs, fmt.Errorf("--cluster.handoff-lead must not be negative, got %s", c.HandoffLead))

@@ -26,8 +26,8 @@ func (v View) HandedOverFrom(key uint64, slot time.Time, within time.Duration) (
 	hi := sort.Search(len(s.starts), func(i int) bool { return s.starts[i].After(slot) })
 	var before, after [1]string
 	for i := hi - 1; i >= 1 && s.starts[i].After(slot.Add(-within)); i-- {
-		was := s.rings[i-1].Owners(before[:0], key, 1)
-		now := s.rings[i].Owners(after[:0], key, 1)
+		was := s.places[i-1].Owners(before[:0], key, 1)
+		now := s.places[i].Owners(after[:0], key, 1)
 		if len(was) == len(now) && (len(was) == 0 || was[0] == now[0]) {
 			continue // this change did not move the key
 		}
@@ -57,7 +57,7 @@ func (n *Node) HandedOverFrom(key uint64, slot time.Time, within time.Duration) 
 		if !r.at.After(slot.Add(-within)) {
 			break
 		}
-		was := r.sched.At(slot).Owners(buf[:0], key, 1)
+		was := r.sched.PlacementAt(slot).Owners(buf[:0], key, 1)
 		if len(was) == 0 {
 			continue
 		}

@@ -72,6 +72,8 @@ type Meta struct {
 	// Discovery is what the member scrapes from: its configuration and the
 	// targets it discovers, as digests (see Discovery).
 	Discovery Discovery
+	// Plan is the newest load-aware plan the member holds (plan.go).
+	Plan PlanRef
 }
 
 // Discovery summarises what a member discovers, so that members can tell
@@ -103,6 +105,9 @@ type wireMeta struct {
 	Config  string  `json:"c,omitempty"`
 	Targets string  `json:"g,omitempty"`
 	Changed int64   `json:"gt,omitempty"` // unix milliseconds
+	PlanV   uint64  `json:"pv,omitempty"`
+	PlanD   string  `json:"pd,omitempty"`
+	PlanAt  int64   `json:"pa,omitempty"` // unix milliseconds
 }
 
 // encodeMeta serializes m; the result fits in memberlist's metadata limit or
@@ -126,6 +131,9 @@ func encodeMeta(m Meta) ([]byte, error) {
 		w.Targets = strconv.FormatUint(m.Discovery.Targets, 16)
 	}
 	w.Changed = unixMilli(m.Discovery.Changed)
+	if m.Plan.Version != 0 {
+		w.PlanV, w.PlanD, w.PlanAt = m.Plan.Version, strconv.FormatUint(m.Plan.Digest, 16), unixMilli(m.Plan.At)
+	}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("encode node metadata: %w", err)
@@ -162,7 +170,11 @@ const (
 	reasonAddress = "http_address"
 	reasonWeight  = "weight"
 	reasonInstant = "instant"
+	reasonPlan    = "plan"
 )
+
+// metaReasons are every reason label, for the metric's zero values.
+var metaReasons = []string{reasonFormat, reasonAddress, reasonWeight, reasonInstant, reasonPlan}
 
 // refusal is an error in a peer's metadata, with its reason label.
 type refusal struct {
@@ -193,8 +205,11 @@ func reasonOf(err error) string {
 // (0, ring.MaxWeight], a start time more than ClaimSlack ahead, an owning
 // instant (Since) more than lead plus ClaimSlack ahead, and an end of
 // ownership (Until) more than the longer of lead and MaxRestartGrace, plus
-// ClaimSlack, ahead. A member whose metadata is refused is kept out of
-// memberlist and so of the ring.
+// ClaimSlack, ahead; a plan (pv, pd, pa) whose version is above
+// MaxPlanVersion or that lacks its digest or instant, a plan digest or
+// instant without a version, and a plan instant more than lead plus
+// planFetchSlack plus ClaimSlack ahead. A member whose metadata is refused is
+// kept out of memberlist and so of the ring.
 func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 	if len(b) == 0 {
 		return Meta{}, refuse(reasonFormat, "empty (not a shoal agent?)")
@@ -222,6 +237,7 @@ func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 		{"digest", w.Digest, &m.Digest},
 		{"config digest", w.Config, &m.Discovery.Config},
 		{"targets digest", w.Targets, &m.Discovery.Targets},
+		{"plan digest", w.PlanD, &m.Plan.Digest},
 	} {
 		if d.s == "" {
 			continue
@@ -240,9 +256,20 @@ func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 	if !(w.Weight > 0 && w.Weight <= maxWeight) {
 		return Meta{}, refuse(reasonWeight, "weight must be above 0 and at most %d, got %v", maxWeight, w.Weight)
 	}
-	if w.Since < 0 || w.Until < 0 || w.Started < 0 || w.Changed < 0 {
-		return Meta{}, refuse(reasonInstant, "times must not be negative, got started=%d since=%d until=%d targets changed=%d", w.Started, w.Since, w.Until, w.Changed)
+	if w.Since < 0 || w.Until < 0 || w.Started < 0 || w.Changed < 0 || w.PlanAt < 0 {
+		return Meta{}, refuse(reasonInstant, "times must not be negative, got started=%d since=%d until=%d targets changed=%d plan at=%d", w.Started, w.Since, w.Until, w.Changed, w.PlanAt)
 	}
+	switch {
+	case w.PlanV == 0 && (w.PlanD != "" || w.PlanAt != 0):
+		return Meta{}, refuse(reasonPlan, "plan digest %q or instant %d without a plan version", w.PlanD, w.PlanAt)
+	case w.PlanV > MaxPlanVersion:
+		return Meta{}, refuse(reasonPlan, "plan version must be at most %d, got %d", uint64(MaxPlanVersion), w.PlanV)
+	case w.PlanV != 0 && w.PlanD == "":
+		return Meta{}, refuse(reasonPlan, "plan %d has no digest", w.PlanV)
+	case w.PlanV != 0 && w.PlanAt == 0:
+		return Meta{}, refuse(reasonPlan, "plan %d has no instant", w.PlanV)
+	}
+	m.Plan.Version, m.Plan.At = w.PlanV, fromUnixMilli(w.PlanAt)
 	m.Started, m.Since, m.Until = fromUnixMilli(w.Started), fromUnixMilli(w.Since), fromUnixMilli(w.Until)
 	m.Discovery.Changed = fromUnixMilli(w.Changed)
 	for _, c := range []struct {
@@ -253,6 +280,7 @@ func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 		{"start time", m.Started, ClaimSlack},
 		{"targets change", m.Discovery.Changed, ClaimSlack},
 		{"owning instant (since)", m.Since, lead + ClaimSlack},
+		{"plan instant", m.Plan.At, lead + planFetchSlack + ClaimSlack},
 		{"end of ownership (until)", m.Until, max(lead, MaxRestartGrace) + ClaimSlack},
 	} {
 		if ahead := c.t.Sub(now); ahead > c.max {

@@ -25,6 +25,8 @@ func TestMetaRoundTrip(t *testing.T) {
 		{State: StateLeaving, Digest: 1, Weight: 100, HTTPAddr: "shoal-1.example.org:9090", Until: testNow.Add(MaxRestartGrace)},
 		{State: StateActive, Weight: 1, HTTPAddr: "[::1]:9090"},
 		{State: StateActive, Weight: 1, Discovery: Discovery{Config: 0xabc, Targets: 1 << 63, Changed: testNow.Add(-time.Minute)}},
+		{State: StateActive, Weight: 1, Plan: PlanRef{Version: 7, Digest: 0xfeedface, At: testNow.Add(testLead + planFetchSlack)}},
+		{State: StateActive, Weight: 1, Plan: PlanRef{Version: MaxPlanVersion, Digest: 0, At: testNow.Add(-24 * time.Hour)}},
 	} {
 		b, err := encodeMeta(m)
 		require.NoError(t, err)
@@ -40,6 +42,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		require.Equal(t, m.Discovery.Config, got.Discovery.Config)
 		require.Equal(t, m.Discovery.Targets, got.Discovery.Targets)
 		require.True(t, m.Discovery.Changed.Equal(got.Discovery.Changed))
+		require.True(t, m.Plan.Equal(got.Plan), "plan %+v, got %+v", m.Plan, got.Plan)
 	}
 }
 
@@ -77,6 +80,20 @@ func TestMetaDecodeErrors(t *testing.T) {
 		{`{"v":1,"s":"active","w":1,"gt":` + ms(ClaimSlack+time.Second) + `}`, reasonInstant, "targets change is 1m1s ahead"},
 		{`{"v":1,"s":"active","w":1,"g":"zz"}`, reasonFormat, `targets digest must be hexadecimal, got "zz"`},
 		{`{"v":1,"s":"active","w":1,"c":"-1"}`, reasonFormat, `config digest must be hexadecimal`},
+		// Plans: a version in [1, MaxPlanVersion] with its digest and
+		// instant, or none of the three.
+		{`{"v":1,"s":"active","w":1,"pv":3,"pd":"x1","pa":` + ms(0) + `}`, reasonFormat, `plan digest must be hexadecimal, got "x1"`},
+		{`{"v":1,"s":"active","w":1,"pv":-3,"pd":"1","pa":` + ms(0) + `}`, reasonFormat, "node metadata: decode"},
+		{`{"v":1,"s":"active","w":1,"pv":1.5,"pd":"1","pa":` + ms(0) + `}`, reasonFormat, "node metadata: decode"},
+		{`{"v":1,"s":"active","w":1,"pv":18446744073709551615,"pd":"1","pa":` + ms(0) + `}`, reasonPlan, "plan version must be at most 9007199254740991, got 18446744073709551615"},
+		{`{"v":1,"s":"active","w":1,"pv":9007199254740992,"pd":"1","pa":` + ms(0) + `}`, reasonPlan, "plan version must be at most"},
+		{`{"v":1,"s":"active","w":1,"pv":3,"pa":` + ms(0) + `}`, reasonPlan, "plan 3 has no digest"},
+		{`{"v":1,"s":"active","w":1,"pv":3,"pd":"ab"}`, reasonPlan, "plan 3 has no instant"},
+		{`{"v":1,"s":"active","w":1,"pd":"ab"}`, reasonPlan, `plan digest "ab" or instant 0 without a plan version`},
+		{`{"v":1,"s":"active","w":1,"pa":` + ms(0) + `}`, reasonPlan, "without a plan version"},
+		{`{"v":1,"s":"active","w":1,"pv":3,"pd":"ab","pa":-1}`, reasonInstant, "times must not be negative"},
+		{`{"v":1,"s":"active","w":1,"pv":3,"pd":"ab","pa":` + ms(testLead+planFetchSlack+ClaimSlack+time.Second) + `}`, reasonInstant, "plan instant is 1m7s ahead, at most 1m6s is allowed"},
+		{`{"v":1,"s":"active","w":1,"pv":3,"pd":"ab","pa":` + ms(24*time.Hour) + `}`, reasonInstant, "plan instant is 24h0m0s ahead"},
 	} {
 		t.Run(tc.err, func(t *testing.T) {
 			_, err := decodeMeta([]byte(tc.in), testNow, testLead)
@@ -92,6 +109,9 @@ func TestMetaDecodeErrors(t *testing.T) {
 	m, err = decodeMeta([]byte(`{"v":1,"s":"leaving","w":100,"h":"shoal_1:0","a":`+ms(testLead+ClaimSlack)+`,"u":`+ms(MaxRestartGrace+ClaimSlack)+`,"t":`+ms(ClaimSlack)+`}`), testNow, testLead)
 	require.NoError(t, err)
 	require.Equal(t, 100.0, m.Weight)
+	m, err = decodeMeta([]byte(`{"v":1,"s":"active","w":1,"pv":9007199254740991,"pd":"0","pa":`+ms(testLead+planFetchSlack+ClaimSlack)+`}`), testNow, testLead)
+	require.NoError(t, err)
+	require.Equal(t, uint64(MaxPlanVersion), m.Plan.Version)
 	// A longer local lead allows a later instant.
 	_, err = decodeMeta([]byte(`{"v":1,"s":"active","w":1,"a":`+ms(2*time.Hour)+`}`), testNow, 2*time.Hour)
 	require.NoError(t, err)
@@ -126,10 +146,14 @@ func FuzzDecodeMeta(f *testing.F) {
 	f.Add([]byte(`{"v":1,"s":"active","w":1,"h":"u@h:80"}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"v":1,"s":"active","w":1,"c":"1f","g":"abc","gt":1700000000000}`))
+	f.Add([]byte(`{"v":1,"s":"active","w":1,"pv":4,"pd":"9f","pa":1700000006000}`))
+	f.Add([]byte(`{"v":1,"s":"active","w":1,"pv":18446744073709551615,"pd":"9f","pa":1700000006000}`))
+	f.Add([]byte(`{"v":1,"s":"active","w":1,"pd":"9f"}`))
+	f.Add([]byte(`{"v":1,"s":"active","w":1,"pv":2,"pa":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMeta(b, testNow, testLead)
 		if err != nil {
-			require.Contains(t, []string{reasonFormat, reasonAddress, reasonWeight, reasonInstant}, reasonOf(err))
+			require.Contains(t, metaReasons, reasonOf(err))
 			return
 		}
 		// The rules, checked independently of the decoder's own code.
@@ -156,6 +180,15 @@ func FuzzDecodeMeta(f *testing.F) {
 		require.LessOrEqual(t, m.Since.Sub(testNow), testLead+ClaimSlack)
 		require.LessOrEqual(t, m.Until.Sub(testNow), MaxRestartGrace+ClaimSlack)
 		require.LessOrEqual(t, m.Discovery.Changed.Sub(testNow), ClaimSlack)
+		require.LessOrEqual(t, m.Plan.Version, uint64(1<<53-1))
+		if m.Plan.Version == 0 {
+			require.Zero(t, m.Plan.Digest)
+			require.True(t, m.Plan.At.IsZero())
+		} else {
+			require.False(t, m.Plan.At.IsZero())
+			require.Positive(t, m.Plan.At.UnixMilli())
+			require.LessOrEqual(t, m.Plan.At.Sub(testNow), testLead+time.Second+ClaimSlack)
+		}
 		enc, err := encodeMeta(m)
 		if err != nil {
 			// Only size can fail, and only for inputs near the limit.
@@ -172,6 +205,7 @@ func FuzzDecodeMeta(f *testing.F) {
 		require.Equal(t, m.Started.UnixMilli(), m2.Started.UnixMilli())
 		require.Equal(t, m.Since.UnixMilli(), m2.Since.UnixMilli())
 		require.Equal(t, m.Until.UnixMilli(), m2.Until.UnixMilli())
+		require.True(t, m.Plan.Equal(m2.Plan), "plan %+v re-decodes to %+v", m.Plan, m2.Plan)
 	})
 }
 

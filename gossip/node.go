@@ -96,6 +96,9 @@ type Node struct {
 	until     time.Time // StateLeaving: owns keys until then
 	disc      Discovery // what SetDiscovery set
 	observers []Observer
+	// planObservers are also told when only the plans peers advertise
+	// change (ObservePlans).
+	planObservers []Observer
 
 	// members is our copy of memberlist's alive members, updated in the
 	// event callbacks while memberlist holds its node lock. The *Node values
@@ -131,6 +134,13 @@ type Node struct {
 	shortest atomic.Int64
 
 	sched atomic.Pointer[Schedule]
+	// plans are the load-aware plans this node holds, oldest first
+	// (plan.go); planMu guards them and is never held across rebuild.
+	planMu sync.Mutex
+	plans  []PlanRecord
+	// lead is the leader as of the last rebuild (leader.go).
+	lead          atomic.Pointer[leadership]
+	leaderChanges prometheus.Counter
 	// replaced are the recent schedules and when they were replaced, newest
 	// first, for HandedOverFrom (a crash rebuilds the ring without the dead
 	// member "since ever").
@@ -192,6 +202,12 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 		return nil, err
 	}
 	n.metrics = m
+	if err := n.registerLeader(reg); err != nil {
+		return nil, err
+	}
+	if err := n.registerPlan(reg); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -210,6 +226,16 @@ func (n *Node) Observe(o Observer) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.observers = append(n.observers, o)
+}
+
+// ObservePlans registers o like Observe, and also to be told when a peer
+// advertises another load-aware plan while nothing else changed: the
+// planner, which fetches it. Other observers are not poked then, so that the
+// scrape filter's next pass, rate-limited, is free for the plan's install.
+func (n *Node) ObservePlans(o Observer) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.planObservers = append(n.planObservers, o)
 }
 
 // Ready reports whether the node has joined the cluster (or started a new
@@ -263,7 +289,7 @@ func (n *Node) Peers() []Peer {
 // Agreement reports whether every other alive member advertises the same
 // ring digest as this node, and if not, which ones differ.
 func (n *Node) Agreement() (bool, []string) {
-	return agreement(*n.peers.Load(), n.sched.Load().Final().Digest())
+	return agreement(*n.peers.Load(), n.sched.Load().FinalPlacement().Digest())
 }
 
 // Addr returns the advertised gossip address, or "" before Run.
@@ -284,7 +310,8 @@ func (n *Node) localMeta() Meta {
 		State:     st,
 		HTTPAddr:  n.cfg.HTTPAddr,
 		Version:   n.cfg.Version,
-		Digest:    n.sched.Load().Final().Digest(),
+		Digest:    n.sched.Load().FinalPlacement().Digest(),
+		Plan:      n.planRef(),
 		Started:   n.started,
 		Weight:    n.cfg.Weight,
 		Since:     since,
@@ -722,10 +749,10 @@ func (n *Node) rebuild() {
 		p := Peer{Name: m.name, Addr: m.addr, Self: m.name == n.cfg.Name}
 		if p.Self {
 			p.State, p.HTTPAddr, p.Version, p.Started, p.Weight = selfState, n.cfg.HTTPAddr, n.cfg.Version, n.started, n.cfg.Weight
-			p.Since, p.Until, p.Discovery = selfSince, selfUntil, selfDisc
+			p.Since, p.Until, p.Discovery, p.Plan = selfSince, selfUntil, selfDisc, n.planRef()
 		} else if meta, err := n.cache.meta(n, m.name, m.meta); err == nil {
 			p.State, p.HTTPAddr, p.Version, p.Digest, p.Started, p.Weight = meta.State, meta.HTTPAddr, meta.Version, meta.Digest, meta.Started, meta.Weight
-			p.Since, p.Until, p.Discovery = meta.Since, meta.Until, meta.Discovery
+			p.Since, p.Until, p.Discovery, p.Plan = meta.Since, meta.Until, meta.Discovery, meta.Plan
 		}
 		peers = append(peers, p)
 		if sp, ok := spanOf(p); ok {
@@ -736,7 +763,7 @@ func (n *Node) rebuild() {
 		spans = append(spans, span{member: ring.Member{Name: t.name, Weight: t.weight}, from: t.since, to: t.until})
 	}
 	n.cache.forget(members)
-	sched, err := n.cache.schedule(spans, now)
+	sched, err := n.cache.schedule(spans, n.planSpans(now), now)
 	if err != nil {
 		// memberlist names are unique and weights were validated on decode.
 		n.logger.Error("building ring failed, keeping the previous one", "err", err)
@@ -745,15 +772,24 @@ func (n *Node) rebuild() {
 	old := n.sched.Swap(sched)
 	for i := range peers {
 		if peers[i].Self {
-			peers[i].Digest = sched.Final().Digest()
+			peers[i].Digest = sched.FinalPlacement().Digest()
 		}
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return cmpString(a.Name, b.Name) })
 	oldPeers := n.peers.Swap(&peers)
+	leaderChanged := n.updateLeader(peers, now)
 
 	if old.Digest() == sched.Digest() {
-		if !sameDiscovery(*oldPeers, peers) {
+		switch {
+		case leaderChanged || !sameDiscovery(*oldPeers, peers):
 			n.notify()
+		case !samePlans(*oldPeers, peers):
+			// A peer advertises another plan: only the planner acts on it
+			// (it fetches and installs the plan, which changes the
+			// schedule and pokes everyone). Poking the scrape filter now
+			// would spend its rate-limited pass on nothing and delay the
+			// one the install needs by up to a second.
+			n.notifyPlans()
 		}
 		return
 	}
@@ -778,7 +814,17 @@ func sameDiscovery(a, b []Peer) bool {
 // them with View and Peers from their own goroutines.
 func (n *Node) notify() {
 	n.mu.Lock()
-	observers := slices.Clone(n.observers)
+	observers := slices.Concat(n.observers, n.planObservers)
+	n.mu.Unlock()
+	for _, o := range observers {
+		o.Notify()
+	}
+}
+
+// notifyPlans pokes the plan observers only.
+func (n *Node) notifyPlans() {
+	n.mu.Lock()
+	observers := slices.Clone(n.planObservers)
 	n.mu.Unlock()
 	for _, o := range observers {
 		o.Notify()

@@ -29,6 +29,8 @@ type Peer struct {
 	ClockSamples                  int
 	// Discovery is what the member advertises it discovers.
 	Discovery Discovery
+	// Plan is the newest load-aware plan the member holds (plan.go).
+	Plan PlanRef
 }
 
 // Observer is poked after membership changes. Notify is called from the

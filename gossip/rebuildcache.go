@@ -26,6 +26,7 @@ type rebuildCache struct {
 	// from, and horizon its history horizon (newSchedule's now minus
 	// scheduleHistory).
 	spans   []span
+	plans   []planSpan
 	sched   *Schedule
 	horizon time.Time
 }
@@ -73,18 +74,35 @@ func (c *rebuildCache) forget(members []member) {
 // are the same and no instant of theirs crossed the history horizon since
 // (newSchedule would build an identical one), a new one otherwise. It sorts
 // spans.
-func (c *rebuildCache) schedule(spans []span, now time.Time) (*Schedule, error) {
+func (c *rebuildCache) schedule(spans []span, plans []planSpan, now time.Time) (*Schedule, error) {
 	slices.SortFunc(spans, compareSpans)
 	horizon := now.Add(-scheduleHistory)
-	if c.sched != nil && slices.EqualFunc(spans, c.spans, func(a, b span) bool { return compareSpans(a, b) == 0 }) && !crossed(spans, c.horizon, horizon) {
+	if c.sched != nil && slices.EqualFunc(spans, c.spans, func(a, b span) bool { return compareSpans(a, b) == 0 }) && !crossed(spans, c.horizon, horizon) &&
+		samePlanSpans(plans, c.plans) && !plansCrossed(plans, c.horizon, horizon) {
 		return c.sched, nil
 	}
-	s, err := newSchedule(spans, now)
+	s, err := newPlannedSchedule(spans, plans, now)
 	if err != nil {
 		return nil, err
 	}
-	c.spans, c.sched, c.horizon = slices.Clone(spans), s, horizon
+	c.spans, c.plans, c.sched, c.horizon = slices.Clone(spans), slices.Clone(plans), s, horizon
 	return s, nil
+}
+
+// samePlanSpans tells whether two plan lists hold the same plans from the
+// same instants.
+func samePlanSpans(a, b []planSpan) bool {
+	return slices.EqualFunc(a, b, func(x, y planSpan) bool { return x.from.Equal(y.from) && x.plan == y.plan })
+}
+
+// plansCrossed reports whether a plan's instant lies in (from, to].
+func plansCrossed(plans []planSpan, from, to time.Time) bool {
+	for _, p := range plans {
+		if !p.from.IsZero() && p.from.After(from) && !p.from.After(to) {
+			return true
+		}
+	}
+	return false
 }
 
 // crossed reports whether an instant of spans lies in (from, to]: it was

@@ -20,13 +20,13 @@ func TestRebuildCacheSchedule(t *testing.T) {
 		return out
 	}
 	var c rebuildCache
-	first, err := c.schedule(spans("a", "b", "c"), now)
+	first, err := c.schedule(spans("a", "b", "c"), nil, now)
 	require.NoError(t, err)
-	again, err := c.schedule(spans("c", "a", "b"), now.Add(time.Second))
+	again, err := c.schedule(spans("c", "a", "b"), nil, now.Add(time.Second))
 	require.NoError(t, err)
 	require.Same(t, first, again, "same spans in another order: the same schedule")
 
-	changed, err := c.schedule(spans("a", "b"), now.Add(2*time.Second))
+	changed, err := c.schedule(spans("a", "b"), nil, now.Add(2*time.Second))
 	require.NoError(t, err)
 	require.NotSame(t, first, changed)
 	require.Equal(t, 2, changed.Final().Len())
@@ -35,13 +35,13 @@ func TestRebuildCacheSchedule(t *testing.T) {
 	// once it is older, newSchedule folds it into "since ever" and so must
 	// the cache.
 	joined := append(spans("a", "b"), span{member: ring.Member{Name: "c", Weight: 1}, from: now.Add(5 * time.Second)})
-	withJoin, err := c.schedule(joined, now)
+	withJoin, err := c.schedule(joined, nil, now)
 	require.NoError(t, err)
 	require.Len(t, withJoin.Changes(), 1)
-	later, err := c.schedule(joined, now.Add(time.Minute))
+	later, err := c.schedule(joined, nil, now.Add(time.Minute))
 	require.NoError(t, err)
 	require.Same(t, withJoin, later, "the instant is still within the history")
-	folded, err := c.schedule(joined, now.Add(5*time.Second+scheduleHistory+time.Second))
+	folded, err := c.schedule(joined, nil, now.Add(5*time.Second+scheduleHistory+time.Second))
 	require.NoError(t, err)
 	require.Empty(t, folded.Changes(), "the instant crossed the horizon")
 	fresh, err := newSchedule(joined, now.Add(5*time.Second+scheduleHistory+time.Second))

@@ -19,9 +19,11 @@ import (
 // instants; it is immutable.
 type Schedule struct {
 	// starts[i] is when rings[i] takes effect; starts[0] is the zero time,
-	// standing for "since ever". rings[i] holds until starts[i+1].
+	// standing for "since ever". rings[i] holds until starts[i+1]. places[i]
+	// is rings[i] with the load-aware plan in force then (plan.go).
 	starts []time.Time
 	rings  []*ring.Ring
+	places []Placement
 	digest uint64
 }
 
@@ -48,13 +50,21 @@ func mustSchedule(spans []span, now time.Time) *Schedule {
 	return s
 }
 
-// newSchedule builds the schedule of spans as seen at now: changes older
-// than scheduleHistory are folded into the first ring.
+// newSchedule builds the schedule of spans as seen at now, placed by plain
+// rendezvous: changes older than scheduleHistory are folded into the first
+// ring.
 func newSchedule(spans []span, now time.Time) (*Schedule, error) {
+	return newPlannedSchedule(spans, nil, now)
+}
+
+// newPlannedSchedule is newSchedule with the load-aware plans and the
+// instants they take effect, oldest first (plan.go).
+func newPlannedSchedule(spans []span, plans []planSpan, now time.Time) (*Schedule, error) {
 	horizon := now.Add(-scheduleHistory)
 	if now.IsZero() {
 		horizon = time.Time{}
 	}
+	plans = foldPlans(plans, horizon)
 	live := make([]span, 0, len(spans))
 	var points []time.Time
 	for _, sp := range spans {
@@ -75,12 +85,18 @@ func newSchedule(spans []span, now time.Time) (*Schedule, error) {
 			points = append(points, sp.to)
 		}
 	}
+	for _, p := range plans {
+		if !p.from.IsZero() {
+			points = append(points, p.from)
+		}
+	}
 	slices.SortFunc(points, func(a, b time.Time) int { return a.Compare(b) })
 	points = slices.CompactFunc(points, func(a, b time.Time) bool { return a.Equal(b) })
 
 	s := &Schedule{
 		starts: make([]time.Time, 0, len(points)+1),
 		rings:  make([]*ring.Ring, 0, len(points)+1),
+		places: make([]Placement, 0, len(points)+1),
 	}
 	d := xxhash.New()
 	var buf [8]byte
@@ -101,16 +117,18 @@ func newSchedule(spans []span, now time.Time) (*Schedule, error) {
 		if err != nil {
 			return nil, err
 		}
-		if n := len(s.rings); n > 0 && s.rings[n-1].Digest() == r.Digest() {
+		pl := newPlacement(r, planAt(plans, at, i < 0))
+		if n := len(s.places); n > 0 && s.places[n-1].Digest() == pl.Digest() {
 			continue // no change at this instant
 		}
 		s.starts = append(s.starts, at)
 		s.rings = append(s.rings, r)
+		s.places = append(s.places, pl)
 		if i >= 0 {
 			binary.LittleEndian.PutUint64(buf[:], uint64(at.UnixNano()))
 			_, _ = d.Write(buf[:])
 		}
-		binary.LittleEndian.PutUint64(buf[:], r.Digest())
+		binary.LittleEndian.PutUint64(buf[:], pl.Digest())
 		_, _ = d.Write(buf[:])
 	}
 	s.digest = d.Sum64()
@@ -126,17 +144,27 @@ func covers(sp span, at time.Time, ever bool) bool {
 	return (sp.from.IsZero() || !sp.from.After(at)) && (sp.to.IsZero() || sp.to.After(at))
 }
 
-// At returns the ring in effect at t.
-func (s *Schedule) At(t time.Time) *ring.Ring {
+// At returns the ring in effect at t. Who owns a key also depends on the
+// plan in force: ask PlacementAt.
+func (s *Schedule) At(t time.Time) *ring.Ring { return s.rings[s.index(t)] }
+
+// PlacementAt returns the ring and the plan in effect at t.
+func (s *Schedule) PlacementAt(t time.Time) Placement { return s.places[s.index(t)] }
+
+func (s *Schedule) index(t time.Time) int {
 	i := sort.Search(len(s.starts), func(i int) bool { return s.starts[i].After(t) })
 	if i == 0 {
-		return s.rings[0] // t is the zero time
+		return 0 // t is the zero time
 	}
-	return s.rings[i-1]
+	return i - 1
 }
 
 // Final returns the ring once every announced change has taken effect.
 func (s *Schedule) Final() *ring.Ring { return s.rings[len(s.rings)-1] }
+
+// FinalPlacement returns the ring and plan once every announced change has
+// taken effect. Its digest is what members advertise to check agreement.
+func (s *Schedule) FinalPlacement() Placement { return s.places[len(s.places)-1] }
 
 // Changes returns the instants at which the ring changes, oldest first; the
 // past ones are kept for scheduleHistory.

@@ -63,13 +63,13 @@ func (v View) Owners(dst []string, key uint64) []string { return v.OwnersAt(dst,
 // OwnersAt appends the owners of key at instant t to dst, best first. It does
 // not allocate when dst has room.
 func (v View) OwnersAt(dst []string, key uint64, t time.Time) []string {
-	return v.schedule().At(t).Owners(dst, key, v.rf)
+	return v.schedule().PlacementAt(t).Owners(dst, key, v.rf)
 }
 
 // FinalOwners appends to dst the owners of key once every announced change
 // has taken effect, e.g. who takes over a leaving node's keys.
 func (v View) FinalOwners(dst []string, key uint64) []string {
-	return v.schedule().Final().Owners(dst, key, v.rf)
+	return v.schedule().FinalPlacement().Owners(dst, key, v.rf)
 }
 
 // Owns reports whether this node owns key at the view's instant.
@@ -79,7 +79,7 @@ func (v View) Owns(key uint64) bool { return v.OwnsAt(key, v.at) }
 // which may be in the past (a scrape's slot) or in the future (an announced
 // change). A node that has not joined owns nothing. It does not allocate.
 func (v View) OwnsAt(key uint64, t time.Time) bool {
-	return v.schedule().At(t).IsOwner(key, v.rf, v.self)
+	return v.schedule().PlacementAt(t).IsOwner(key, v.rf, v.self)
 }
 
 // Changes returns the instants at which ownership changes, oldest first: the
@@ -99,12 +99,15 @@ func (v View) Digest() uint64 { return v.ring().Digest() }
 
 // FinalDigest is Digest once every announced change has taken effect; it is
 // what members advertise to check that they agree.
-func (v View) FinalDigest() uint64 { return v.schedule().Final().Digest() }
+func (v View) FinalDigest() uint64 { return v.schedule().FinalPlacement().Digest() }
 
 // Size returns the number of members owning keys at the view's instant.
 func (v View) Size() int { return v.ring().Len() }
 
-func (v View) ring() *ring.Ring { return v.schedule().At(v.at) }
+func (v View) ring() Placement { return v.schedule().PlacementAt(v.at) }
+
+// Placement returns the ring and the plan in effect at the view's instant.
+func (v View) Placement() Placement { return v.ring() }
 
 // Same reports whether v and prev answer every question alike: the same
 // schedule, seen at instants with the same placement. Views that are not the

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
 )
@@ -51,6 +52,11 @@ type fence struct {
 	handed map[uint64]time.Time
 
 	kept, dropped prometheus.Counter
+
+	// loads counts the samples of kept scrapes per target (load.go); now
+	// is the agent's clock.
+	loads *loads
+	now   func() time.Time
 }
 
 // handoffWindow, in scrape intervals, is how long after a change of owner
@@ -63,6 +69,8 @@ func newFence(owner Owner, next storage.AppendableV2, fqdn string, reg prometheu
 		owner: owner,
 		next:  next,
 		fqdn:  fqdn,
+		loads: newLoads(),
+		now:   time.Now,
 		kept: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_fence_scrapes_kept_total",
 			Help: "Scrapes whose samples were written because this agent owns the target at the scrape's slot.",
@@ -243,6 +251,7 @@ type fencedAppender struct {
 	keep       bool
 	kept       bool // some sample was written
 	dropped    bool // some sample was discarded
+	samples    int  // samples written, staleness markers aside
 	handedOver bool // the storage appender was told who scraped before
 }
 
@@ -272,12 +281,18 @@ func (a *fencedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t i
 		return ref, nil
 	}
 	a.kept = true
+	if !value.IsStaleNaN(v) || h != nil || fh != nil {
+		a.samples++
+	}
 	return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
 }
 
 func (a *fencedAppender) Commit() error {
 	if a.kept {
 		a.fence.kept.Inc()
+		if a.samples > 0 {
+			a.fence.loads.observe(targetKey(a.target, nil), a.samples, scrapeInterval(a.target), time.UnixMilli(a.ts))
+		}
 	} else if a.dropped {
 		a.fence.dropped.Inc()
 	}

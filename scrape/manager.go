@@ -141,6 +141,9 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 		return nil, err
 	}
 	fence.shift = opts.TimestampShift.Milliseconds()
+	if opts.Clock != nil {
+		fence.now = opts.Clock
+	}
 	prom, err := promscrape.NewManager(promOpts, logger.With("component", "scrape manager"), nil, nil, fence, reg)
 	if err != nil {
 		return nil, fmt.Errorf("create scrape manager: %w", err)

@@ -198,6 +198,11 @@ func (r *Ring) Owner(key uint64) (string, bool) {
 	return r.members[i].name, true
 }
 
+// OwnerIndex returns the index in Members() of the member that owns key, or
+// -1 if the ring is empty: Owner without the name, for callers that keep
+// per-member state in slices (the load-aware planner).
+func (r *Ring) OwnerIndex(key uint64) int { return r.top(key) }
+
 // Owners appends the n owners of key to dst, best first, and returns the
 // extended slice. n is capped at Len(). It does not allocate when dst has
 // room for the owners and n is at most maxStackOwners.

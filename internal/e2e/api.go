@@ -31,6 +31,14 @@ type (
 	Members = agent.Members
 	// Self is an agent's own figures, from /api/v1/cluster/self.
 	Self = agent.Self
+	// LeaderInfo is who plans placement, from /api/v1/cluster/leader.
+	LeaderInfo = agent.LeaderInfo
+	// LoadReport is what an agent's targets cost it, from
+	// /api/v1/cluster/load.
+	LoadReport = agent.LoadReport
+	// Placement is the leader's measurement and the plan, from
+	// /api/v1/cluster/placement.
+	Placement = agent.Placement
 )
 
 // Client reads one agent's HTTP API: the one client of shoal's API the
@@ -77,6 +85,27 @@ func (c *Client) Members(ctx context.Context) (Members, error) {
 func (c *Client) Self(ctx context.Context) (Self, error) {
 	var out Self
 	err := c.getJSON(ctx, "/api/v1/cluster/self", &out)
+	return out, err
+}
+
+// Leader returns who the agent says plans placement.
+func (c *Client) Leader(ctx context.Context) (LeaderInfo, error) {
+	var out LeaderInfo
+	err := c.getJSON(ctx, "/api/v1/cluster/leader", &out)
+	return out, err
+}
+
+// Load returns the smoothed cost of the targets the agent scraped recently.
+func (c *Client) Load(ctx context.Context) (LoadReport, error) {
+	var out LoadReport
+	err := c.getJSON(ctx, "/api/v1/cluster/load", &out)
+	return out, err
+}
+
+// Placement returns the agent's view of the load-aware placement.
+func (c *Client) Placement(ctx context.Context) (Placement, error) {
+	var out Placement
+	err := c.getJSON(ctx, "/api/v1/cluster/placement", &out)
 	return out, err
 }
 

@@ -24,6 +24,9 @@ type EnvOptions struct {
 	Targets int
 	// Unhealthy is how many of them fail their Consul check.
 	Unhealthy int
+	// Sizes, when set, gives the targets unequal numbers of series (see
+	// farm.Config.Sizes).
+	Sizes []int
 	// Receiver configures the remote-write receiver.
 	Receiver testenv.ReceiverOptions
 	// ConsulACLToken, when set, turns Consul's ACLs on (default deny) with
@@ -63,7 +66,7 @@ func StartEnv(ctx context.Context, g *testenv.Group, opts EnvOptions) (*Env, err
 	if e.Receiver, err = testenv.RunReceiver(ctx, g, opts.Receiver); err != nil {
 		return nil, err
 	}
-	if e.Farm, err = StartFarm(ctx, g, e.ConsulClient, farm.Config{Targets: opts.Targets, Unhealthy: opts.Unhealthy}); err != nil {
+	if e.Farm, err = StartFarm(ctx, g, e.ConsulClient, farm.Config{Targets: opts.Targets, Unhealthy: opts.Unhealthy, Sizes: opts.Sizes}); err != nil {
 		return nil, err
 	}
 	g.Note(func() string { return consulChecks(e.ConsulClient, farm.DefaultService) })

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,9 @@ type Config struct {
 	Targets int
 	// Series is the number of farm_series gauges each target serves.
 	Series int
+	// Sizes, when set, gives targets unequal sizes: target i serves
+	// Sizes[i % len(Sizes)] farm_series gauges instead of Series.
+	Sizes []int
 	// ListenHost is the host every target listens on; DefaultListenHost if empty.
 	ListenHost string
 	// BasePort is the port of target 0; target i listens on BasePort+i.
@@ -68,12 +72,22 @@ func (c Config) Validate() error {
 		return fmt.Errorf("targets must be at least 1, got %d", c.Targets)
 	case c.Series < 0:
 		return fmt.Errorf("series must not be negative, got %d", c.Series)
+	case slices.ContainsFunc(c.Sizes, func(n int) bool { return n < 0 }):
+		return fmt.Errorf("sizes must not be negative, got %v", c.Sizes)
 	case c.Unhealthy < 0 || c.Unhealthy > c.Targets:
 		return fmt.Errorf("unhealthy must be between 0 and targets (%d), got %d", c.Targets, c.Unhealthy)
 	case c.BasePort < 0 || c.BasePort > 0 && c.BasePort+c.Targets-1 > 65535:
 		return fmt.Errorf("base port must be 0 or leave room for %d targets below 65536, got %d", c.Targets, c.BasePort)
 	}
 	return nil
+}
+
+// size is the number of farm_series gauges target i serves.
+func (c Config) size(i int) int {
+	if len(c.Sizes) > 0 {
+		return c.Sizes[i%len(c.Sizes)]
+	}
+	return c.Series
 }
 
 // Target is a snapshot of one target.
@@ -135,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (*Farm, error) {
 			return nil, fmt.Errorf("listen for target %d: %w", i, err)
 		}
 		listeners = append(listeners, l)
-		t := newTarget(i, l.Addr().String(), cfg.Series, i < cfg.Targets-cfg.Unhealthy)
+		t := newTarget(i, l.Addr().String(), cfg.size(i), i < cfg.Targets-cfg.Unhealthy)
 		f.targets = append(f.targets, t)
 		f.byID[t.id] = t
 	}

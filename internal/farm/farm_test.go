@@ -94,6 +94,15 @@ func TestMetricsContent(t *testing.T) {
 	}
 }
 
+func TestUnequalSizes(t *testing.T) {
+	f := startFarm(t, Config{Targets: 3, Series: 99, Sizes: []int{7, 2}})
+	c := httpClient(t)
+	for i, want := range []int{7, 2, 7} {
+		mfs := scrape(t, c, f.Targets()[i].Addr)
+		require.Len(t, mfs["farm_series"].GetMetric(), want, "target %d", i)
+	}
+}
+
 func TestNoSeries(t *testing.T) {
 	f := startFarm(t, Config{Targets: 1})
 	mfs := scrape(t, httpClient(t), f.Targets()[0].Addr)
@@ -256,6 +265,7 @@ func TestValidate(t *testing.T) {
 		{"base port at the top", Config{Targets: 2, BasePort: 65534}, ""},
 		{"no targets", Config{}, "targets must be at least 1, got 0"},
 		{"negative series", Config{Targets: 1, Series: -1}, "series must not be negative, got -1"},
+		{"negative size", Config{Targets: 1, Sizes: []int{3, -1}}, "sizes must not be negative, got [3 -1]"},
 		{"too many unhealthy", Config{Targets: 2, Unhealthy: 3}, "unhealthy must be between 0 and targets (2), got 3"},
 		{"negative unhealthy", Config{Targets: 2, Unhealthy: -1}, "unhealthy must be between 0 and targets (2), got -1"},
 		{"ports overflow", Config{Targets: 3, BasePort: 65534}, "base port must be 0 or leave room for 3 targets below 65536, got 65534"},

@@ -18,6 +18,7 @@
 // two groups of agents on loopback (Partition); the test fails without them
 // when SHOAL_REQUIRE_INTEGRATION is set and is skipped otherwise.
 //
-// The scenarios are in fleet_test.go; `make fleet` runs their long version
+// The scenarios are in fleet_test.go (load-aware placement's in
+// placement_test.go, long only); `make fleet` runs their long version
 // (go test -run TestFleet -v -timeout 60m ./internal/fleet/ -fleet.long).
 package fleet

@@ -22,6 +22,9 @@ import (
 type Options struct {
 	// Targets is the number of (healthy) farm targets.
 	Targets int
+	// Sizes, when set, gives the targets unequal numbers of series
+	// (farm.Config.Sizes).
+	Sizes []int
 	// Agents is the number of agents the fleet starts with.
 	Agents int
 	// Interval is the scrape interval.
@@ -103,7 +106,7 @@ type StepResult struct {
 // measured window starts then. Closing g stops everything, the partial
 // environment too when Start fails.
 func Start(ctx context.Context, g *testenv.Group, name string, opts Options) (*Fleet, error) {
-	env, err := e2e.StartEnv(ctx, g, e2e.EnvOptions{Targets: opts.Targets})
+	env, err := e2e.StartEnv(ctx, g, e2e.EnvOptions{Targets: opts.Targets, Sizes: opts.Sizes})
 	if err != nil {
 		return nil, fmt.Errorf("fleet %s: %w", name, err)
 	}
@@ -361,6 +364,7 @@ func (f *Fleet) Finish(ctx context.Context) (Row, error) {
 		r.Agree = max(r.Agree, s.Agree)
 		r.Converge = max(r.Converge, s.Converge)
 	}
+	f.logPlans(w.Start)
 	f.logf("fleet: %s: timeline (s from window start): %s", f.Name, f.timeline(samples, w))
 	f.logf("FLEET %s", r.KeyValues())
 	return r, nil
@@ -458,6 +462,51 @@ func (f *Fleet) logDelivery() {
 				shown++
 				f.logf("fleet: %s: %s: %s", f.Name, a.Name, strings.TrimSpace(line))
 			}
+		}
+	}
+}
+
+// planLogMarks are what the agents log about load-aware plans: when the
+// leader published one, when each agent installed it (or failed to read it)
+// and when its scrape loops moved, to set beside the gaps of the timeline.
+var planLogMarks = []string{"plan published", "plan installed", "cannot read the cluster's newest plan", "targets moved"} // "plan installed late" too
+
+// planLogShown bounds the lines logPlans shows per agent.
+const planLogShown = 40
+
+// logPlans logs, per agent the scenario started, its log lines about plans
+// after start, with their time in seconds from start.
+func (f *Fleet) logPlans(start time.Time) {
+	tsRe, atRe := regexp.MustCompile(`time=(\S+)`), regexp.MustCompile(` at=(\S+)`)
+	for _, a := range f.all {
+		log, err := os.ReadFile(a.LogPath)
+		if err != nil {
+			continue
+		}
+		shown := 0
+		for line := range strings.Lines(string(log)) {
+			if shown == planLogShown {
+				break
+			}
+			if !slices.ContainsFunc(planLogMarks, func(m string) bool { return strings.Contains(line, m) }) {
+				continue
+			}
+			rel := "?"
+			if m := tsRe.FindStringSubmatch(line); m != nil {
+				if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+					if t.Before(start) {
+						continue
+					}
+					rel = fmt.Sprintf("%+.3f", t.Sub(start).Seconds())
+				}
+			}
+			if m := atRe.FindStringSubmatch(line); m != nil {
+				if t, err := time.Parse(time.RFC3339Nano, strings.Trim(m[1], `"`)); err == nil {
+					rel += fmt.Sprintf(" (in force at %+.3f)", t.Sub(start).Seconds())
+				}
+			}
+			shown++
+			f.logf("fleet: %s: %s at %s: %s", f.Name, a.Name, rel, strings.TrimSpace(line))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -489,5 +490,29 @@ func TestDegenerate(t *testing.T) {
 			require.NoError(t, err)
 			require.False(t, again.Changed)
 		})
+	}
+}
+
+// TestSortByKey: the radix sort orders like a comparison sort, keeps equal
+// keys (Compute then refuses them) and leaves its input alone.
+func TestSortByKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 5, radixMin - 1, radixMin, 5000} {
+		for _, gen := range []func(i int) uint64{
+			func(int) uint64 { return rng.Uint64() },
+			func(i int) uint64 { return uint64(i%7) << 40 }, // most bytes shared, duplicates
+			func(i int) uint64 { return uint64(n - i) },     // descending
+			func(i int) uint64 { return uint64(i) },         // already sorted
+		} {
+			ts := make([]Target, n)
+			for i := range ts {
+				ts[i] = Target{Key: gen(i), Series: float64(i)}
+			}
+			in := slices.Clone(ts)
+			want := slices.Clone(ts)
+			slices.SortStableFunc(want, func(a, b Target) int { return cmp.Compare(a.Key, b.Key) })
+			require.True(t, slices.Equal(want, sortByKey(ts)), "n=%d", n)
+			require.True(t, slices.Equal(in, ts), "input unchanged")
+		}
 	}
 }
