@@ -69,18 +69,16 @@ func (h *history) samples() []sample {
 // span is how long a full history covers.
 func (h *history) span() time.Duration { return h.step * time.Duration(cap(h.buf)-1) }
 
-// run samples at every step until ctx is done; take reads the counters.
-// The first sample is taken at once: it is the baseline of the first
-// interval.
-func (h *history) run(ctx context.Context, take func() sample) error {
+// run takes a sample at every tick until ctx is done; take reads the
+// counters and the clock. The first sample is taken at once: it is the
+// baseline of the first interval.
+func (h *history) run(ctx context.Context, ticks <-chan time.Time, take func() sample) error {
 	h.add(take())
-	t := time.NewTicker(h.step)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-ticks:
 			h.add(take())
 		}
 	}
@@ -101,8 +99,12 @@ func newSample(t time.Time, progress []delivery.Progress, moves uint64) sample {
 	return s
 }
 
-// runHistory is the history sampler's actor.
-func (a *Agent) runHistory(ctx context.Context) error { return a.hist.run(ctx, a.takeSample) }
+// runHistory is the history sampler's actor: a sample every step.
+func (a *Agent) runHistory(ctx context.Context) error {
+	t := time.NewTicker(a.hist.step)
+	defer t.Stop()
+	return a.hist.run(ctx, t.C, a.takeSample)
+}
 
 // sentSince is what endpoint acknowledged between two samples. An endpoint
 // opened in between (a reload) or re-opened (its counter restarted) counts

@@ -73,18 +73,23 @@ func TestSendRate(t *testing.T) {
 }
 
 // TestHistoryRun: the sampler takes a baseline at once, then one sample
-// per step, and returns when its context ends.
+// per tick, at the clock take reads, and returns when its context ends; a
+// full history keeps the newest samples.
 func TestHistoryRun(t *testing.T) {
-	h := newHistory(10*time.Millisecond, 5)
+	h := newHistory(15*time.Second, 5)
+	var clock atomic.Int64 // seconds after histT0, advanced by the test
 	var n atomic.Uint64
-	take := func() sample {
-		v := n.Add(1)
-		return sample{t: at(int(v)), moves: v}
-	}
+	take := func() sample { return sample{t: at(int(clock.Load())), moves: n.Add(1)} }
+	ticks := make(chan time.Time)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.run(ctx, take) }()
-	require.Eventually(t, func() bool { return len(h.samples()) == 6 }, 10*time.Second, time.Millisecond)
+	go func() { done <- h.run(ctx, ticks, take) }()
+	require.Eventually(t, func() bool { return len(h.samples()) == 1 }, 10*time.Second, time.Millisecond, "the baseline is taken at once")
+	for i := 1; i <= 7; i++ {
+		clock.Store(int64(15 * i))
+		ticks <- at(15 * i) // returns once the sampler has it: it adds the sample before it can see ctx done
+		require.Eventually(t, func() bool { return n.Load() == uint64(i+1) }, 10*time.Second, time.Millisecond, "the sampler reads the clock at tick %d", i)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -92,9 +97,11 @@ func TestHistoryRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the sampler did not stop")
 	}
-	ss := h.samples()
-	require.Len(t, ss, 6, "a full history keeps intervals+1 samples")
-	for i := 1; i < len(ss); i++ {
-		require.Equal(t, ss[i-1].moves+1, ss[i].moves, "in order")
+	var moves []uint64
+	var times []time.Time
+	for _, s := range h.samples() {
+		moves, times = append(moves, s.moves), append(times, s.t)
 	}
+	require.Equal(t, []uint64{3, 4, 5, 6, 7, 8}, moves, "a full history keeps intervals+1 samples, oldest first")
+	require.Equal(t, []time.Time{at(30), at(45), at(60), at(75), at(90), at(105)}, times)
 }

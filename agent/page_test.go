@@ -461,7 +461,10 @@ func checkBrowserSections(t *testing.T, doc *html.Node) {
 }
 
 // checkBrowserLayout loads the agent's page, with the layout script added
-// by a proxy, at every width of pageLayoutWidths: nothing overflows.
+// by a proxy, at every width of pageLayoutWidths: nothing overflows, the
+// sections, the delivery table (or the note that there is no endpoint) and
+// the charts are shown across the window; and takes a screenshot at each
+// width (into a temporary directory, or $SHOAL_PAGE_SCREENSHOT's).
 func checkBrowserLayout(t *testing.T, browser, base string) {
 	t.Helper()
 	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
@@ -485,6 +488,20 @@ func checkBrowserLayout(t *testing.T, browser, base string) {
 		require.Equal(t, width, l.ViewportWidth)
 		require.Empty(t, l.Problems, "the agent's page at %d px", width)
 		require.LessOrEqual(t, l.ScrollWidth, l.ViewportWidth, "the agent's page at %d px", width)
+		requireShown(t, l, 0.9*float64(width)-40, pageSectionIDs...)
+		table := "delivery"
+		if _, ok := l.Sections[table]; !ok {
+			table = "delivery-empty"
+		}
+		requireShown(t, l, 0.9*float64(width)-40, table)
+		requireShown(t, l, 300, "chart-sent", "chart-moves")
+
+		dir := t.TempDir()
+		if p := os.Getenv(pageEnvScreenshot); p != "" {
+			dir = filepath.Dir(p)
+		}
+		name := strings.NewReplacer("/", "-", ":", "-").Replace(t.Name())
+		pageScreenshotAt(t, browser, base, filepath.Join(dir, fmt.Sprintf("%s-%d.png", name, width)), width, min(l.ScrollHeight, pageMaxScreenshotHeight))
 	}
 }
 
@@ -494,6 +511,21 @@ func pageChromium(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
 	}
+	if p := pageLookChromium(t); p != "" {
+		return p
+	}
+	msg := fmt.Sprintf("no chromium, chromium-browser or google-chrome in $PATH and $%s unset; install it with `apt-get install chromium`", pageEnvChromium)
+	if os.Getenv(pageEnvRequire) == "1" {
+		t.Fatal(msg + "; failing because " + pageEnvRequire + "=1")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// pageLookChromium is $SHOAL_CHROMIUM_BIN or the first Chromium in $PATH,
+// "" if there is none.
+func pageLookChromium(t *testing.T) string {
+	t.Helper()
 	if p := os.Getenv(pageEnvChromium); p != "" {
 		path, err := exec.LookPath(p)
 		require.NoError(t, err, "$%s=%q", pageEnvChromium, p)
@@ -504,11 +536,6 @@ func pageChromium(t *testing.T) string {
 			return p
 		}
 	}
-	msg := fmt.Sprintf("no chromium, chromium-browser or google-chrome in $PATH and $%s unset; install it with `apt-get install chromium`", pageEnvChromium)
-	if os.Getenv(pageEnvRequire) == "1" {
-		t.Fatal(msg + "; failing because " + pageEnvRequire + "=1")
-	}
-	t.Skip(msg)
 	return ""
 }
 

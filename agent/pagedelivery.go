@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/delivery"
+	"github.com/shoal-dev/shoal/internal/redact"
 )
 
 // queueNearFull is the share of --storage.max-size at which the page marks
@@ -69,21 +70,15 @@ func (a *Agent) pageDelivery(now time.Time) pageDelivery {
 	}
 	progress := a.store.d.Progress()
 	cur := newSample(now, progress, a.moves.count())
-	d := newPageDelivery(now, a.store.d.Status(), progress, a.hist, cur, uint64(a.opts.Storage.MaxSize), unwritable)
-	d.Unwritable = a.showURL(d.Unwritable)
-	for i := range d.Endpoints {
-		e := &d.Endpoints[i]
-		e.URL, e.Error = a.showURL(e.URL), a.showURL(e.Error)
-	}
-	return d
+	return newPageDelivery(now, a.store.d.Status(), progress, a.hist, cur, uint64(a.opts.Storage.MaxSize), unwritable)
 }
 
 // newPageDelivery is the delivery section at now: a row per endpoint of
 // sts, with its progress, its send rate from h's samples to cur, and the
 // charts of h. maxSize 0 is unlimited; unwritable is the storage's health
-// error, "" while healthy.
+// error, "" while healthy. What it shows of URLs is masked (showDelivered).
 func newPageDelivery(now time.Time, sts []delivery.EndpointStatus, progress []delivery.Progress, h *history, cur sample, maxSize uint64, unwritable string) pageDelivery {
-	d := pageDelivery{Unwritable: unwritable}
+	d := pageDelivery{Unwritable: showDelivered(unwritable)}
 	byName := map[string]delivery.Progress{}
 	for _, p := range progress {
 		byName[p.Name] = p
@@ -121,6 +116,7 @@ func newPageEndpoint(now time.Time, st delivery.EndpointStatus, p delivery.Progr
 	if e.Failing {
 		e.Error = st.LastError // the failure now, even if Progress was read before it
 	}
+	e.URL, e.Error = showDelivered(e.URL), showDelivered(e.Error)
 	if !e.ErrorTime.IsZero() {
 		e.ErrorAgo = ageString(now, e.ErrorTime)
 	}
@@ -134,6 +130,14 @@ func newPageEndpoint(now time.Time, st delivery.EndpointStatus, p delivery.Progr
 	}
 	return e
 }
+
+// showDelivered is a remote-write URL, or a text quoting one such as a
+// send error (`Post "https://h/push?api_key=...": ...`), as the page shows
+// it: its password and the values of its query parameters masked
+// ("?api_key=xxxxx"), whatever --web.show-scrape-params says (that flag is
+// about scrape configs' params): a receiver's API key is often passed in
+// the query.
+func showDelivered(s string) string { return redact.Queries(s) }
 
 // historyCharts are the charts of samples sent per second and of
 // ownership moves per step, over span to now.

@@ -55,6 +55,15 @@ const pageLayoutScript = `<script>
   document.querySelectorAll("figure.chart svg").forEach(function (s) {
     charts.push(Math.round(s.getBoundingClientRect().width));
   });
+  var sections = {};
+  ["members-section", "delivery-section", "health-section", "moves-section", "targets",
+   "delivery", "delivery-empty", "chart-sent", "chart-moves", "health-counts"].forEach(function (id) {
+    var e = document.getElementById(id);
+    if (!e) { return; }
+    var r = e.getBoundingClientRect(), st = getComputedStyle(e);
+    sections[id] = {left: r.left, right: r.right, width: r.width, height: r.height,
+      shown: st.display !== "none" && st.visibility !== "hidden" && parseFloat(st.opacity) > 0};
+  });
   var pre = document.createElement("pre");
   pre.id = "layout-report";
   pre.textContent = JSON.stringify({
@@ -62,7 +71,8 @@ const pageLayoutScript = `<script>
     scrollWidth: document.documentElement.scrollWidth,
     scrollHeight: document.documentElement.scrollHeight,
     problems: problems,
-    chartWidths: charts
+    chartWidths: charts,
+    sections: sections
   });
   document.body.appendChild(pre);
 })();
@@ -75,7 +85,34 @@ type pageLayout struct {
 	ScrollHeight  int      `json:"scrollHeight"`
 	Problems      []string `json:"problems"`
 	ChartWidths   []int    `json:"chartWidths"`
+	// Sections are the boxes of the page's sections and of the delivery
+	// and health elements, by id; those not on the page are missing.
+	Sections map[string]pageBox `json:"sections"`
 }
+
+// pageBox is an element's box, in CSS px, and whether it is shown.
+type pageBox struct {
+	Left, Right, Width, Height float64
+	Shown                      bool
+}
+
+// requireShown checks that the elements ids are on the page l measured,
+// shown, at least minWidth wide and 1 px high, and inside the window.
+func requireShown(t *testing.T, l pageLayout, minWidth float64, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		b, ok := l.Sections[id]
+		require.True(t, ok, "#%s is on the page", id)
+		require.True(t, b.Shown, "#%s is shown", id)
+		require.GreaterOrEqual(t, b.Width, minWidth, "#%s is at least %.0f px wide at %d px: %+v", id, minWidth, l.ViewportWidth, b)
+		require.Greater(t, b.Height, 1.0, "#%s has a height: %+v", id, b)
+		require.GreaterOrEqual(t, b.Left, 0.0, "#%s starts in the window: %+v", id, b)
+		require.LessOrEqual(t, b.Right, float64(l.ViewportWidth), "#%s ends in the window: %+v", id, b)
+	}
+}
+
+// pageSectionIDs are the sections every page has.
+var pageSectionIDs = []string{"members-section", "delivery-section", "health-section", "moves-section", "targets"}
 
 // pageShowcase is a representative page of a three-agent cluster: one
 // remote_write endpoint healthy, one failing and near its size limit,
@@ -111,6 +148,10 @@ func pageShowcase() pageData {
 	}
 	d.MovesTotal = 46
 	d.Health = fixtureHealth(now, pageMaxTargetsPerJob)
+	// Errors as long as receivers and targets write them, a label set
+	// without a space: they wrap inside their cells.
+	d.Delivery.Endpoints[1].Error = `server returned HTTP status 400 Bad Request: err-mimir-sample-out-of-order: the sample has been rejected because another sample with a more recent timestamp has already been ingested and out-of-order samples are not allowed. series={__name__="node_cpu_seconds_total",cpu="7",instance="node-exporter-02.eu1.example:9100",job="node",mode="softirq",region="eu1"},timestamp=2025-03-04T10:11:09.123Z`
+	d.Health.Jobs[0].Targets[0].Error = `Get "http://c:9100/metrics?collect[]=cpu&collect[]=meminfo&collect[]=filesystem&collect[]=netdev&collect[]=diskstats&collect[]=loadavg": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`
 	return d
 }
 
@@ -147,25 +188,38 @@ func TestPageLayout(t *testing.T) {
 			require.Equal(t, width, l.ViewportWidth, "the window is %d px wide", width)
 			require.Empty(t, l.Problems, "elements wider than the window or clipped")
 			require.LessOrEqual(t, l.ScrollWidth, l.ViewportWidth, "no horizontal scrolling")
+			// The sections span the page; the delivery table and each chart
+			// at least half of it at 800 px (the charts stack there).
+			requireShown(t, l, 0.9*float64(width)-40, pageSectionIDs...)
+			requireShown(t, l, 0.9*float64(width)-40, "delivery")
+			requireShown(t, l, 300, "chart-sent", "chart-moves")
+			requireShown(t, l, 100, "health-counts")
 			require.Len(t, l.ChartWidths, 2)
 			for _, w := range l.ChartWidths {
 				require.Greater(t, w, 300, "a chart is readable, not squeezed")
 			}
 
 			height := min(l.ScrollHeight, pageMaxScreenshotHeight)
-			path, err := filepath.Abs(filepath.Join(dir, fmt.Sprintf("status-page-%d.png", width)))
-			require.NoError(t, err)
-			pageRunChromium(t, browser, "--hide-scrollbars", fmt.Sprintf("--window-size=%d,%d", width, height), "--screenshot="+path, srv.URL+"/")
-			f, err := os.Open(path)
-			require.NoError(t, err)
-			defer func() { _ = f.Close() }()
-			cfg, err := png.DecodeConfig(f)
-			require.NoError(t, err)
-			require.Equal(t, width, cfg.Width)
-			require.Equal(t, height, cfg.Height)
-			t.Logf("screenshot %dx%d saved to %s", cfg.Width, cfg.Height, path)
+			pageScreenshotAt(t, browser, srv.URL+"/", filepath.Join(dir, fmt.Sprintf("status-page-%d.png", width)), width, height)
 		})
 	}
+}
+
+// pageScreenshotAt saves a screenshot of url in a window of width by
+// height px to path and checks that it is a PNG of that size.
+func pageScreenshotAt(t *testing.T, browser, url, path string, width, height int) {
+	t.Helper()
+	path, err := filepath.Abs(path)
+	require.NoError(t, err)
+	pageRunChromium(t, browser, "--hide-scrollbars", fmt.Sprintf("--window-size=%d,%d", width, height), "--screenshot="+path, url)
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer func() { _ = f.Close() }()
+	cfg, err := png.DecodeConfig(f)
+	require.NoError(t, err)
+	require.Equal(t, width, cfg.Width)
+	require.Equal(t, height, cfg.Height)
+	t.Logf("screenshot %dx%d saved to %s", cfg.Width, cfg.Height, path)
 }
 
 // pageMeasure loads url (the page with pageLayoutScript) in a window width

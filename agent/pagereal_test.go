@@ -94,6 +94,24 @@ func TestPageShowsRealDelivery(t *testing.T) {
 	require.Contains(t, errText, "connection refused")
 	require.Regexp(t, `failing \d+s ago`, errText)
 	t.Logf("receiver stopped: %s", pageText(row))
+
+	// As Chromium renders it: the failing endpoint, the down target first,
+	// the charts drawn; nothing overflows at 1400 or 800 px.
+	browser := pageLookChromium(t)
+	if browser == "" {
+		t.Log("no Chromium: the page is not checked in a browser")
+		return
+	}
+	doc = pageDumpDOM(t, browser, base)
+	row = pageFindFirst(doc, "tr", "endpoint")
+	require.NotNil(t, row)
+	require.Equal(t, "true", pageAttr(row, "data-failing"))
+	require.Contains(t, cell(t, row, "error"), "connection refused")
+	rows = pageFind(pageByID(t, doc, "health-section"), "tr", "health-target")
+	require.Len(t, rows, 3)
+	require.Equal(t, "down", pageAttr(rows[0], "data-health"))
+	require.Greater(t, attrFloat(pageByID(t, doc, "chart-sent"), "data-points"), 0.0)
+	checkBrowserLayout(t, browser, base)
 }
 
 // pageFetch GETs and parses the page; nil on any failure.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -250,4 +251,52 @@ func TestNewPageHealthLimits(t *testing.T) {
 	require.Equal(t, 3, j.Hidden)
 	require.Equal(t, "http://t4/", j.Targets[0].URL, "the down target is listed although it sorts last by URL")
 	require.Equal(t, "unknown", h.Jobs[1].Targets[0].Health)
+}
+
+// TestPageDeliveryEscapesAndMasks: what a receiver, a target or the disk
+// says is shown as text, never as markup, and the page shows no secret of a
+// remote-write URL: neither its password nor the values of its query (an
+// API key), in its row or quoted in its error.
+func TestPageDeliveryEscapesAndMasks(t *testing.T) {
+	const (
+		pw, key   = "rw-pw-s3cret", "rw-key-s3cret"
+		rwURL     = "https://shoal:" + pw + "@mimir.example/api/v1/push?api_key=" + key + "&tenant=t1"
+		shownURL  = "https://shoal:xxxxx@mimir.example/api/v1/push?api_key=xxxxx&tenant=xxxxx"
+		markup    = `<img src=x onerror=alert(1)>`
+		sendError = `Post "` + rwURL + `": server returned HTTP status 400 Bad Request: ` + markup + ` & more`
+		shownErr  = `Post "` + shownURL + `": server returned HTTP status 400 Bad Request: ` + markup + ` & more`
+		scrapeErr = `expected a valid start token, got "<script>alert(2)</script>"`
+		diskErr   = `storage cannot write to /data/<b>queue</b> (no space left on device)`
+	)
+	d := pageFixture()
+	now := d.Generated
+	h := fixtureHistory(now)
+	ss := h.samples()
+	cur := ss[len(ss)-1]
+	sts := []delivery.EndpointStatus{{Name: "mimir", URL: rwURL, BacklogSamples: 5, LastError: sendError}}
+	progress := []delivery.Progress{{Name: "mimir", SentSamples: cur.sent["mimir"], LastError: sendError, LastErrorTime: now.Add(-time.Second)}}
+	d.Delivery = newPageDelivery(now, sts, progress, h, cur, 0, diskErr)
+	d.Health = newPageHealth(now, []Target{{ScrapePool: "node", ScrapeURL: "http://a:9100/metrics", Health: promscrape.HealthBad,
+		LastScrape: now.Add(-time.Second), LastError: scrapeErr}}, pageMaxTargetsPerJob)
+
+	var buf bytes.Buffer
+	require.NoError(t, pageTmpl.Execute(&buf, d))
+	page := buf.String()
+	for _, s := range []string{pw, key, "<img", "<script", "<b>"} {
+		require.NotContains(t, page, s)
+	}
+	require.Contains(t, page, "&lt;img src=x onerror=alert(1)&gt;")
+
+	doc, err := html.Parse(&buf)
+	require.NoError(t, err)
+	for _, tag := range []string{"img", "script", "b"} {
+		require.Empty(t, pageFind(doc, tag, ""), "no %s element", tag)
+	}
+	row := pageFind(pageByID(t, doc, "delivery"), "tr", "endpoint")[0]
+	require.Equal(t, "true", pageAttr(row, "data-failing"))
+	require.Equal(t, shownURL, pageText(pageFind(row, "div", "url")[0]))
+	require.Equal(t, "failing 1s ago "+shownErr, cell(t, row, "error"), "the error as text, its URL masked")
+	require.Contains(t, pageText(pageByID(t, doc, "storage-unwritable")), diskErr)
+	target := pageFind(pageByID(t, doc, "health-section"), "tr", "health-target")[0]
+	require.Equal(t, scrapeErr, cell(t, target, "error"))
 }

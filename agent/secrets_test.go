@@ -81,23 +81,30 @@ func TestLogsHideURLPasswords(t *testing.T) {
 	require.Contains(t, logs, "scraper:xxxxx")
 	// /metrics labels remote write's counters with the masked URL.
 	require.Contains(t, bodies[4], `url="http://shoal:xxxxx@127.0.0.1`)
+	// The page shows the remote-write URLs, masked.
+	require.Contains(t, bodies[5], "http://shoal:xxxxx@127.0.0.1")
 }
 
 // TestScrapeParamsMasked: a scrape config's params (?token=) show masked in
 // /api/v1/targets, /api/v1/cluster/targets and the page, unless
 // --web.show-scrape-params; the target is owned and scraped all the same
 // (the ownership key and the scrape use the real URL), and the key in
-// /api/v1/targets is the one of /api/v1/cluster/targets.
+// /api/v1/targets is the one of /api/v1/cluster/targets. The query values
+// of a remote-write URL (a receiver's API key) are masked on the page
+// either way: the flag is about scrape params.
 func TestScrapeParamsMasked(t *testing.T) {
 	t.Parallel()
-	const secret = "params-s3cret"
+	const secret, rwKey = "params-s3cret", "rw-key-s3cret"
 	f := startFarm(t, 1)
 	cfg := fmt.Sprintf(`global: {scrape_interval: 1s, scrape_timeout: 500ms}
 scrape_configs:
   - job_name: params
     params: {token: [%s], module: [http_2xx]}
     static_configs: [{targets: [%q]}]
-`, secret, f.Targets()[0].Addr)
+remote_write:
+  - url: http://%s/api/v1/push?api_key=%s
+    name: keyed
+`, secret, f.Targets()[0].Addr, pageFreeAddr(t), rwKey)
 	path := writeConfig(t, cfg)
 	for _, show := range []bool{false, true} {
 		t.Run(fmt.Sprintf("show=%v", show), func(t *testing.T) {
@@ -120,6 +127,8 @@ scrape_configs:
 			at := tg.ActiveTargets[0]
 			_, page := a.get("/")
 			_, raw := a.get("/api/v1/targets")
+			require.NotContains(t, page, rwKey)
+			require.Contains(t, page, "/api/v1/push?api_key=xxxxx", "the page shows the remote-write URL, masked")
 			if show {
 				require.Contains(t, at.ScrapeURL, "token="+secret)
 				require.Equal(t, secret, at.DiscoveredLabels.Get("__param_token"))
