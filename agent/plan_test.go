@@ -74,6 +74,7 @@ func TestLoadAwarePlacement(t *testing.T) {
 	names := []string{"agent-0", "agent-1", "agent-2"}
 	addrs := skewedFarm(t, "farm", names)
 	agents := startCluster(t, 3, staticConfig(map[string][]string{"farm": addrs}), func(_ int, o *Options) {
+		o.Gossip.Placement = gossip.PlacementLoad
 		o.Placement.Hold = 2 * time.Second
 		o.Placement.round = 500 * time.Millisecond
 		o.Gossip.HandoffLead = time.Second

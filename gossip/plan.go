@@ -103,7 +103,7 @@ const planFetchSlack = time.Second
 // this node holds, taking effect a handoff lead (plus planFetchSlack) from
 // now. Only the leader publishes. It returns the record published.
 func (n *Node) PublishPlan(p *placement.Plan) (PlanRecord, error) {
-	if n.cfg.Placement == PlacementHash {
+	if n.placementMode() == PlacementHash {
 		return PlanRecord{}, ErrPlacementHash
 	}
 	if !n.IsLeader() {
@@ -137,7 +137,7 @@ func (n *Node) PublishPlan(p *placement.Plan) (PlanRecord, error) {
 // newest this node holds (ErrPlanOld otherwise), and its instant at most a
 // handoff lead plus ClaimSlack ahead.
 func (n *Node) InstallPlan(rec PlanRecord) error {
-	if n.cfg.Placement == PlacementHash {
+	if n.placementMode() == PlacementHash {
 		return ErrPlacementHash
 	}
 	if rec.Version == 0 || rec.Version > MaxPlanVersion || rec.Plan == nil {
@@ -241,7 +241,7 @@ func (n *Node) PlanStatus() PlanStatus {
 
 func (n *Node) placementMode() string {
 	if n.cfg.Placement == "" {
-		return PlacementLoad
+		return PlacementHash
 	}
 	return n.cfg.Placement
 }

@@ -110,7 +110,7 @@ func TestMetaCarriesPlan(t *testing.T) {
 // plan: a member that lacks it differs.
 func TestPlanCarriedAndAgreed(t *testing.T) {
 	lead := 2 * time.Second
-	nodes := startCluster(t, 3, func(c *Config) { c.HandoffLead = lead })
+	nodes := startCluster(t, 3, func(c *Config) { c.HandoffLead, c.Placement = lead, PlacementLoad })
 	waitLeader(t, nodes, "node-00", 10*time.Second)
 	r := nodes[0].Ring()
 	var members []ring.Member
@@ -191,7 +191,7 @@ func TestPlanCarriedAndAgreed(t *testing.T) {
 // rate-limited) are not; the install, which changes the schedule, pokes
 // both.
 func TestPlanAdvertisementPokesOnlyPlanObservers(t *testing.T) {
-	nodes := startCluster(t, 2, func(c *Config) { c.HandoffLead = time.Second })
+	nodes := startCluster(t, 2, func(c *Config) { c.HandoffLead, c.Placement = time.Second, PlacementLoad })
 	waitLeader(t, nodes, "node-00", 10*time.Second)
 	r := nodes[0].Ring()
 	var members []ring.Member

@@ -30,6 +30,9 @@ const balanceWithin = time.Minute
 // event the agents' own load reports are within 10 % of the mean within a
 // minute; the planned events (the join and every plan change) are fenced
 // like any handoff.
+// loadPlacement turns load-aware placement on (rendezvous only by default).
+var loadPlacement = []string{"--cluster.placement=load"}
+
 func TestFleetPlacement(t *testing.T) {
 	p := currentPlan()
 	p.Sizes = placementSizes
@@ -37,7 +40,7 @@ func TestFleetPlacement(t *testing.T) {
 	runScenarios(t, p, []scenario{
 		// Planned events only: the first plan, a join, the replan after it.
 		// No gap over one interval (GapTargets), none of the planned bars.
-		{name: "placement-join", run: placementJoin, long: true, none: planned,
+		{name: "placement-join", run: placementJoin, long: true, none: planned, args: loadPlacement,
 			check: func(t *testing.T, r Row, _ plan) {
 				if r.GapTargets != 0 {
 					t.Errorf("%s: %d targets missed a slot, want none (%s)", r.Scenario, r.GapTargets, r.KeyValues())
@@ -46,7 +49,7 @@ func TestFleetPlacement(t *testing.T) {
 		// The leader crashes: its targets are scraped again within failure
 		// detection plus an interval, as in "kill"; the next oldest agent
 		// leads within detection + 1 s and rebalances.
-		{name: "placement-leader-kill", run: placementLeaderKill, long: true, none: []figure{duplicates, staleMarkers},
+		{name: "placement-leader-kill", run: placementLeaderKill, long: true, none: []figure{duplicates, staleMarkers}, args: loadPlacement,
 			maxGap: func(p plan) time.Duration { return maxDetection + 2*p.Interval }},
 	})
 }
