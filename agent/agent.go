@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/shoal-dev/shoal/gossip"
+	"github.com/shoal-dev/shoal/internal/goruntime"
 	"github.com/shoal-dev/shoal/internal/redact"
 	"github.com/shoal-dev/shoal/scrape"
 	"github.com/shoal-dev/shoal/sd"
@@ -338,6 +339,8 @@ func (a *Agent) applyConfig(cfg *Config) error {
 	for _, w := range cfg.Warnings() {
 		a.logger.Warn("configuration: " + w)
 	}
+	// runtime.gogc: Prometheus' default (75) unless the file or $GOGC sets it.
+	goruntime.SetGCPercent(cfg.Runtime.GoGC, a.logger)
 	for _, d := range cfg.DefaultedLimits() {
 		a.logger.Info("scrape job sets no limit of its own, applying the default", "job", d.Job,
 			"body_size_limit", d.BodySize.String(), "sample_limit", d.Samples)

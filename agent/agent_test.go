@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/config"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-dev/shoal/gossip"
@@ -336,4 +338,26 @@ func withoutSeries(ts []ClusterTarget) []ClusterTarget {
 		out[i].Series = 0
 	}
 	return out
+}
+
+// TestRuntimeGOGC checks that the config file's runtime.gogc sets GOGC on
+// load and on reload, with Prometheus' default (75) when the file sets
+// none. Not parallel: GOGC is the process'.
+func TestRuntimeGOGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	gogc := func() int {
+		v := debug.SetGCPercent(-1)
+		debug.SetGCPercent(v)
+		return v
+	}
+	cfgPath := writeConfig(t, "runtime:\n  gogc: 40\n")
+	a := startAgent(t, agentOptions(t, "gogc", cfgPath))
+	require.Equal(t, 40, gogc(), "runtime.gogc on start")
+	rewrite(t, cfgPath, "global:\n  scrape_interval: 1s\n")
+	require.NoError(t, a.Reload())
+	require.Equal(t, config.DefaultGoGCPercentage, gogc(), "Prometheus' default once the file sets none")
+	rewrite(t, cfgPath, "runtime:\n  gogc: -1\n")
+	require.NoError(t, a.Reload())
+	require.Equal(t, -1, gogc(), "off")
 }

@@ -8,16 +8,19 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 )
 
-// seriesCache gives each series a reference the scrape cache hands back on
-// the next scrape, so that a sample costs an index into a slice. Series
-// unseen for two GC rounds (10-20 minutes) are forgotten.
+// seriesCache keeps what write relabeling made of each series, so that a
+// series is relabeled once per config epoch, not per sample: it gives each
+// series a reference the scrape cache hands back on the next scrape, so
+// that a sample costs an index into a slice. Series unseen for two GC
+// rounds (10-20 minutes) are forgotten.
 //
-// It is the largest thing shoal keeps per series, so it keeps little: the
-// caller's labels (not a copy: the scrape cache holds the same ones, and
-// Prometheus' head and agent DB retain them the same way), a slot, a map
-// entry by hash and nothing encoded unless an endpoint relabels. Labels are
-// encoded for each sample instead (encode.go); at a scrape interval's rate
-// that costs less than keeping ~180 bytes per series and endpoint alive.
+// It is only used while some endpoint has write_relabel_configs: without
+// relabeling a sample needs nothing but its labels, which are encoded for
+// each sample (encode.go), and Append keeps nothing per series (see
+// plainRef). When it is used it keeps little: the caller's labels (not a
+// copy: the scrape cache holds the same ones, and Prometheus' head and
+// agent DB retain them the same way), a slot, a map entry by hash and the
+// relabeled encoding only where relabeling changed the labels.
 type seriesCache struct {
 	mu sync.RWMutex
 	// slots holds the series by ref-1. A forgotten series' slot is reused,
@@ -194,6 +197,14 @@ func (s *series) encoded(epoch uint64, eps []*endpoint, le *labelEncoder) [][]by
 	if le.relab {
 		rel = s.relabeled(epoch, le)
 	}
+	return le.encode(s.ls, rel)
+}
+
+// encode returns ls encoded for each endpoint prepared: rel's encoding
+// where write relabeling changed or dropped the series (nil rel: no
+// endpoint relabels), else ls with the endpoint's external labels. The
+// result is valid until the next call.
+func (le *labelEncoder) encode(ls labels.Labels, rel *relabeled) [][]byte {
 	le.buf = le.buf[:0]
 	var ends [8]int
 	end := ends[:0]
@@ -202,7 +213,7 @@ func (s *series) encoded(epoch uint64, eps []*endpoint, le *labelEncoder) [][]by
 			end = append(end, len(le.buf))
 			continue // dropped or changed: kept in rel
 		}
-		le.buf = encodeLabelsExt(le.buf, s.ls, p.ext)
+		le.buf = encodeLabelsExt(le.buf, ls, p.ext)
 		end = append(end, len(le.buf))
 	}
 	start := 0

@@ -4,12 +4,14 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
+	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 )
@@ -232,4 +234,119 @@ func labelsOf(ts prompb.TimeSeries) labels.Labels {
 		b.Add(l.Name, l.Value)
 	}
 	return b.Labels()
+}
+
+// plainConfig is testConfig without write relabeling.
+func plainConfig(t *testing.T, u string) *config.Config {
+	t.Helper()
+	cfg := testConfig(t, u)
+	cfg.RemoteWriteConfigs[0].WriteRelabelConfigs = nil
+	return cfg
+}
+
+// TestWithoutRelabelingNothingIsKeptPerSeries: without write relabeling the
+// storage keeps no series, and the refs it hands out are non-zero, distinct
+// per series and stable, as the scrape cache's staleness tracking needs.
+func TestWithoutRelabelingNothingIsKeptPerSeries(t *testing.T) {
+	s, _ := open(t, t.TempDir(), plainConfig(t, "http://127.0.0.1:1"), Options{})
+	defer func() { require.NoError(t, s.Close(0)) }()
+	const n = 1000
+	ls := make([]labels.Labels, n)
+	refs := make([]storage.SeriesRef, n)
+	for i := range ls {
+		ls[i] = labels.FromStrings("__name__", "m", "i", strconv.Itoa(i))
+	}
+	for round := range 2 {
+		app := s.AppenderV2(context.Background())
+		seen := map[storage.SeriesRef]bool{}
+		for i := range ls {
+			ref, err := app.Append(refs[i], ls[i], 0, int64(1000*(round+1)), 1, nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+			require.NotZero(t, ref)
+			if round == 1 {
+				require.Equal(t, refs[i], ref, "the ref handed back is kept")
+			}
+			require.False(t, seen[ref], "two series share ref %d", ref)
+			seen[ref] = true
+			refs[i] = ref
+		}
+		var req prompb.WriteRequest
+		require.NoError(t, req.Unmarshal(app.(*appender).bufs[0]))
+		require.Len(t, req.Timeseries, n)
+		require.Equal(t, `{__name__="m", cluster="eu1", i="7"}`, labelsOf(req.Timeseries[7]).String())
+		require.NoError(t, app.Commit())
+	}
+	require.Zero(t, s.cache.len(), "series kept without relabeling")
+}
+
+// TestRelabelingAddedByReloadAppliesToKnownRefs: refs handed out while no
+// endpoint relabeled are taken back when a reload adds write relabeling, and
+// the relabeling applies to their series.
+func TestRelabelingAddedByReloadAppliesToKnownRefs(t *testing.T) {
+	s, _ := open(t, t.TempDir(), plainConfig(t, "http://127.0.0.1:1"), Options{})
+	defer func() { require.NoError(t, s.Close(0)) }()
+	kept, drop := labels.FromStrings("__name__", "m"), labels.FromStrings("__name__", "dropped")
+	app := s.AppenderV2(context.Background())
+	keptRef, err := app.Append(0, kept, 0, 1000, 1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	dropRef, err := app.Append(0, drop, 0, 1000, 1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	require.NoError(t, app.Commit())
+
+	require.NoError(t, s.ApplyConfig(testConfig(t, "http://127.0.0.1:1")))
+	app = s.AppenderV2(context.Background())
+	newKept, err := app.Append(keptRef, kept, 0, 2000, 2, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	newDrop, err := app.Append(dropRef, drop, 0, 2000, 2, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	require.NotZero(t, newKept)
+	require.NotEqual(t, newKept, newDrop)
+	var req prompb.WriteRequest
+	require.NoError(t, req.Unmarshal(app.(*appender).bufs[0]))
+	require.Len(t, req.Timeseries, 1, "the dropped series is dropped")
+	require.Equal(t, `{__name__="m", cluster="eu1"}`, labelsOf(req.Timeseries[0]).String())
+	require.NoError(t, app.Rollback())
+	require.Equal(t, 2, s.cache.len())
+}
+
+// TestSeriesCountsEachTargetsLatestScrape: Series is the sum of the
+// series of every target's latest commit, with or without a series cache.
+func TestSeriesCountsEachTargetsLatestScrape(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  func(*testing.T, string) *config.Config
+	}{{"plain", plainConfig}, {"write_relabel", testConfig}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, reg := open(t, t.TempDir(), tc.cfg(t, "http://127.0.0.1:1"), Options{})
+			defer func() { require.NoError(t, s.Close(0)) }()
+			target := func(addr string) context.Context {
+				return promscrape.ContextWithTarget(context.Background(),
+					promscrape.NewTarget(labels.FromStrings("__address__", addr), &config.ScrapeConfig{}, nil, nil))
+			}
+			a, b := target("a:9100"), target("b:9100")
+			commit := func(ctx context.Context, n int, ts int64) {
+				app := s.AppenderV2(ctx)
+				for i := range n {
+					_, err := app.Append(0, labels.FromStrings("__name__", "m", "i", strconv.Itoa(i)), 0, ts, 1, nil, nil, storage.AOptions{})
+					require.NoError(t, err)
+				}
+				require.NoError(t, app.Commit())
+			}
+			commit(a, 30, 1000)
+			commit(b, 50, 1000)
+			require.Equal(t, 80, s.Series())
+			commit(a, 20, 2000) // a target lost series
+			require.Equal(t, 70, s.Series())
+			mfs, err := reg.Gather()
+			require.NoError(t, err)
+			var gauge float64
+			for _, mf := range mfs {
+				if mf.GetName() == "shoal_delivery_series" {
+					gauge = mf.GetMetric()[0].GetGauge().GetValue()
+				}
+			}
+			require.Equal(t, 70.0, gauge, "shoal_delivery_series")
+			require.Zero(t, s.active.count(time.Now().Add(activeWindow+time.Second)), "targets that stopped stop counting")
+		})
+	}
 }

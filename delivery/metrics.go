@@ -39,7 +39,7 @@ func newMetrics(s *Storage) *metrics {
 		queueDropped:   prometheus.NewDesc("shoal_delivery_samples_dropped_total", "Unsent samples deleted to keep the queue under --storage.max-size.", []string{"remote_name"}, nil),
 		resent:         prometheus.NewDesc("shoal_delivery_resend_refused_samples_total", "Samples of the request in flight at the last stop that the receiver refused on resend (most likely written before the stop).", []string{"remote_name"}, nil),
 		full:           prometheus.NewDesc("shoal_storage_unwritable", "1 while scraped samples cannot be written to the delivery queue (disk full or I/O error).", nil, nil),
-		seriesN:        prometheus.NewDesc("shoal_delivery_series", "Series in the delivery series cache.", nil, nil),
+		seriesN:        prometheus.NewDesc("shoal_delivery_series", "Series of the latest scrape of every target scraped in the last 10 minutes.", nil, nil),
 	}
 }
 
@@ -79,5 +79,5 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		full = 1
 	}
 	ch <- prometheus.MustNewConstMetric(m.full, prometheus.GaugeValue, full)
-	ch <- prometheus.MustNewConstMetric(m.seriesN, prometheus.GaugeValue, float64(m.s.cache.len()))
+	ch <- prometheus.MustNewConstMetric(m.seriesN, prometheus.GaugeValue, float64(m.s.Series()))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/promslog"
 
 	"github.com/shoal-dev/shoal/agent"
+	"github.com/shoal-dev/shoal/internal/goruntime"
 	"github.com/shoal-dev/shoal/internal/redact"
 )
 
@@ -45,7 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	hostname, _ := os.Hostname()
 	o := agent.DefaultOptions(hostname)
-	flags := newFlags(app, &o)
+	rt := goruntime.DefaultConfig()
+	flags := newFlags(app, &o, &rt)
 
 	checkCmd := app.Command("check", "Check resources for validity.")
 	checkConfig := checkCmd.Command("config", "Check that a configuration file is valid (exit 0) or print the error (exit 1).")
@@ -86,6 +88,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	o.Version = version
+	if err := rt.Validate(); err != nil {
+		_, _ = fmt.Fprintf(stderr, "shoal: error: %s\n", err)
+		return exitUsage
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -98,6 +104,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitFailure
 	}
+
+	// Before the agent scrapes, as Prometheus does; GOGC comes with the
+	// config file (runtime.gogc), on every load.
+	rt.Apply(logger)
 
 	// Every SIGINT or SIGTERM is a stop request: the first starts the stop
 	// sequence, each later one cuts its current stage short. SIGHUP reloads.

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-dev/shoal/agent"
+	"github.com/shoal-dev/shoal/internal/goruntime"
 )
 
 const goodConfig = `
@@ -40,7 +41,8 @@ func runShoal(args ...string) (int, string, string) {
 func TestEveryFlagHasAnEnvTwin(t *testing.T) {
 	app := kingpin.New("shoal", "")
 	o := agent.DefaultOptions("host")
-	newFlags(app, &o)
+	rt := goruntime.DefaultConfig()
+	newFlags(app, &o, &rt)
 	flags := app.Model().Flags
 	require.NotEmpty(t, flags)
 	seen := map[string]string{}
@@ -116,6 +118,7 @@ func TestBadFlagValues(t *testing.T) {
 		{"restart grace too long", []string{"--cluster.restart-grace=2h"}, "--cluster.restart-grace must be at most 30m0s"},
 		{"body size limit without a unit", []string{"--scrape.default-body-size-limit=64"}, `--scrape.default-body-size-limit must be a size such as 64MB, 512KB or 0, got "64"`},
 		{"body size limit too small", []string{"--scrape.default-body-size-limit=512B"}, "--scrape.default-body-size-limit must be 0 (no default) or at least 1KiB, got 512B"},
+		{"memory limit ratio", []string{"--auto-gomemlimit.ratio=1.5"}, "--auto-gomemlimit.ratio must be above 0 and at most 1, got 1.5"},
 		{"negative sample limit", []string{"--scrape.default-sample-limit=-1"}, `--scrape.default-sample-limit must be a non-negative integer, got "-1"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -66,26 +66,34 @@ type Memory struct {
 	RSS uint64
 	// HWM is the peak resident set size since the process started (VmHWM).
 	HWM uint64
+	// Anon is the anonymous part of RSS (RssAnon: heap, stacks), without
+	// the pages of the binary and of other mapped files, which RSS counts
+	// too; 0 on kernels before 4.5, which do not report it.
+	Anon uint64
 }
 
-// ParseStatus reads VmRSS and VmHWM from the contents of /proc/PID/status.
+// ParseStatus reads VmRSS, VmHWM and RssAnon from the contents of
+// /proc/PID/status.
 func ParseStatus(b []byte) (Memory, error) {
 	var m Memory
 	var seenRSS, seenHWM bool
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || name != "VmRSS" && name != "VmHWM" {
+		if !ok || name != "VmRSS" && name != "VmHWM" && name != "RssAnon" {
 			continue
 		}
 		v, err := parseKB(rest)
 		if err != nil {
 			return Memory{}, fmt.Errorf("parse /proc status %s: %w", name, err)
 		}
-		if name == "VmRSS" {
+		switch name {
+		case "VmRSS":
 			m.RSS, seenRSS = v, true
-		} else {
+		case "VmHWM":
 			m.HWM, seenHWM = v, true
+		default:
+			m.Anon = v
 		}
 	}
 	if err := sc.Err(); err != nil {

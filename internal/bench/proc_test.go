@@ -42,10 +42,14 @@ func TestParseStat(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	const status = "Name:\tshoal\nVmPeak:\t 2000000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t12\n"
+	const status = "Name:\tshoal\nVmPeak:\t 2000000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nRssAnon:\t   71680 kB\nRssFile:\t   30720 kB\nThreads:\t12\n"
 	got, err := ParseStatus([]byte(status))
 	require.NoError(t, err)
-	require.Equal(t, Memory{RSS: 100 << 20, HWM: 200 << 20}, got)
+	require.Equal(t, Memory{RSS: 100 << 20, HWM: 200 << 20, Anon: 70 << 20}, got)
+	// Before Linux 4.5 there is no RssAnon.
+	got, err = ParseStatus([]byte("VmHWM:\t2 kB\nVmRSS:\t1 kB\n"))
+	require.NoError(t, err)
+	require.Equal(t, Memory{RSS: 1 << 10, HWM: 2 << 10}, got)
 
 	_, err = ParseStatus([]byte("Name:\tzombie\nState:\tZ (zombie)\n"))
 	require.ErrorContains(t, err, "exited")
@@ -65,4 +69,6 @@ func TestReadSelf(t *testing.T) {
 	require.NoError(t, err)
 	require.Positive(t, mem.RSS)
 	require.GreaterOrEqual(t, mem.HWM, mem.RSS)
+	require.Positive(t, mem.Anon)
+	require.Less(t, mem.Anon, mem.RSS, "the binary's pages are resident too")
 }

@@ -49,6 +49,10 @@ type Result struct {
 	// the resident memory; HWM is the peak resident memory (VmHWM) at the
 	// window's end, start-up included. Bytes.
 	RSS, HWM float64
+	// Anon is the median of RSS's anonymous part (heap, stacks): RSS less
+	// the resident pages of the binary, which differ in size between
+	// agents but do not grow with series. Bytes.
+	Anon float64
 	// BytesSent is what remote write sent during the window, as the
 	// process counts it (after compression).
 	BytesSent float64
@@ -59,6 +63,9 @@ func (r Result) CPUPerMSample() float64 { return div(r.CPU.Seconds()*1e6, r.Samp
 
 // RSSPerSeries is steady resident bytes per active series.
 func (r Result) RSSPerSeries() float64 { return div(r.RSS, r.Series) }
+
+// AnonPerSeries is steady anonymous resident bytes per active series.
+func (r Result) AnonPerSeries() float64 { return div(r.Anon, r.Series) }
 
 // HWMPerSeries is peak resident bytes per active series.
 func (r Result) HWMPerSeries() float64 { return div(r.HWM, r.Series) }
@@ -89,10 +96,10 @@ func div(a, b float64) float64 {
 func (r Result) RawLine() string {
 	return fmt.Sprintf("RAW run=%s rep=%d label=%s agents=%d targets=%d interval_s=%g window_s=%g "+
 		"cpu_s=%.3f samples=%.0f series=%.0f rss_bytes=%.0f hwm_bytes=%.0f bytes_sent=%.0f "+
-		"cpu_s_per_msample=%.4f rss_b_per_series=%.1f hwm_b_per_series=%.1f bytes_per_sample=%.3f cores=%.3f completeness=%.4f",
+		"cpu_s_per_msample=%.4f rss_b_per_series=%.1f hwm_b_per_series=%.1f anon_b_per_series=%.1f bytes_per_sample=%.3f cores=%.3f completeness=%.4f",
 		r.Run, r.Rep, r.Label, r.Agents, r.Targets, r.Interval.Seconds(), r.Window.Seconds(),
 		r.CPU.Seconds(), r.Samples, r.Series, r.RSS, r.HWM, r.BytesSent,
-		r.CPUPerMSample(), r.RSSPerSeries(), r.HWMPerSeries(), r.BytesPerSample(), r.Cores(), r.Completeness())
+		r.CPUPerMSample(), r.RSSPerSeries(), r.HWMPerSeries(), r.AnonPerSeries(), r.BytesPerSample(), r.Cores(), r.Completeness())
 }
 
 // metric is one row of the report.
@@ -107,6 +114,7 @@ type metric struct {
 var metrics = []metric{
 	{"cpu_s/Msample", 3, Result.CPUPerMSample, true},
 	{"rss_B/series", 0, Result.RSSPerSeries, true},
+	{"anon_B/series", 0, Result.AnonPerSeries, true},
 	{"hwm_B/series", 0, Result.HWMPerSeries, true},
 	{"bytes/sample", 2, Result.BytesPerSample, true},
 	{"cores", 3, Result.Cores, false},

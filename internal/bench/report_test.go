@@ -19,7 +19,7 @@ func result(run string, rep, agents int, cpuPerM, rssPerSeries float64) Result {
 		Interval: 5 * time.Second, Window: 60 * time.Second,
 		CPU:     time.Duration(cpuPerM * samples / 1e6 * float64(time.Second)),
 		Samples: samples, Series: series,
-		RSS: rssPerSeries * series, HWM: 2 * rssPerSeries * series,
+		RSS: rssPerSeries * series, HWM: 2 * rssPerSeries * series, Anon: rssPerSeries * series * 3 / 4,
 		BytesSent: 2 * samples,
 	}
 }
@@ -29,6 +29,7 @@ func TestResultDerived(t *testing.T) {
 	require.InDelta(t, 2.5, r.CPUPerMSample(), 1e-9)
 	require.InDelta(t, 1000, r.RSSPerSeries(), 1e-9)
 	require.InDelta(t, 2000, r.HWMPerSeries(), 1e-9)
+	require.InDelta(t, 750, r.AnonPerSeries(), 1e-9)
 	require.InDelta(t, 2, r.BytesPerSample(), 1e-9)
 	require.InDelta(t, 3.0/60, r.Cores(), 1e-9)
 	require.InDelta(t, 20000, r.SamplesPerSecond(), 1e-9)
@@ -38,7 +39,8 @@ func TestResultDerived(t *testing.T) {
 	line := r.RawLine()
 	require.True(t, strings.HasPrefix(line, "RAW run=shoal rep=1 label=shoal-1 agents=1 targets=100 interval_s=5 window_s=60 cpu_s=3.000 samples=1200000 series=100000 "), line)
 	require.Contains(t, line, " cpu_s_per_msample=2.5000 rss_b_per_series=1000.0 ")
-	require.Contains(t, line, " completeness=1.0000")
+	require.Contains(t, line, " hwm_b_per_series=2000.0 anon_b_per_series=750.0 ")
+	require.True(t, strings.HasSuffix(line, " completeness=1.0000"), line)
 }
 
 func TestWriteReport(t *testing.T) {

@@ -163,6 +163,7 @@ type rssSampler struct {
 	stopCh   chan struct{}
 	done     chan struct{}
 	samples  []float64
+	anon     []float64 // RssAnon, read with samples
 	err      error
 }
 
@@ -182,7 +183,7 @@ func startRSS(procs []*subject) *rssSampler {
 				return
 			case <-tick.C:
 			}
-			sum := 0.0
+			sum, anon := 0.0, 0.0
 			for _, pid := range pids {
 				m, err := ReadMemory(pid)
 				if err != nil {
@@ -190,18 +191,21 @@ func startRSS(procs []*subject) *rssSampler {
 					return
 				}
 				sum += float64(m.RSS)
+				anon += float64(m.Anon)
 			}
 			s.samples = append(s.samples, sum)
+			s.anon = append(s.anon, anon)
 		}
 	}()
 	return s
 }
 
-// stop ends the sampling and returns the median.
-func (s *rssSampler) stop() (float64, error) {
+// stop ends the sampling and returns the medians of RSS and of its
+// anonymous part.
+func (s *rssSampler) stop() (rss, anon float64, err error) {
 	s.stopOnce.Do(func() { close(s.stopCh) })
 	<-s.done
-	return Median(s.samples), s.err
+	return Median(s.samples), Median(s.anon), s.err
 }
 
 // measure measures a run whose processes are started: it waits until
@@ -222,11 +226,11 @@ func (b *Bench) measure(ctx context.Context, r *Result, procs []*subject) error 
 	rss := startRSS(procs)
 	err = sleep(ctx, b.cfg.Duration)
 	end, serr := readSnapshot(ctx, procs)
-	med, rerr := rss.stop()
+	med, anon, rerr := rss.stop()
 	if err := errors.Join(err, serr, rerr); err != nil {
 		return err
 	}
-	r.RSS = med
+	r.RSS, r.Anon = med, anon
 	// The receiver counts whole milliseconds; so does the window.
 	r.Window = time.Duration(end.at.UnixMilli()-start.at.UnixMilli()) * time.Millisecond
 	r.CPU = end.cpu - start.cpu
