@@ -64,7 +64,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{joinJoined, joinRefused, joinUnanswered} {
 		m.joinAttempts.WithLabelValues(r)
 	}
-	for _, r := range []string{reasonFormat, reasonAddress, reasonWeight, reasonInstant} {
+	for _, r := range []string{reasonFormat, reasonAddress, reasonWeight, reasonInstant, reasonQuarantine} {
 		m.refused.WithLabelValues(r)
 	}
 	c := &collector{

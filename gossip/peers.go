@@ -29,6 +29,8 @@ type Peer struct {
 	ClockSamples                  int
 	// Discovery is what the member advertises it discovers.
 	Discovery Discovery
+	// Quarantines are the targets the member advertises it holds.
+	Quarantines []Quarantine
 }
 
 // Observer is poked after membership changes. Notify is called from the
