@@ -289,14 +289,14 @@ func (n *Node) localMeta() Meta {
 	st, since, until := n.state, n.since, n.until
 	n.mu.Unlock()
 	return Meta{
-		State:     st,
-		HTTPAddr:  n.cfg.HTTPAddr,
-		Version:   n.cfg.Version,
-		Digest:    n.sched.Load().Final().Digest(),
-		Started:   n.started,
-		Weight:    n.cfg.Weight,
-		Since:     since,
-		Until:     until,
+		State:       st,
+		HTTPAddr:    n.cfg.HTTPAddr,
+		Version:     n.cfg.Version,
+		Digest:      n.sched.Load().Final().Digest(),
+		Started:     n.started,
+		Weight:      n.cfg.Weight,
+		Since:       since,
+		Until:       until,
 		Discovery:   n.discovery(),
 		Quarantines: n.Quarantines(),
 	}
