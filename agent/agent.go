@@ -54,6 +54,9 @@ type Agent struct {
 	// discAgree compares what members discover and places targets their
 	// ring owner does not see (discovery.go); it is the scrape Owner.
 	discAgree *discovery
+	// quar holds targets that kill their owners out of the ring
+	// (quarantine.go); it is the scrape Owner, over discAgree.
+	quar *quarantineOwner
 
 	// synced is set once the first discovery snapshot has been filtered, or
 	// a config without scrape jobs (of which no snapshot ever comes) applied.
@@ -220,8 +223,11 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	if a.discAgree, err = newDiscovery(a.node, a.node.HandoffLead(), a.logger, a.reg); err != nil {
 		return err
 	}
+	if a.quar, err = newQuarantineOwner(a.opts.Quarantine, a.node, a.discAgree, a.logger, a.reg); err != nil {
+		return err
+	}
 	a.scraper, err = scrape.New(scrape.Options{
-		Owner:      a.discAgree,
+		Owner:      a.quar,
 		Discovered: a.disc.SyncCh(),
 		NodeName:   a.opts.Gossip.Name,
 		Config:     a.opts.Scrape,
@@ -231,6 +237,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 		OnReshard: func() {
 			a.recordMoves()
 			a.discAgree.resharded(a.scraper.Filter().Discovered())
+			a.quar.want()
 		},
 		// Ownership is judged by the node's clock, and samples are stamped
 		// by it under --debug.clock-offset (see handoff.go, clock skew).
@@ -245,6 +252,16 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	a.node.Observe(gossip.ObserverFunc(a.membershipChanged))
 	a.node.Observe(gossip.ObserverFunc(a.discAgree.want))
 	a.discAgree.poke = a.membershipChanged
+	a.node.Observe(gossip.ObserverFunc(a.quar.want))
+	a.quar.poke = a.membershipChanged
+	a.quar.discovered = func() scrape.Discovered { return a.scraper.Filter().Discovered() }
+	a.quar.targets = func() []scrape.TargetInfo {
+		ts := a.scraper.Filter().Targets()
+		for i := range ts {
+			ts[i].URL = a.showURL(ts[i].URL)
+		}
+		return ts
+	}
 
 	if err := a.applyConfig(cfg); err != nil {
 		return err

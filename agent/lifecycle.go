@@ -46,7 +46,7 @@ func (a *Agent) Quit() {
 // stop stages in order (see stopStages). It returns nil after a clean stop
 // and the component's error after a failure.
 func (a *Agent) Run(ctx context.Context) error {
-	failed := make(chan *actor, 9)
+	failed := make(chan *actor, 10)
 	// Web first, so that probes answer (503) while the agent joins.
 	web := a.start("web", a.web.Run, failed)
 	// The page's history from the start, so its first interval begins now.
@@ -56,6 +56,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	scrape := a.start("scrape", a.scraper.Run, failed)
 	agree := a.start("discovery agreement", a.discAgree.run, failed)
 	defer func() { _ = agree.stop(context.Background()) }()
+	quar := a.start("quarantine", a.quar.run, failed)
+	defer func() { _ = quar.stop(context.Background()) }()
 	var reg, peers *actor
 	if a.regist != nil {
 		reg = a.start("consul registration", a.runRegistration, failed)

@@ -46,6 +46,7 @@ func newWebServer(a *Agent) *webServer {
 	m.HandleFunc("GET /api/v1/cluster/self", w.apiSelf)
 	m.HandleFunc("GET /api/v1/delivery", w.apiDelivery)
 	m.HandleFunc("GET /api/v1/cluster/discovery", w.apiDiscovery)
+	m.HandleFunc("GET /api/v1/cluster/quarantine", w.apiQuarantine)
 	m.HandleFunc("GET /{$}", w.page)
 	return w
 }
