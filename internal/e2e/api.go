@@ -31,6 +31,11 @@ type (
 	Members = agent.Members
 	// Self is an agent's own figures, from /api/v1/cluster/self.
 	Self = agent.Self
+	// Quarantine is the targets an agent holds in quarantine, from
+	// /api/v1/cluster/quarantine.
+	Quarantine = agent.Quarantine
+	// QuarantinedTarget is one held target in a Quarantine.
+	QuarantinedTarget = agent.QuarantinedTarget
 )
 
 // Client reads one agent's HTTP API: the one client of shoal's API the
@@ -77,6 +82,13 @@ func (c *Client) Members(ctx context.Context) (Members, error) {
 func (c *Client) Self(ctx context.Context) (Self, error) {
 	var out Self
 	err := c.getJSON(ctx, "/api/v1/cluster/self", &out)
+	return out, err
+}
+
+// Quarantine returns the targets the agent holds in quarantine.
+func (c *Client) Quarantine(ctx context.Context) (Quarantine, error) {
+	var out Quarantine
+	err := c.getJSON(ctx, "/api/v1/cluster/quarantine", &out)
 	return out, err
 }
 
