@@ -12,7 +12,9 @@ func TestQuarantineJudge(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	died := func(d time.Duration, m string) qEvent { return qEvent{at: at(d), member: m} }
-	learned := func(d, until time.Duration, level int) qEvent { return qEvent{at: at(d), until: at(until), level: level} }
+	learned := func(d, until time.Duration, level int) qEvent {
+		return qEvent{at: at(d), until: at(until), level: level}
+	}
 	type span struct {
 		from, until time.Duration
 		level       int
