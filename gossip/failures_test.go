@@ -69,3 +69,31 @@ func TestQuarantinesAreGossiped(t *testing.T) {
 		return false
 	}, 10*time.Second, 10*time.Millisecond)
 }
+
+// TestFailuresTogetherAgreeOnlyOnce: two members killed at the same moment
+// (a partition, a lost host) never heard of each other's death. On the
+// survivors the first failure noticed agreed on the ring; the second did
+// not (it still advertised the ring with the first), so it strikes nothing
+// that the ring gave it after the first failure.
+func TestFailuresTogetherAgreeOnlyOnce(t *testing.T) {
+	nodes := startCluster(t, 4, nil)
+	done := make(chan struct{})
+	go func() { nodes[3].kill(); close(done) }()
+	nodes[2].kill()
+	<-done
+	waitConverged(t, nodes[:2], 2, 30*time.Second)
+	for _, n := range nodes[:2] {
+		require.Eventually(t, func() bool { return len(n.Failures()) == 2 }, 10*time.Second, 10*time.Millisecond)
+		fs := n.Failures()
+		require.True(t, fs[0].Agreed, "%s: the first failure noticed", n.Name())
+		if !fs[1].Agreed {
+			continue
+		}
+		// Both were noticed before either left the ring (one rebuild):
+		// then the second failure's ring still holds the first member,
+		// and no key moved between them on paper.
+		for k := range uint64(400) {
+			require.False(t, fs[0].Owned(k) && fs[1].Owned(k), "key %d owned by both dead members on %s", k, n.Name())
+		}
+	}
+}
