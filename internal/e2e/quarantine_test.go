@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -109,15 +110,8 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 	require.NoError(t, first.Start(ctx))
 	alive = append(alive, first)
 	require.NoError(t, Poll(ctx, ConvergeTimeout, 250*time.Millisecond, func(ctx context.Context) error {
-		own, err := Scraping(ctx, alive)
-		if err != nil {
+		if _, err := convergedHolding(ctx, alive, c.healthy, poison); err != nil {
 			return err
-		}
-		if err := own.Check(rest); err != nil {
-			return err
-		}
-		if len(own[poison]) != 0 {
-			return fmt.Errorf("%s is scraped by %v while held", poison, own[poison])
 		}
 		q, err := first.Quarantine(ctx)
 		if err != nil {
@@ -128,6 +122,13 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 		}
 		return nil
 	}))
+	ct, err := first.ClusterTargets(ctx)
+	require.NoError(t, err)
+	for _, tg := range ct.Targets {
+		if tg.Labels["instance"] == poison {
+			require.Equal(t, []string{first.Name}, tg.RingOwners, "the restarted agent is the held target's ring owner again")
+		}
+	}
 	require.True(t, time.Now().Before(held.Until), "the restart took longer than the hold; lengthen quarantineBackoff")
 	restarted := time.Now()
 
@@ -186,4 +187,57 @@ func waitSampleFrom(ctx context.Context, c testCluster, instance, agent string, 
 		}
 		return fmt.Errorf("no sample of %s from %s since %v", instance, agent, from)
 	})
+}
+
+// convergedHolding is Converged for a cluster that holds one target: every
+// agent lists the same active members and agrees on the ring with no change
+// announced ahead, places every other target alike and on nobody the held
+// one, and the agents scrape exactly the others, each where it is placed.
+func convergedHolding(ctx context.Context, agents []*Agent, want []string, held string) (Ownership, error) {
+	names := make([]string, 0, len(agents))
+	for _, a := range agents {
+		names = append(names, a.Name)
+	}
+	slices.Sort(names)
+	var placed map[string][]string
+	for _, a := range agents {
+		m, err := a.Members(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if active := m.Active(); !slices.Equal(active, names) || !m.Agree {
+			return nil, fmt.Errorf("%s sees active members %v (agree=%v), want %v", a.Name, active, m.Agree, names)
+		}
+		for _, mm := range m.Members {
+			if mm.Digest != m.Digest {
+				return nil, fmt.Errorf("%s: a change is announced (%s advertises ring %s, the placement now is %s)", a.Name, mm.Name, mm.Digest, m.Digest)
+			}
+		}
+		ct, err := a.ClusterTargets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		owners := ct.Owners()
+		if len(owners[held]) != 0 {
+			return nil, fmt.Errorf("%s places the held %s on %v", a.Name, held, owners[held])
+		}
+		if placed == nil {
+			placed = owners
+		} else if !maps.EqualFunc(placed, owners, slices.Equal) {
+			return nil, fmt.Errorf("%s places targets differently from %s", a.Name, agents[0].Name)
+		}
+	}
+	own, err := Scraping(ctx, agents)
+	if err != nil {
+		return nil, err
+	}
+	if err := own.Check(slices.DeleteFunc(slices.Clone(want), func(s string) bool { return s == held })); err != nil {
+		return nil, err
+	}
+	for inst, by := range own {
+		if !slices.Equal(by, placed[inst]) {
+			return nil, fmt.Errorf("%s is scraped by %v but placed on %v", inst, by, placed[inst])
+		}
+	}
+	return own, nil
 }
