@@ -24,16 +24,18 @@ const (
 // killed (SIGKILL), then the agent that took it over.
 //   - after the first death nothing is held: every target is scraped by
 //     one agent (one crash makes its targets suspect only);
-//   - after the second, the target is held: both survivors list it in
-//     /api/v1/cluster/quarantine with the same end and the two dead agents,
-//     export shoal_targets_quarantined 1 and place it on nobody in
-//     /api/v1/cluster/targets, and the receiver gets no sample of it while
-//     it is held, while every other target keeps one scraper;
+//   - after the second, the target is held, and with it exactly the other
+//     targets that moved from the first dead agent to the second (neither
+//     had a long scrape in flight to single one out): both survivors list
+//     them in /api/v1/cluster/quarantine with the same end and the two dead
+//     agents, export shoal_targets_quarantined and place them on nobody in
+//     /api/v1/cluster/targets, and the receiver gets no sample of them
+//     while they are held, while every other target keeps one scraper;
 //   - the first victim, restarted inside the hold, is the target's ring
 //     owner again but learns the hold from its peers' metadata and does not
 //     scrape it;
-//   - at the announced end the target is scraped again, by one agent,
-//     from the end's slot on, and nothing else moved.
+//   - at the announced end they are scraped again, by one agent each,
+//     from the end's slot on.
 func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 	t.Parallel()
 	c := startConverged(t, 4, "quar", func(_ *Env, o *AgentOptions) {
@@ -42,7 +44,6 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 	})
 	ctx := t.Context()
 	poison := c.healthy[0]
-	rest := slices.DeleteFunc(slices.Clone(c.healthy), func(s string) bool { return s == poison })
 	byName := map[string]*Agent{}
 	for _, a := range c.agents {
 		byName[a.Name] = a
@@ -61,6 +62,16 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 		require.Empty(t, q.Targets, "%s holds targets after one death", a.Name)
 	}
 	second := byName[own1[poison][0]]
+	// The targets a death of second strikes twice: those it took over
+	// from first.
+	var struck []string
+	for _, inst := range instancesOf(c.own, first.Name) {
+		if slices.Contains(own1[inst], second.Name) {
+			struck = append(struck, inst)
+		}
+	}
+	slices.Sort(struck)
+	rest := slices.DeleteFunc(slices.Clone(c.healthy), func(s string) bool { return slices.Contains(struck, s) })
 	// Let the new owner scrape it, as a poison target's next owner does
 	// before it dies.
 	require.NoError(t, waitSampleFrom(ctx, c, poison, second.Name, time.Now(), ConvergeTimeout))
@@ -69,37 +80,44 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 	require.NoError(t, second.Kill())
 	killed := time.Now()
 	alive = others(alive, second.Name)
-	var held QuarantinedTarget
+	var held []QuarantinedTarget
 	require.NoError(t, Poll(ctx, ConvergeTimeout, 100*time.Millisecond, func(ctx context.Context) error {
-		var untils []time.Time
+		var seenHolds []QuarantinedTarget
 		for _, a := range alive {
 			q, err := a.Quarantine(ctx)
 			if err != nil {
 				return err
 			}
-			if len(q.Targets) != 1 {
-				return fmt.Errorf("%s holds %d targets, want 1", a.Name, len(q.Targets))
+			var insts []string
+			for _, h := range q.Targets {
+				insts = append(insts, instanceOf(h.URL))
 			}
-			held = q.Targets[0]
-			if !strings.Contains(held.URL, "//"+poison+"/") {
-				return fmt.Errorf("%s holds %s, want %s", a.Name, held.URL, poison)
+			slices.Sort(insts)
+			if !slices.Equal(insts, struck) {
+				return fmt.Errorf("%s holds %v, want %v", a.Name, insts, struck)
 			}
-			untils = append(untils, held.Until)
+			if seenHolds == nil {
+				seenHolds = q.Targets
+			} else if !slices.EqualFunc(seenHolds, q.Targets, func(x, y QuarantinedTarget) bool { return x.Key == y.Key && x.Until.Equal(y.Until) }) {
+				return fmt.Errorf("the survivors end the holds at different instants: %+v and %+v", seenHolds, q.Targets)
+			}
 		}
-		if !untils[0].Equal(untils[1]) {
-			return fmt.Errorf("the survivors end the hold at different instants %v", untils)
-		}
+		held = seenHolds
 		return nil
 	}))
 	seen := time.Since(killed)
-	require.ElementsMatch(t, []string{first.Name, second.Name}, held.FailedOwners)
-	require.InDelta(t, quarantineBackoff.Seconds(), held.Until.Sub(held.Since).Seconds(), 2)
+	until := held[0].Until
+	for _, h := range held {
+		require.ElementsMatch(t, []string{first.Name, second.Name}, h.FailedOwners)
+		require.InDelta(t, quarantineBackoff.Seconds(), h.Until.Sub(h.Since).Seconds(), 2)
+		until = later(until, h.Until)
+	}
 	for _, a := range alive {
-		require.Equal(t, 1.0, metricValue(t, a, "shoal_targets_quarantined "), a.Name)
+		require.Equal(t, float64(len(struck)), metricValue(t, a, "shoal_targets_quarantined "), a.Name)
 		ct, err := a.ClusterTargets(ctx)
 		require.NoError(t, err)
 		for _, tg := range ct.Targets {
-			if tg.Labels["instance"] == poison {
+			if slices.Contains(struck, tg.Labels["instance"]) {
 				require.Empty(t, tg.Owners, "%s places the held target", a.Name)
 				require.NotNil(t, tg.QuarantinedUntil)
 			}
@@ -110,41 +128,45 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 	require.NoError(t, first.Start(ctx))
 	alive = append(alive, first)
 	require.NoError(t, Poll(ctx, ConvergeTimeout, 250*time.Millisecond, func(ctx context.Context) error {
-		if _, err := convergedHolding(ctx, alive, c.healthy, poison); err != nil {
+		if _, err := convergedHolding(ctx, alive, c.healthy, struck); err != nil {
 			return err
 		}
 		q, err := first.Quarantine(ctx)
 		if err != nil {
 			return err
 		}
-		if len(q.Targets) != 1 || !q.Targets[0].Until.Equal(held.Until) {
-			return fmt.Errorf("the restarted %s holds %+v, want the peers' hold until %v", first.Name, q.Targets, held.Until)
+		if !slices.EqualFunc(held, q.Targets, func(x, y QuarantinedTarget) bool { return x.Key == y.Key && x.Until.Equal(y.Until) }) {
+			return fmt.Errorf("the restarted %s holds %+v, want the peers' holds %+v", first.Name, q.Targets, held)
 		}
 		return nil
 	}))
 	ct, err := first.ClusterTargets(ctx)
 	require.NoError(t, err)
 	for _, tg := range ct.Targets {
-		if tg.Labels["instance"] == poison {
+		if tg.Labels["instance"] == poison && len(struck) == 1 {
 			require.Equal(t, []string{first.Name}, tg.RingOwners, "the restarted agent is the held target's ring owner again")
 		}
 	}
-	require.True(t, time.Now().Before(held.Until), "the restart took longer than the hold; lengthen quarantineBackoff")
+	require.True(t, time.Now().Before(until), "the restart took longer than the hold; lengthen quarantineBackoff")
 	restarted := time.Now()
 
 	// Until the end: nobody scrapes it, every other target has one owner.
-	for time.Now().Before(held.Until.Add(-c.iv)) {
+	for time.Now().Before(held[len(held)-1].Until.Add(-c.iv)) {
 		own, err := Scraping(ctx, alive)
 		require.NoError(t, err)
-		require.NoError(t, own.Check(rest))
-		require.Empty(t, own[poison], "%s scraped while held", poison)
+		require.NoError(t, own.Check(rest), "scraping while held")
 		time.Sleep(c.iv)
 	}
-	// The held target's samples: none from a moment after the second
-	// death (its scrape in flight) to the end of the hold.
-	during, err := Collect(ctx, c.env.Receiver, fmt.Sprintf(`farm_scrapes_total{job=%q,instance=%q}`, DefaultJob, poison), killed.Add(c.iv), held.Until)
+	// The held targets' samples: none from a moment after the second
+	// death (a scrape in flight) to the end of their holds.
+	during, err := Collect(ctx, c.env.Receiver, counterSelector, killed.Add(c.iv), until)
 	require.NoError(t, err)
-	require.Empty(t, during[poison], "samples of %s while it was held", poison)
+	for _, h := range held {
+		inst := instanceOf(h.URL)
+		for _, smp := range during[inst] {
+			require.False(t, smp.T.Before(h.Until), "sample of %s at %v while it was held until %v", inst, smp.T, h.Until)
+		}
+	}
 
 	// Released at the announced end, to one agent, with nothing else moved.
 	var own2 Ownership
@@ -153,12 +175,18 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 		own2, err = Converged(ctx, alive, c.healthy)
 		return err
 	}))
-	released := time.Since(held.Until)
-	require.NoError(t, waitSampleFrom(ctx, c, poison, own2[poison][0], held.Until, ConvergeTimeout))
-	after, err := Collect(ctx, c.env.Receiver, fmt.Sprintf(`farm_scrapes_total{job=%q,instance=%q}`, DefaultJob, poison), killed.Add(c.iv), time.Now())
+	released := time.Since(until)
+	require.NoError(t, waitSampleFrom(ctx, c, poison, own2[poison][0], until, ConvergeTimeout))
+	after, err := Collect(ctx, c.env.Receiver, counterSelector, killed.Add(c.iv), time.Now())
 	require.NoError(t, err)
-	firstAfter := after[poison][0].T
-	require.False(t, firstAfter.Before(held.Until.Add(-c.iv/2)), "first sample after the hold at %v, the hold ended at %v", firstAfter, held.Until)
+	var firstAfter time.Duration
+	for _, h := range held {
+		inst := instanceOf(h.URL)
+		require.NotEmpty(t, after[inst], "%s never scraped after its hold", inst)
+		d := after[inst][0].T.Sub(h.Until)
+		require.GreaterOrEqual(t, d, -c.iv/2, "first sample of %s after the hold at %v, the hold ended at %v", inst, after[inst][0].T, h.Until)
+		firstAfter = max(firstAfter, d)
+	}
 	for _, a := range alive {
 		require.NoError(t, Poll(ctx, 10*time.Second, 250*time.Millisecond, func(ctx context.Context) error {
 			if v := metricValue(t, a, "shoal_targets_quarantined "); v != 0 {
@@ -167,8 +195,8 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 			return nil
 		}))
 	}
-	t.Logf("E2E test=quarantine agents=4 interval_s=%g killed=2 held_seen_after_s=%.2f hold_s=%.0f restarted_victim_held_it=true samples_while_held=0 other_targets_unscraped=0 release_converged_after_end_s=%.2f first_sample_after_end_s=%.3f restart_before_end_s=%.1f",
-		c.iv.Seconds(), seen.Seconds(), held.Until.Sub(held.Since).Seconds(), released.Seconds(), firstAfter.Sub(held.Until).Seconds(), held.Until.Sub(restarted).Seconds())
+	t.Logf("E2E test=quarantine agents=4 targets=%d interval_s=%g killed=2 held=%d moved_first_to_second=%d held_seen_after_s=%.2f hold_s=%.0f restarted_victim_held_them=true samples_while_held=0 other_targets_unscraped=0 release_converged_after_end_s=%.2f max_first_sample_after_end_s=%.3f restart_before_end_s=%.1f",
+		len(c.healthy), c.iv.Seconds(), len(held), len(struck), seen.Seconds(), held[0].Until.Sub(held[0].Since).Seconds(), released.Seconds(), firstAfter.Seconds(), until.Sub(restarted).Seconds())
 }
 
 // waitSampleFrom waits until the receiver holds a sample of instance
@@ -193,7 +221,7 @@ func waitSampleFrom(ctx context.Context, c testCluster, instance, agent string, 
 // agent lists the same active members and agrees on the ring with no change
 // announced ahead, places every other target alike and on nobody the held
 // one, and the agents scrape exactly the others, each where it is placed.
-func convergedHolding(ctx context.Context, agents []*Agent, want []string, held string) (Ownership, error) {
+func convergedHolding(ctx context.Context, agents []*Agent, want, held []string) (Ownership, error) {
 	names := make([]string, 0, len(agents))
 	for _, a := range agents {
 		names = append(names, a.Name)
@@ -218,8 +246,10 @@ func convergedHolding(ctx context.Context, agents []*Agent, want []string, held 
 			return nil, err
 		}
 		owners := ct.Owners()
-		if len(owners[held]) != 0 {
-			return nil, fmt.Errorf("%s places the held %s on %v", a.Name, held, owners[held])
+		for _, h := range held {
+			if len(owners[h]) != 0 {
+				return nil, fmt.Errorf("%s places the held %s on %v", a.Name, h, owners[h])
+			}
 		}
 		if placed == nil {
 			placed = owners
@@ -231,7 +261,7 @@ func convergedHolding(ctx context.Context, agents []*Agent, want []string, held 
 	if err != nil {
 		return nil, err
 	}
-	if err := own.Check(slices.DeleteFunc(slices.Clone(want), func(s string) bool { return s == held })); err != nil {
+	if err := own.Check(slices.DeleteFunc(slices.Clone(want), func(s string) bool { return slices.Contains(held, s) })); err != nil {
 		return nil, err
 	}
 	for inst, by := range own {
@@ -240,4 +270,18 @@ func convergedHolding(ctx context.Context, agents []*Agent, want []string, held 
 		}
 	}
 	return own, nil
+}
+
+// instanceOf is the host:port of a scrape URL.
+func instanceOf(url string) string {
+	rest, _ := strings.CutPrefix(url, "http://")
+	host, _, _ := strings.Cut(rest, "/")
+	return host
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
