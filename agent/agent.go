@@ -255,6 +255,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	a.node.Observe(gossip.ObserverFunc(a.quar.want))
 	a.quar.poke = a.membershipChanged
 	a.quar.discovered = func() scrape.Discovered { return a.scraper.Filter().Discovered() }
+	a.quar.inFlight = a.scraper.InFlight
 	a.quar.targets = func() []scrape.TargetInfo {
 		ts := a.scraper.Filter().Targets()
 		for i := range ts {

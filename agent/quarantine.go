@@ -22,8 +22,12 @@ import (
 //
 //   - A failure is a member that disappeared without announcing that it
 //     was leaving (gossip.Failure). It strikes the targets it owned, in the
-//     ring it agreed on, when it failed. One failure quarantines nothing: a
-//     crash of an agent that owned 20 targets only makes them suspect.
+//     ring it agreed on, when it failed; when it advertised scrapes that had
+//     been in progress for over a second (at most 4, the longest first: a
+//     body that exhausts an agent's memory takes seconds to read and
+//     parse), only those: what it was busy with when it died. One failure
+//     quarantines nothing: a crash of an agent that owned 20 targets only
+//     makes them suspect.
 //   - A target struck by the failures of two different members within
 //     --cluster.quarantine-window is held for --cluster.quarantine-backoff:
 //     its owner died, and the agent that took it over died too. Different

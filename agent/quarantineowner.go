@@ -26,7 +26,10 @@ type quarantineOwner struct {
 	// same targets with their URLs (costlier: it relabels them all).
 	discovered func() scrape.Discovered
 	targets    func() []scrape.TargetInfo
-	poke       func() // re-run the filter: ownership may have changed
+	// inFlight lists the scrapes in progress for longer than d (the scrape
+	// manager's InFlight).
+	inFlight func(d time.Duration, limit int) []uint64
+	poke     func() // re-run the filter: ownership may have changed
 
 	wake chan struct{} // capacity 1: refresh wanted
 
@@ -83,6 +86,7 @@ func newQuarantineOwner(cfg QuarantineConfig, node *gossip.Node, base *discovery
 		cfg: cfg, node: node, base: base, logger: logger.With("component", "quarantine"),
 		discovered: func() scrape.Discovered { return nil },
 		targets:    func() []scrape.TargetInfo { return nil },
+		inFlight:   func(time.Duration, int) []uint64 { return nil },
 		poke:       func() {},
 		wake:       make(chan struct{}, 1),
 		learned:    map[uint64][]qEvent{},
@@ -149,11 +153,14 @@ func (q *quarantineOwner) HandedOverFrom(key uint64, slot time.Time, within time
 	return q.base.HandedOverFrom(key, slot, within)
 }
 
-// events are key's failures and learned holds, sorted by time.
+// events are key's failures and learned holds, sorted by time. A failure
+// strikes the keys the member owned, in the ring it agreed on; if it
+// advertised long scrapes in flight, only those of them: what it was busy
+// with when it died.
 func (q *quarantineOwner) events(key uint64, failures []gossip.Failure) []qEvent {
 	var evs []qEvent
 	for _, f := range failures {
-		if f.Agreed && f.Owned(key) {
+		if f.Agreed && f.Owned(key) && (len(f.InFlight) == 0 || slices.Contains(f.InFlight, key)) {
 			evs = append(evs, qEvent{at: f.At, member: f.Member})
 		}
 	}
@@ -181,16 +188,31 @@ func (q *quarantineOwner) run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	fly := time.NewTicker(inFlightEvery)
+	defer fly.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-fly.C:
+			q.node.SetInFlight(q.inFlight(inFlightAfter, gossip.MaxInFlightAdvertised))
+			continue
 		case <-q.wake:
 		case <-tick.C:
 		}
 		q.refresh()
 	}
 }
+
+// A scrape in progress for longer than inFlightAfter is advertised (checked
+// every inFlightEvery), so that if the agent dies now its peers know what it
+// was busy with. A scrape that exhausts an agent's memory reads and parses
+// for seconds (a 98 MB body: about 5 s); ordinary ones finish within a few
+// hundred milliseconds, so the list is empty nearly always.
+const (
+	inFlightAfter = time.Second
+	inFlightEvery = 250 * time.Millisecond
+)
 
 // refresh learns the holds peers advertise, judges every discovered target,
 // advertises the holds in effect and pokes the filter if anything changed.

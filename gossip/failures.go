@@ -22,6 +22,10 @@ type Failure struct {
 	// not yet heard of an earlier failure because it was cut off with it by
 	// a partition, may not have been scraping keys this node's ring gave it.
 	Agreed bool
+	// InFlight are the targets the member advertised, last, that it had
+	// been scraping for a while: when it died of one of them (a body that
+	// exhausted its memory), they single it out among all it owned.
+	InFlight []uint64
 
 	sched *Schedule
 	rf    int
@@ -64,12 +68,12 @@ func (n *Node) FailuresVersion() uint64 { return n.failuresVersion.Load() }
 // ring digest. It is called from memberlist's callbacks, before the member
 // is dropped from the ring; it does not block. A member that owned no key in
 // the ring in effect (joining, or unknown) is not recorded.
-func (n *Node) recordFailure(name string, digest uint64, now time.Time) {
+func (n *Node) recordFailure(name string, digest uint64, inFlight []uint64, now time.Time) {
 	sched := n.sched.Load()
 	if sched == nil || !sched.At(now).Has(name) {
 		return
 	}
-	f := Failure{Member: name, At: now, Agreed: digest != 0 && digest == sched.Final().Digest(), sched: sched, rf: n.cfg.ReplicationFactor}
+	f := Failure{Member: name, At: now, Agreed: digest != 0 && digest == sched.Final().Digest(), InFlight: inFlight, sched: sched, rf: n.cfg.ReplicationFactor}
 	n.failuresMu.Lock()
 	defer n.failuresMu.Unlock()
 	var prev []Failure
@@ -88,5 +92,5 @@ func (n *Node) recordFailure(name string, digest uint64, now time.Time) {
 	}
 	n.failures.Store(&out)
 	n.failuresVersion.Add(1)
-	n.logger.Info("member failed without leaving", "member", name, "agreed_on_ring", f.Agreed)
+	n.logger.Info("member failed without leaving", "member", name, "agreed_on_ring", f.Agreed, "scrapes_in_flight", len(inFlight))
 }

@@ -17,6 +17,18 @@ func TestFailuresRecordWhatTheDeadOwned(t *testing.T) {
 	for k := range uint64(400) {
 		owned[k] = nodes[3].Owns(k)
 	}
+	// What it was busy with travels with its last metadata.
+	nodes[3].SetInFlight([]uint64{42})
+	for _, n := range nodes[:3] {
+		require.Eventually(t, func() bool {
+			for _, p := range n.Peers() {
+				if p.Name == "node-03" {
+					return len(p.InFlight) == 1 && p.InFlight[0] == 42
+				}
+			}
+			return false
+		}, 10*time.Second, 10*time.Millisecond)
+	}
 	nodes[3].kill()
 	waitConverged(t, nodes[:3], 3, 30*time.Second)
 	for _, n := range nodes[:3] {
@@ -25,6 +37,7 @@ func TestFailuresRecordWhatTheDeadOwned(t *testing.T) {
 		f := fs[0]
 		require.Equal(t, "node-03", f.Member)
 		require.True(t, f.Agreed, "the dead member advertised the same ring")
+		require.Equal(t, []uint64{42}, f.InFlight)
 		for k, was := range owned {
 			require.Equal(t, was, f.Owned(k), "key %d on %s", k, n.Name())
 		}

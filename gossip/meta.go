@@ -77,7 +77,14 @@ type Meta struct {
 	// Quarantine), as many as fit in memberlist's limit (at most
 	// MaxQuarantinesAdvertised).
 	Quarantines []Quarantine
+	// InFlight are the keys of the targets whose scrape has been in
+	// progress for a while (at most MaxInFlightAdvertised): if the member
+	// dies now, these are what it was busy with (see Failure.InFlight).
+	InFlight []uint64
 }
+
+// MaxInFlightAdvertised bounds Meta.InFlight: 19 bytes each.
+const MaxInFlightAdvertised = 4
 
 // Quarantine is a target held out of every ring until an instant: no member
 // scrapes it. The agent decides which targets (those whose owners keep
@@ -142,6 +149,8 @@ type wireMeta struct {
 	// Quarantines, each "key.until.level": key hexadecimal, until in unix
 	// seconds, level decimal.
 	Quarantines []string `json:"q,omitempty"`
+	// InFlight keys, hexadecimal.
+	InFlight []string `json:"f,omitempty"`
 }
 
 func encodeQuarantine(q Quarantine) string {
@@ -194,7 +203,20 @@ func encodeMeta(m Meta) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode node metadata: %w", err)
 	}
-	// Quarantines go in while they fit: the rest of the record must.
+	// Scrapes in flight, then quarantines, go in while they fit: the rest
+	// of the record must.
+	for _, k := range m.InFlight {
+		if len(w.InFlight) == MaxInFlightAdvertised {
+			break
+		}
+		w.InFlight = append(w.InFlight, strconv.FormatUint(k, 16))
+		wf, err := json.Marshal(w)
+		if err != nil || len(wf) > maxMetaSize {
+			w.InFlight = w.InFlight[:len(w.InFlight)-1]
+			break
+		}
+		b = wf
+	}
 	for _, q := range m.Quarantines {
 		if len(w.Quarantines) == MaxQuarantinesAdvertised {
 			break
@@ -239,8 +261,9 @@ const (
 	reasonAddress = "http_address"
 	reasonWeight  = "weight"
 	reasonInstant = "instant"
-	// reasonQuarantine: too many quarantines, a malformed one, or one that
-	// ends further ahead than MaxQuarantineHold.
+	// reasonQuarantine: too many quarantines or scrapes in flight, a
+	// malformed one, or a quarantine that ends further ahead than
+	// MaxQuarantineHold.
 	reasonQuarantine = "quarantine"
 )
 
@@ -339,6 +362,16 @@ func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 			return Meta{}, refuse(reasonInstant, "%s is %s ahead, at most %s is allowed (handoff lead %s, restart grace up to %s, clock slack %s)",
 				c.name, ahead.Round(time.Second), c.max, lead, MaxRestartGrace, ClaimSlack)
 		}
+	}
+	if len(w.InFlight) > MaxInFlightAdvertised {
+		return Meta{}, refuse(reasonQuarantine, "at most %d scrapes in flight may be advertised, got %d", MaxInFlightAdvertised, len(w.InFlight))
+	}
+	for _, f := range w.InFlight {
+		k, err := strconv.ParseUint(f, 16, 64)
+		if err != nil {
+			return Meta{}, refuse(reasonQuarantine, "scrape in flight must be a hexadecimal key, got %.20q", f)
+		}
+		m.InFlight = append(m.InFlight, k)
 	}
 	if len(w.Quarantines) > MaxQuarantinesAdvertised {
 		return Meta{}, refuse(reasonQuarantine, "at most %d quarantines may be advertised, got %d", MaxQuarantinesAdvertised, len(w.Quarantines))

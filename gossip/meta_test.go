@@ -80,6 +80,8 @@ func TestMetaDecodeErrors(t *testing.T) {
 		// Quarantines: bounded in number, form and length of the hold.
 		{`{"v":1,"s":"active","w":1,"q":["a.1.1","b.1.1","c.1.1","d.1.1","e.1.1","f.1.1","10.1.1","11.1.1","12.1.1"]}`, reasonQuarantine, "at most 8 quarantines may be advertised, got 9"},
 		{`{"v":1,"s":"active","w":1,"q":["zz.1700000000.1"]}`, reasonQuarantine, "key must be hexadecimal"},
+		{`{"v":1,"s":"active","w":1,"f":["a","b","c","d","e"]}`, reasonQuarantine, "at most 4 scrapes in flight may be advertised, got 5"},
+		{`{"v":1,"s":"active","w":1,"f":["xyz"]}`, reasonQuarantine, `scrape in flight must be a hexadecimal key, got "xyz"`},
 		{`{"v":1,"s":"active","w":1,"q":["ab.1700000000"]}`, reasonQuarantine, "quarantine must be key.until.level"},
 		{`{"v":1,"s":"active","w":1,"q":["ab.-4.1"]}`, reasonQuarantine, "until must be positive unix seconds"},
 		{`{"v":1,"s":"active","w":1,"q":["ab.1700000000.0"]}`, reasonQuarantine, "level must be between 1 and 31"},
@@ -114,10 +116,12 @@ func TestMetaQuarantines(t *testing.T) {
 	for i := range 12 {
 		qs = append(qs, Quarantine{Key: 0xfedcba9876543210 + uint64(i), Until: testNow.Add(time.Duration(i) * time.Hour).Truncate(time.Second), Level: i + 1})
 	}
-	b, err := encodeMeta(Meta{State: StateActive, Weight: 1, HTTPAddr: "10.0.0.1:9090", Quarantines: qs})
+	flying := []uint64{1<<64 - 1, 7, 8, 9, 10}
+	b, err := encodeMeta(Meta{State: StateActive, Weight: 1, HTTPAddr: "10.0.0.1:9090", Quarantines: qs, InFlight: flying})
 	require.NoError(t, err)
 	got, err := decodeMeta(b, testNow, testLead)
 	require.NoError(t, err)
+	require.Equal(t, flying[:MaxInFlightAdvertised], got.InFlight)
 	require.Len(t, got.Quarantines, MaxQuarantinesAdvertised)
 	for i, q := range got.Quarantines {
 		require.Equal(t, qs[i].Key, q.Key)
@@ -173,7 +177,7 @@ func FuzzDecodeMeta(f *testing.F) {
 	f.Add([]byte(`{"v":1,"s":"active","w":1,"h":"u@h:80"}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"v":1,"s":"active","w":1,"c":"1f","g":"abc","gt":1700000000000}`))
-	f.Add([]byte(`{"v":1,"s":"active","w":1,"q":["ab.1700000300.1","ffffffffffffffff.1700003600.2"]}`))
+	f.Add([]byte(`{"v":1,"s":"active","w":1,"q":["ab.1700000300.1","ffffffffffffffff.1700003600.2"],"f":["1f"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMeta(b, testNow, testLead)
 		if err != nil {
@@ -205,6 +209,7 @@ func FuzzDecodeMeta(f *testing.F) {
 		require.LessOrEqual(t, m.Until.Sub(testNow), MaxRestartGrace+ClaimSlack)
 		require.LessOrEqual(t, m.Discovery.Changed.Sub(testNow), ClaimSlack)
 		require.LessOrEqual(t, len(m.Quarantines), MaxQuarantinesAdvertised)
+		require.LessOrEqual(t, len(m.InFlight), MaxInFlightAdvertised)
 		for _, q := range m.Quarantines {
 			require.LessOrEqual(t, q.Until.Sub(testNow), MaxQuarantineHold+ClaimSlack)
 			require.True(t, q.Level >= 1 && q.Level <= maxQuarantineLevel, "level %d", q.Level)

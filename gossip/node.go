@@ -143,8 +143,10 @@ type Node struct {
 	failuresMu      sync.Mutex
 	failures        atomic.Pointer[[]Failure]
 	failuresVersion atomic.Uint64
-	// quarantines is what SetQuarantines set; guarded by mu.
+	// quarantines and inFlight are what SetQuarantines and SetInFlight
+	// set; guarded by mu.
 	quarantines []Quarantine
+	inFlight    []uint64
 }
 
 // New validates cfg and returns a Node. It starts nothing. logger may be nil;
@@ -299,7 +301,27 @@ func (n *Node) localMeta() Meta {
 		Until:       until,
 		Discovery:   n.discovery(),
 		Quarantines: n.Quarantines(),
+		InFlight:    n.inFlightKeys(),
 	}
+}
+
+// SetInFlight sets the targets whose scrape this node advertises has been
+// in progress for a while, longest first (see Failure.InFlight); a change is
+// broadcast at once.
+func (n *Node) SetInFlight(keys []uint64) {
+	n.mu.Lock()
+	changed := !slices.Equal(n.inFlight, keys)
+	n.inFlight = slices.Clone(keys)
+	n.mu.Unlock()
+	if changed {
+		n.readvertise()
+	}
+}
+
+func (n *Node) inFlightKeys() []uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.inFlight)
 }
 
 // SetQuarantines sets the targets this node advertises it holds out of the
@@ -759,7 +781,7 @@ func (n *Node) rebuild() {
 			p.Since, p.Until, p.Discovery, p.Quarantines = selfSince, selfUntil, selfDisc, selfQuarantines
 		} else if meta, err := n.cache.meta(n, m.name, m.meta); err == nil {
 			p.State, p.HTTPAddr, p.Version, p.Digest, p.Started, p.Weight = meta.State, meta.HTTPAddr, meta.Version, meta.Digest, meta.Started, meta.Weight
-			p.Since, p.Until, p.Discovery, p.Quarantines = meta.Since, meta.Until, meta.Discovery, meta.Quarantines
+			p.Since, p.Until, p.Discovery, p.Quarantines, p.InFlight = meta.Since, meta.Until, meta.Discovery, meta.Quarantines, meta.InFlight
 		}
 		peers = append(peers, p)
 		if sp, ok := spanOf(p); ok {
@@ -872,7 +894,7 @@ func (n *Node) untrack(node *memberlist.Node) State {
 	n.membersMu.Unlock()
 	if meta.State != StateLeaving {
 		// Before signal: the ring without the member comes after.
-		n.recordFailure(node.Name, meta.Digest, now)
+		n.recordFailure(node.Name, meta.Digest, meta.InFlight, now)
 	}
 	n.clocks.forget(node.Name)
 	n.signal()

@@ -31,6 +31,9 @@ type Peer struct {
 	Discovery Discovery
 	// Quarantines are the targets the member advertises it holds.
 	Quarantines []Quarantine
+	// InFlight are the targets whose scrape the member advertises has been
+	// in progress for a while.
+	InFlight []uint64
 }
 
 // Observer is poked after membership changes. Notify is called from the

@@ -1,10 +1,12 @@
 package scrape
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/fnv"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,6 +52,12 @@ type fence struct {
 	mu     sync.Mutex
 	handed map[uint64]time.Time
 
+	// flying are the scrapes in progress, by key (see InFlight); now is
+	// the clock they are timed by.
+	flyMu  sync.Mutex
+	flying map[uint64]inFlight
+	now    func() time.Time
+
 	kept, dropped prometheus.Counter
 }
 
@@ -60,9 +68,11 @@ const handoffWindow = 3
 
 func newFence(owner Owner, next storage.AppendableV2, fqdn string, reg prometheus.Registerer) (*fence, error) {
 	f := &fence{
-		owner: owner,
-		next:  next,
-		fqdn:  fqdn,
+		owner:  owner,
+		next:   next,
+		fqdn:   fqdn,
+		flying: map[uint64]inFlight{},
+		now:    time.Now,
 		kept: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_fence_scrapes_kept_total",
 			Help: "Scrapes whose samples were written because this agent owns the target at the scrape's slot.",
@@ -100,7 +110,69 @@ func (f *fence) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	if !ok {
 		return app
 	}
-	return &fencedAppender{AppenderV2: app, fence: f, target: t}
+	// Prometheus takes a scrape's appender before it sends the request and
+	// commits it after appending the samples: in between, the scrape is in
+	// flight.
+	key := targetKey(t, nil)
+	f.takeOff(key)
+	return &fencedAppender{AppenderV2: app, fence: f, target: t, key: key}
+}
+
+// inFlight is the scrapes of one target in progress: how many, and when the
+// oldest began.
+type inFlight struct {
+	n     int
+	since time.Time
+}
+
+func (f *fence) takeOff(key uint64) {
+	f.flyMu.Lock()
+	defer f.flyMu.Unlock()
+	fl := f.flying[key]
+	if fl.n == 0 {
+		fl.since = f.now()
+	}
+	fl.n++
+	f.flying[key] = fl
+}
+
+func (f *fence) land(key uint64) {
+	f.flyMu.Lock()
+	defer f.flyMu.Unlock()
+	fl := f.flying[key]
+	if fl.n <= 1 {
+		delete(f.flying, key)
+		return
+	}
+	fl.n--
+	f.flying[key] = fl
+}
+
+// inFlight returns the keys of the targets whose scrape has been in
+// progress for longer than d, the longest first, at most max.
+func (f *fence) inFlight(d time.Duration, limit int) []uint64 {
+	now := f.now()
+	f.flyMu.Lock()
+	type kv struct {
+		key   uint64
+		since time.Time
+	}
+	var long []kv
+	for k, fl := range f.flying {
+		if now.Sub(fl.since) > d {
+			long = append(long, kv{k, fl.since})
+		}
+	}
+	f.flyMu.Unlock()
+	slices.SortFunc(long, func(a, b kv) int { return cmp.Or(a.since.Compare(b.since), cmp.Compare(a.key, b.key)) })
+	out := make([]uint64, 0, min(len(long), limit))
+	for _, x := range long {
+		if len(out) == limit {
+			break
+		}
+		out = append(out, x.key)
+	}
+	return out
 }
 
 // keep reports whether the scrape of t at timestamp ms (milliseconds) is
@@ -237,6 +309,8 @@ type fencedAppender struct {
 	storage.AppenderV2
 	fence  *fence
 	target *promscrape.Target
+	key    uint64
+	landed bool
 
 	decided    bool
 	ts         int64
@@ -276,10 +350,24 @@ func (a *fencedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t i
 }
 
 func (a *fencedAppender) Commit() error {
+	a.land()
 	if a.kept {
 		a.fence.kept.Inc()
 	} else if a.dropped {
 		a.fence.dropped.Inc()
 	}
 	return a.AppenderV2.Commit()
+}
+
+func (a *fencedAppender) Rollback() error {
+	a.land()
+	return a.AppenderV2.Rollback()
+}
+
+// land ends the scrape's flight once.
+func (a *fencedAppender) land() {
+	if !a.landed {
+		a.landed = true
+		a.fence.land(a.key)
+	}
 }

@@ -141,6 +141,9 @@ func New(opts Options, logger *slog.Logger, appendable storage.AppendableV2, reg
 		return nil, err
 	}
 	fence.shift = opts.TimestampShift.Milliseconds()
+	if opts.Clock != nil {
+		fence.now = opts.Clock
+	}
 	prom, err := promscrape.NewManager(promOpts, logger.With("component", "scrape manager"), nil, nil, fence, reg)
 	if err != nil {
 		return nil, fmt.Errorf("create scrape manager: %w", err)
@@ -231,3 +234,9 @@ func (m *Manager) TargetsActive() map[string][]*promscrape.Target {
 func (m *Manager) Get() (*promscrape.Manager, error) {
 	return m.prom, nil
 }
+
+// InFlight returns the keys of the targets whose scrape has been in progress
+// (request sent, samples not yet committed) for longer than d, the longest
+// first, at most limit: the scrapes that would be in progress if this agent
+// died now of one that exhausts its memory. It is safe for concurrent use.
+func (m *Manager) InFlight(d time.Duration, limit int) []uint64 { return m.fence.inFlight(d, limit) }
