@@ -22,12 +22,14 @@ import (
 //
 //   - A failure is a member that disappeared without announcing that it
 //     was leaving (gossip.Failure). It strikes the targets it owned, in the
-//     ring it agreed on, when it failed; when it advertised scrapes that had
-//     been in progress for over a second (at most 4, the longest first: a
-//     body that exhausts an agent's memory takes seconds to read and
-//     parse), only those: what it was busy with when it died. One failure
-//     quarantines nothing: a crash of an agent that owned 20 targets only
-//     makes them suspect.
+//     ring it agreed on, when it failed.
+//   - Caught in the act: every agent advertises the scrapes it has had in
+//     progress for over a second (at most 4, the longest first: a body that
+//     exhausts an agent's memory takes seconds to read and parse, ordinary
+//     scrapes milliseconds). A failure that advertised some strikes only
+//     those, and holds them at once: one agent lost to a poison target.
+//   - Otherwise one failure holds nothing: a crash of an idle agent that
+//     owned 20 targets only makes them suspect.
 //   - A target struck by the failures of two different members within
 //     --cluster.quarantine-window is held for --cluster.quarantine-backoff:
 //     its owner died, and the agent that took it over died too. Different
@@ -129,6 +131,9 @@ func (c QuarantineConfig) hold(level int) time.Duration {
 type qEvent struct {
 	at     time.Time
 	member string
+	// caught: the member advertised a scrape of the target in flight
+	// when it died.
+	caught bool
 	// A learned hold (member == ""): until when, at which level.
 	until time.Time
 	level int
@@ -182,6 +187,11 @@ func (c QuarantineConfig) judge(evs []qEvent) ([]qHold, error) {
 		case last != nil && e.at.Before(last.until.Add(c.Window)):
 			// On probation: one more death is enough.
 			holds = append(holds, c.newHold(e.at, last.level+1, []string{e.member}))
+			suspects = nil
+			continue
+		case e.caught:
+			// It died while scraping this target, for over a second.
+			holds = append(holds, c.newHold(e.at, 1, []string{e.member}))
 			suspects = nil
 			continue
 		}

@@ -155,13 +155,14 @@ func (q *quarantineOwner) HandedOverFrom(key uint64, slot time.Time, within time
 
 // events are key's failures and learned holds, sorted by time. A failure
 // strikes the keys the member owned, in the ring it agreed on; if it
-// advertised long scrapes in flight, only those of them: what it was busy
-// with when it died.
+// advertised long scrapes in flight, only those of them (caught): what it
+// was busy with when it died.
 func (q *quarantineOwner) events(key uint64, failures []gossip.Failure) []qEvent {
 	var evs []qEvent
 	for _, f := range failures {
-		if f.Agreed && f.Owned(key) && (len(f.InFlight) == 0 || slices.Contains(f.InFlight, key)) {
-			evs = append(evs, qEvent{at: f.At, member: f.Member})
+		caught := slices.Contains(f.InFlight, key)
+		if f.Agreed && f.Owned(key) && (len(f.InFlight) == 0 || caught) {
+			evs = append(evs, qEvent{at: f.At, member: f.Member, caught: caught})
 		}
 	}
 	q.mu.Lock()
