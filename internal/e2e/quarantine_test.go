@@ -180,6 +180,8 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 	}))
 	released := time.Since(until)
 	require.NoError(t, waitSampleFrom(ctx, c, poison, own2[poison][0], until, ConvergeTimeout))
+	_, err = WaitIngested(ctx, c.env.Receiver, counterSelector, struck, until)
+	require.NoError(t, err)
 	after, err := Collect(ctx, c.env.Receiver, counterSelector, killed.Add(c.iv), time.Now())
 	require.NoError(t, err)
 	var firstAfter time.Duration
