@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"slices"
@@ -211,18 +212,8 @@ func (p *planner) fill(out *Placement, v gossip.View, names map[uint64]targetNam
 		case a.Series < b.Series:
 			return 1
 		}
-		return compareStrings(a.Key, b.Key)
+		return cmp.Compare(a.Key, b.Key)
 	})
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (w *webServer) apiPlacement(rw http.ResponseWriter, r *http.Request) {

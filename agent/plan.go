@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -372,15 +373,7 @@ func (p *planner) targets(now time.Time) []placement.Target {
 			out = append(out, placement.Target{Key: k, Series: s.series})
 		}
 	}
-	slices.SortFunc(out, func(a, b placement.Target) int {
-		switch {
-		case a.Key < b.Key:
-			return -1
-		case a.Key > b.Key:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b placement.Target) int { return cmp.Compare(a.Key, b.Key) })
 	return out
 }
 

@@ -1,6 +1,7 @@
 package scrape
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sync"
@@ -90,15 +91,7 @@ func (l *loads) snapshot(now time.Time) []TargetLoad {
 			out = append(out, *e)
 		}
 	}
-	slices.SortFunc(out, func(a, b TargetLoad) int {
-		switch {
-		case a.Key < b.Key:
-			return -1
-		case a.Key > b.Key:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b TargetLoad) int { return cmp.Compare(a.Key, b.Key) })
 	return out
 }
 

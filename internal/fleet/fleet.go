@@ -448,6 +448,16 @@ const deliveryLogShown = 12
 // logDelivery logs, per agent the scenario started, its log lines about
 // handoff holds and refused requests.
 func (f *Fleet) logDelivery() {
+	f.agentLogLines(deliveryLogMarks, deliveryLogShown, func(a *e2e.Agent, line string) bool {
+		f.logf("fleet: %s: %s: %s", f.Name, a.Name, line)
+		return true
+	})
+}
+
+// agentLogLines calls show, per agent the scenario started, with each line
+// of its log (trimmed) that contains one of marks, until show has accepted
+// limit of them for that agent.
+func (f *Fleet) agentLogLines(marks []string, limit int, show func(a *e2e.Agent, line string) bool) {
 	for _, a := range f.all {
 		log, err := os.ReadFile(a.LogPath)
 		if err != nil {
@@ -455,12 +465,11 @@ func (f *Fleet) logDelivery() {
 		}
 		shown := 0
 		for line := range strings.Lines(string(log)) {
-			if shown == deliveryLogShown {
+			if shown == limit {
 				break
 			}
-			if slices.ContainsFunc(deliveryLogMarks, func(m string) bool { return strings.Contains(line, m) }) {
+			if slices.ContainsFunc(marks, func(m string) bool { return strings.Contains(line, m) }) && show(a, strings.TrimSpace(line)) {
 				shown++
-				f.logf("fleet: %s: %s: %s", f.Name, a.Name, strings.TrimSpace(line))
 			}
 		}
 	}
@@ -478,37 +487,24 @@ const planLogShown = 40
 // after start, with their time in seconds from start.
 func (f *Fleet) logPlans(start time.Time) {
 	tsRe, atRe := regexp.MustCompile(`time=(\S+)`), regexp.MustCompile(` at=(\S+)`)
-	for _, a := range f.all {
-		log, err := os.ReadFile(a.LogPath)
-		if err != nil {
-			continue
-		}
-		shown := 0
-		for line := range strings.Lines(string(log)) {
-			if shown == planLogShown {
-				break
-			}
-			if !slices.ContainsFunc(planLogMarks, func(m string) bool { return strings.Contains(line, m) }) {
-				continue
-			}
-			rel := "?"
-			if m := tsRe.FindStringSubmatch(line); m != nil {
-				if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
-					if t.Before(start) {
-						continue
-					}
-					rel = fmt.Sprintf("%+.3f", t.Sub(start).Seconds())
+	f.agentLogLines(planLogMarks, planLogShown, func(a *e2e.Agent, line string) bool {
+		rel := "?"
+		if m := tsRe.FindStringSubmatch(line); m != nil {
+			if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+				if t.Before(start) {
+					return false
 				}
+				rel = fmt.Sprintf("%+.3f", t.Sub(start).Seconds())
 			}
-			if m := atRe.FindStringSubmatch(line); m != nil {
-				if t, err := time.Parse(time.RFC3339Nano, strings.Trim(m[1], `"`)); err == nil {
-					rel += fmt.Sprintf(" (in force at %+.3f)", t.Sub(start).Seconds())
-				}
-			}
-			shown++
-			f.logf("fleet: %s: %s at %s: %s", f.Name, a.Name, rel, strings.TrimSpace(line))
 		}
-	}
+		if m := atRe.FindStringSubmatch(line); m != nil {
+			if t, err := time.Parse(time.RFC3339Nano, strings.Trim(m[1], `"`)); err == nil {
+				rel += fmt.Sprintf(" (in force at %+.3f)", t.Sub(start).Seconds())
+			}
+		}
+		f.logf("fleet: %s: %s at %s: %s", f.Name, a.Name, rel, line)
+		return true
+	})
 }
 
 // duplicatePairs lists, for the log, the consecutive samples of a target
