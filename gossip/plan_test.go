@@ -40,6 +40,17 @@ func unbalanced(r *ring.Ring, n int) ([]uint64, []float64) {
 	return keys, sizes
 }
 
+// planFor returns n unbalanced keys on r's members and a plan that moves
+// some of them.
+func planFor(t *testing.T, r *ring.Ring, n int) ([]uint64, *placement.Plan) {
+	var members []ring.Member
+	for _, m := range r.Members() {
+		members = append(members, ring.Member{Name: m})
+	}
+	keys, sizes := unbalanced(r, n)
+	return keys, planMoving(t, members, keys, sizes)
+}
+
 func TestScheduleSwitchesPlanAtItsInstant(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
 	members := []ring.Member{{Name: "a"}, {Name: "b"}, {Name: "c"}}
@@ -113,12 +124,7 @@ func TestPlanCarriedAndAgreed(t *testing.T) {
 	nodes := startCluster(t, 3, func(c *Config) { c.HandoffLead, c.Placement = lead, PlacementLoad })
 	waitLeader(t, nodes, "node-00", 10*time.Second)
 	r := nodes[0].Ring()
-	var members []ring.Member
-	for _, m := range r.Members() {
-		members = append(members, ring.Member{Name: m})
-	}
-	keys, sizes := unbalanced(r, 90)
-	p := planMoving(t, members, keys, sizes)
+	keys, p := planFor(t, r, 90)
 
 	_, err := nodes[1].PublishPlan(p)
 	require.ErrorIs(t, err, ErrNotLeader)
@@ -193,13 +199,7 @@ func TestPlanCarriedAndAgreed(t *testing.T) {
 func TestPlanAdvertisementPokesOnlyPlanObservers(t *testing.T) {
 	nodes := startCluster(t, 2, func(c *Config) { c.HandoffLead, c.Placement = time.Second, PlacementLoad })
 	waitLeader(t, nodes, "node-00", 10*time.Second)
-	r := nodes[0].Ring()
-	var members []ring.Member
-	for _, m := range r.Members() {
-		members = append(members, ring.Member{Name: m})
-	}
-	keys, sizes := unbalanced(r, 60)
-	p := planMoving(t, members, keys, sizes)
+	_, p := planFor(t, nodes[0].Ring(), 60)
 
 	var plain, plans atomic.Int64
 	nodes[1].Observe(ObserverFunc(func() { plain.Add(1) }))
