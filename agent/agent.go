@@ -58,6 +58,9 @@ type Agent struct {
 	// planner follows the cluster's load-aware plans and, on the leader,
 	// makes them (plan.go).
 	planner *planner
+	// quar holds targets that kill their owners out of the ring
+	// (quarantine.go); it is the scrape Owner, over discAgree.
+	quar *quarantineOwner
 
 	// synced is set once the first discovery snapshot has been filtered, or
 	// a config without scrape jobs (of which no snapshot ever comes) applied.
@@ -224,8 +227,11 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 	if a.discAgree, err = newDiscovery(a.node, a.node.HandoffLead(), a.logger, a.reg); err != nil {
 		return err
 	}
+	if a.quar, err = newQuarantineOwner(a.opts.Quarantine, a.node, a.discAgree, a.logger, a.reg); err != nil {
+		return err
+	}
 	a.scraper, err = scrape.New(scrape.Options{
-		Owner:      a.discAgree,
+		Owner:      a.quar,
 		Discovered: a.disc.SyncCh(),
 		NodeName:   a.opts.Gossip.Name,
 		Config:     a.opts.Scrape,
@@ -235,6 +241,7 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 		OnReshard: func() {
 			a.recordMoves()
 			a.discAgree.resharded(a.scraper.Filter().Discovered())
+			a.quar.want()
 		},
 		// Ownership is judged by the node's clock, and samples are stamped
 		// by it under --debug.clock-offset (see handoff.go, clock skew).
@@ -253,6 +260,17 @@ func (a *Agent) buildPipeline(cfg *Config) (err error) {
 		return err
 	}
 	a.node.ObservePlans(a.planner)
+	a.node.Observe(gossip.ObserverFunc(a.quar.want))
+	a.quar.poke = a.membershipChanged
+	a.quar.discovered = func() scrape.Discovered { return a.scraper.Filter().Discovered() }
+	a.quar.inFlight = a.scraper.InFlight
+	a.quar.targets = func() []scrape.TargetInfo {
+		ts := a.scraper.Filter().Targets()
+		for i := range ts {
+			ts[i].URL = a.showURL(ts[i].URL)
+		}
+		return ts
+	}
 
 	if err := a.applyConfig(cfg); err != nil {
 		return err

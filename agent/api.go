@@ -294,6 +294,9 @@ type ClusterTarget struct {
 	// PlacedBy is "plan" when the load-aware plan moves the target off its
 	// rendezvous owner, "hash" when rendezvous hashing places it.
 	PlacedBy string `json:"placedBy"`
+	// QuarantinedUntil, when set, is when the target's hold in quarantine
+	// ends: until then no agent scrapes it (Owners is empty).
+	QuarantinedUntil *time.Time `json:"quarantinedUntil,omitempty"`
 }
 
 // ClusterTargets is /api/v1/cluster/targets: where an agent places every
@@ -349,6 +352,10 @@ func (a *Agent) clusterTargets(job string) ClusterTargets {
 		} else {
 			ct.Series = own[t.Key]
 		}
+		if until, held := a.quar.heldUntil(t.Key, v.Time()); held {
+			ct.Owners, ct.QuarantinedUntil = []string{}, &until
+			owners = nil
+		}
 		if !slices.Equal(owners, ringOwners) {
 			// A stand-in: the ring's owner does not discover the target.
 			ct.RingOwners = ringOwners
@@ -360,6 +367,30 @@ func (a *Agent) clusterTargets(job string) ClusterTargets {
 
 func (w *webServer) apiClusterTargets(rw http.ResponseWriter, r *http.Request) {
 	writeJSON(rw, w.a.clusterTargets(r.URL.Query().Get("job")))
+}
+
+// Quarantine is /api/v1/cluster/quarantine: the targets held now, the
+// longest hold first, and the settings that decide.
+type Quarantine struct {
+	Enabled    bool                `json:"enabled"`
+	Window     string              `json:"window"`
+	Backoff    string              `json:"backoff"`
+	MaxBackoff string              `json:"maxBackoff"`
+	Targets    []QuarantinedTarget `json:"targets"`
+}
+
+func (a *Agent) quarantine() Quarantine {
+	c := a.opts.Quarantine
+	out := Quarantine{Enabled: c.enabled(), Window: c.Window.String(), Backoff: c.Backoff.String(), MaxBackoff: c.MaxBackoff.String(),
+		Targets: a.quar.quarantined()}
+	if out.Targets == nil {
+		out.Targets = []QuarantinedTarget{}
+	}
+	return out
+}
+
+func (w *webServer) apiQuarantine(rw http.ResponseWriter, _ *http.Request) {
+	writeJSON(rw, w.a.quarantine())
 }
 
 // Moves is /api/v1/cluster/moves: the recent ownership moves, newest

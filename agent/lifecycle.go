@@ -60,6 +60,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	// force, and it keeps following until it is gone.
 	plan := a.start("planner", a.planner.run, failed)
 	defer func() { _ = plan.stop(context.Background()) }()
+	quar := a.start("quarantine", a.quar.run, failed)
+	defer func() { _ = quar.stop(context.Background()) }()
 	var reg, peers *actor
 	if a.regist != nil {
 		reg = a.start("consul registration", a.runRegistration, failed)

@@ -37,6 +37,7 @@ type Options struct {
 	Storage      StorageConfig
 	Web          WebConfig
 	Stop         StopConfig
+	Quarantine   QuarantineConfig
 }
 
 // WebConfig is the HTTP server's settings.
@@ -85,6 +86,7 @@ func DefaultOptions(nodeName string) Options {
 		Storage:      StorageConfig{Path: "data/", MaxSize: DefaultMaxSize, FlushDeadline: DefaultFlushDeadline, HandoffWait: DefaultHandoffWait},
 		Web:          WebConfig{ListenAddress: "0.0.0.0:9090"},
 		Stop:         StopConfig{HandoffTimeout: DefaultHandoffTimeout},
+		Quarantine:   DefaultQuarantineConfig(),
 	}
 }
 
@@ -99,6 +101,7 @@ func (o *Options) RegisterFlags(app *kingpin.Application) {
 	flagext.Strings(app, "cluster.join", "Peer to join, repeatable: host:port, dns+name:port (A records), dns+name (SRV records) or consul+service (agents registered in Consul). Comma-separated in the environment variable.", &o.Join)
 	o.Scrape.RegisterFlags(app)
 	o.Stop.RegisterFlags(app)
+	o.Quarantine.RegisterFlags(app)
 	o.Consul.RegisterFlags(app)
 	o.Registration.RegisterFlags(app)
 }
@@ -149,7 +152,7 @@ func (o *Options) Validate() error {
 	if err := o.Gossip.ResolveAdvertise(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, o.Storage.Validate(), o.Web.Validate(), o.Gossip.Validate(), o.Placement.Validate(), o.Scrape.Validate())
+	errs = append(errs, o.Storage.Validate(), o.Web.Validate(), o.Gossip.Validate(), o.Placement.Validate(), o.Scrape.Validate(), o.Quarantine.Validate())
 	if o.Stop.HandoffTimeout < 0 || o.Stop.RestartGrace < 0 {
 		errs = append(errs, fmt.Errorf("--cluster.handoff-timeout and --cluster.restart-grace must not be negative, got %s and %s", o.Stop.HandoffTimeout, o.Stop.RestartGrace))
 	}

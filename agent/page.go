@@ -92,6 +92,25 @@ type pageData struct {
 	Health pageHealth
 	// Placement is the leader, the plan and the balance of series.
 	Placement pagePlacement
+	// Quarantined are the targets held in quarantine now.
+	Quarantined []pageQuarantined
+}
+
+// pageQuarantined is one held target as the banner lists it.
+type pageQuarantined struct {
+	Job, URL, Key string
+	Until         string // "14:05:09 UTC (in 4m51s)"
+	Level         int
+	FailedOwners  string // "a, b"; empty when learned from a peer
+}
+
+func newPageQuarantined(held []QuarantinedTarget, now time.Time) []pageQuarantined {
+	out := make([]pageQuarantined, 0, len(held))
+	for _, h := range held {
+		out = append(out, pageQuarantined{Job: h.Job, URL: h.URL, Key: h.Key, Level: h.Level, FailedOwners: strings.Join(h.FailedOwners, ", "),
+			Until: fmt.Sprintf("%s (in %s)", h.Until.UTC().Format("15:04:05 MST"), h.Until.Sub(now).Round(time.Second))})
+	}
+	return out
 }
 
 // pageDifference is one peer whose discovery differs, as the banner names
@@ -241,6 +260,7 @@ func (a *Agent) pageData(ctx context.Context) pageData {
 		d.NotReady = a.notReadyReason()
 	}
 	d.Discovery = newPageDifferences(m.Discovery)
+	d.Quarantined = newPageQuarantined(a.quar.quarantined(), d.Generated)
 	if c := a.consulRegistration(); c != nil {
 		d.Consul = &pageConsul{ConsulRegistration: *c, Since: ageString(now, c.FailingSince)}
 	}

@@ -668,3 +668,16 @@ func TestPageDiscoveryDiffers(t *testing.T) {
 	require.Contains(t, banner, "Discovery differs from 2 peers: node-2 (api: 20 there, 0 here; db: 3 there, 4 here); node-3 (another scrape configuration)")
 	require.Contains(t, banner, "node-3's list cannot be read: GET /api/v1/cluster/discovery: 503")
 }
+
+func TestPageQuarantined(t *testing.T) {
+	d := pageFixture()
+	require.Nil(t, pageFindID(pageRender(t, d), "quarantined"))
+	now := time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC)
+	d.Quarantined = newPageQuarantined([]QuarantinedTarget{
+		{Job: "node", URL: "http://10.0.0.7:9100/metrics", Key: "00000000000000ab", Since: now.Add(-time.Minute), Until: now.Add(4 * time.Minute), Level: 1, FailedOwners: []string{"a", "b"}},
+		{Job: "api", URL: "http://10.0.0.8:80/metrics", Key: "00000000000000cd", Since: now, Until: now.Add(90 * time.Second), Level: 3, FailedOwners: []string{}},
+	}, now)
+	banner := pageText(pageByID(t, pageRender(t, d), "quarantined"))
+	require.Contains(t, banner, "2 targets held in quarantine, scraped by no agent: node http://10.0.0.7:9100/metrics until 14:04:00 UTC (in 4m0s) (died owning it: a, b); api http://10.0.0.8:80/metrics until 14:01:30 UTC (in 1m30s), hold 3")
+	require.Contains(t, banner, "/api/v1/cluster/quarantine")
+}

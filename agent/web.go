@@ -50,6 +50,7 @@ func newWebServer(a *Agent) *webServer {
 	m.HandleFunc("GET /api/v1/cluster/load", w.apiLoad)
 	m.HandleFunc("GET /api/v1/cluster/plan", w.apiPlan)
 	m.HandleFunc("GET /api/v1/cluster/placement", w.apiPlacement)
+	m.HandleFunc("GET /api/v1/cluster/quarantine", w.apiQuarantine)
 	m.HandleFunc("GET /{$}", w.page)
 	return w
 }

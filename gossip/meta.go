@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -74,7 +75,49 @@ type Meta struct {
 	Discovery Discovery
 	// Plan is the newest load-aware plan the member holds (plan.go).
 	Plan PlanRef
+	// Quarantines are the targets the member holds out of every ring (see
+	// Quarantine), as many as fit in memberlist's limit (at most
+	// MaxQuarantinesAdvertised).
+	Quarantines []Quarantine
+	// InFlight are the keys of the targets whose scrape has been in
+	// progress for a while (at most MaxInFlightAdvertised): if the member
+	// dies now, these are what it was busy with (see Failure.InFlight).
+	InFlight []uint64
 }
+
+// MaxInFlightAdvertised bounds Meta.InFlight: 19 bytes each.
+const MaxInFlightAdvertised = 4
+
+// Quarantine is a target held out of every ring until an instant: no member
+// scrapes it. The agent decides which targets (those whose owners keep
+// dying, agent/quarantine.go); members advertise the holds in effect so
+// that all of them, and those that join later, hold the same targets until
+// the same instant (the latest advertised).
+type Quarantine struct {
+	// Key is the target's ownership key.
+	Key uint64
+	// Until is when the hold ends, in whole seconds.
+	Until time.Time
+	// Level counts the holds in a row (1 for the first); each one lasts
+	// twice as long as the one before, up to a cap.
+	Level int
+}
+
+// Bounds on the quarantines a peer may advertise.
+const (
+	// MaxQuarantinesAdvertised keeps the metadata small: each costs about
+	// 32 bytes of memberlist's 512. A member that holds more advertises
+	// the ones that end last; peers that saw the failures themselves hold
+	// the others anyway.
+	MaxQuarantinesAdvertised = 8
+	// MaxQuarantineHold bounds how far ahead a hold may end (and so
+	// --cluster.quarantine-max-backoff): a target held for longer than a
+	// day is better removed from discovery by its operator.
+	MaxQuarantineHold = 24 * time.Hour
+	// maxQuarantineLevel bounds Level: 2^31 times any back-off is far past
+	// MaxQuarantineHold.
+	maxQuarantineLevel = 31
+)
 
 // Discovery summarises what a member discovers, so that members can tell
 // whether they agree on what there is to scrape and not only on who is a
@@ -108,6 +151,36 @@ type wireMeta struct {
 	PlanV   uint64  `json:"pv,omitempty"`
 	PlanD   string  `json:"pd,omitempty"`
 	PlanAt  int64   `json:"pa,omitempty"` // unix milliseconds
+	// Quarantines, each "key.until.level": key hexadecimal, until in unix
+	// seconds, level decimal.
+	Quarantines []string `json:"q,omitempty"`
+	// InFlight keys, hexadecimal.
+	InFlight []string `json:"f,omitempty"`
+}
+
+func encodeQuarantine(q Quarantine) string {
+	return strconv.FormatUint(q.Key, 16) + "." + strconv.FormatInt(q.Until.Unix(), 10) + "." + strconv.Itoa(q.Level)
+}
+
+// parseQuarantine parses one advertised quarantine; errors name the part.
+func parseQuarantine(s string) (Quarantine, error) {
+	parts := strings.Split(s, ".")
+	if len(s) > 48 || len(parts) != 3 {
+		return Quarantine{}, fmt.Errorf("quarantine must be key.until.level, got %.48q", s)
+	}
+	key, err := strconv.ParseUint(parts[0], 16, 64)
+	if err != nil {
+		return Quarantine{}, fmt.Errorf("quarantine %q: key must be hexadecimal", s)
+	}
+	until, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || until <= 0 {
+		return Quarantine{}, fmt.Errorf("quarantine %q: until must be positive unix seconds", s)
+	}
+	level, err := strconv.Atoi(parts[2])
+	if err != nil || level < 1 || level > maxQuarantineLevel {
+		return Quarantine{}, fmt.Errorf("quarantine %q: level must be between 1 and %d", s, maxQuarantineLevel)
+	}
+	return Quarantine{Key: key, Until: time.Unix(until, 0), Level: level}, nil
 }
 
 // encodeMeta serializes m; the result fits in memberlist's metadata limit or
@@ -137,6 +210,32 @@ func encodeMeta(m Meta) ([]byte, error) {
 	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("encode node metadata: %w", err)
+	}
+	// Scrapes in flight, then quarantines, go in while they fit: the rest
+	// of the record must.
+	for _, k := range m.InFlight {
+		if len(w.InFlight) == MaxInFlightAdvertised {
+			break
+		}
+		w.InFlight = append(w.InFlight, strconv.FormatUint(k, 16))
+		wf, err := json.Marshal(w)
+		if err != nil || len(wf) > maxMetaSize {
+			w.InFlight = w.InFlight[:len(w.InFlight)-1]
+			break
+		}
+		b = wf
+	}
+	for _, q := range m.Quarantines {
+		if len(w.Quarantines) == MaxQuarantinesAdvertised {
+			break
+		}
+		w.Quarantines = append(w.Quarantines, encodeQuarantine(q))
+		wq, err := json.Marshal(w)
+		if err != nil || len(wq) > maxMetaSize {
+			w.Quarantines = w.Quarantines[:len(w.Quarantines)-1]
+			break
+		}
+		b = wq
 	}
 	if len(b) > maxMetaSize {
 		return nil, fmt.Errorf("node metadata is %d bytes, memberlist allows %d: shorten the advertised http address (%d bytes) or version (%d bytes)",
@@ -171,10 +270,14 @@ const (
 	reasonWeight  = "weight"
 	reasonInstant = "instant"
 	reasonPlan    = "plan"
+	// reasonQuarantine: too many quarantines or scrapes in flight, a
+	// malformed one, or a quarantine that ends further ahead than
+	// MaxQuarantineHold.
+	reasonQuarantine = "quarantine"
 )
 
 // metaReasons are every reason label, for the metric's zero values.
-var metaReasons = []string{reasonFormat, reasonAddress, reasonWeight, reasonInstant, reasonPlan}
+var metaReasons = []string{reasonFormat, reasonAddress, reasonWeight, reasonInstant, reasonPlan, reasonQuarantine}
 
 // refusal is an error in a peer's metadata, with its reason label.
 type refusal struct {
@@ -287,6 +390,30 @@ func decodeMeta(b []byte, now time.Time, lead time.Duration) (Meta, error) {
 			return Meta{}, refuse(reasonInstant, "%s is %s ahead, at most %s is allowed (handoff lead %s, restart grace up to %s, clock slack %s)",
 				c.name, ahead.Round(time.Second), c.max, lead, MaxRestartGrace, ClaimSlack)
 		}
+	}
+	if len(w.InFlight) > MaxInFlightAdvertised {
+		return Meta{}, refuse(reasonQuarantine, "at most %d scrapes in flight may be advertised, got %d", MaxInFlightAdvertised, len(w.InFlight))
+	}
+	for _, f := range w.InFlight {
+		k, err := strconv.ParseUint(f, 16, 64)
+		if err != nil {
+			return Meta{}, refuse(reasonQuarantine, "scrape in flight must be a hexadecimal key, got %.20q", f)
+		}
+		m.InFlight = append(m.InFlight, k)
+	}
+	if len(w.Quarantines) > MaxQuarantinesAdvertised {
+		return Meta{}, refuse(reasonQuarantine, "at most %d quarantines may be advertised, got %d", MaxQuarantinesAdvertised, len(w.Quarantines))
+	}
+	for _, s := range w.Quarantines {
+		q, err := parseQuarantine(s)
+		if err != nil {
+			return Meta{}, refuse(reasonQuarantine, "%w", err)
+		}
+		if ahead := q.Until.Sub(now); ahead > MaxQuarantineHold+ClaimSlack {
+			return Meta{}, refuse(reasonQuarantine, "quarantine of %016x ends %s ahead, at most %s is allowed (longest hold %s, clock slack %s)",
+				q.Key, ahead.Round(time.Second), MaxQuarantineHold+ClaimSlack, MaxQuarantineHold, ClaimSlack)
+		}
+		m.Quarantines = append(m.Quarantines, q)
 	}
 	return m, nil
 }

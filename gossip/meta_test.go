@@ -94,6 +94,18 @@ func TestMetaDecodeErrors(t *testing.T) {
 		{`{"v":1,"s":"active","w":1,"pv":3,"pd":"ab","pa":-1}`, reasonInstant, "times must not be negative"},
 		{`{"v":1,"s":"active","w":1,"pv":3,"pd":"ab","pa":` + ms(testLead+planFetchSlack+ClaimSlack+time.Second) + `}`, reasonInstant, "plan instant is 1m7s ahead, at most 1m6s is allowed"},
 		{`{"v":1,"s":"active","w":1,"pv":3,"pd":"ab","pa":` + ms(24*time.Hour) + `}`, reasonInstant, "plan instant is 24h0m0s ahead"},
+		// Quarantines: bounded in number, form and length of the hold.
+		{`{"v":1,"s":"active","w":1,"q":["a.1.1","b.1.1","c.1.1","d.1.1","e.1.1","f.1.1","10.1.1","11.1.1","12.1.1"]}`, reasonQuarantine, "at most 8 quarantines may be advertised, got 9"},
+		{`{"v":1,"s":"active","w":1,"q":["zz.1700000000.1"]}`, reasonQuarantine, "key must be hexadecimal"},
+		{`{"v":1,"s":"active","w":1,"f":["a","b","c","d","e"]}`, reasonQuarantine, "at most 4 scrapes in flight may be advertised, got 5"},
+		{`{"v":1,"s":"active","w":1,"f":["xyz"]}`, reasonQuarantine, `scrape in flight must be a hexadecimal key, got "xyz"`},
+		{`{"v":1,"s":"active","w":1,"q":["ab.1700000000"]}`, reasonQuarantine, "quarantine must be key.until.level"},
+		{`{"v":1,"s":"active","w":1,"q":["ab.-4.1"]}`, reasonQuarantine, "until must be positive unix seconds"},
+		{`{"v":1,"s":"active","w":1,"q":["ab.1700000000.0"]}`, reasonQuarantine, "level must be between 1 and 31"},
+		{`{"v":1,"s":"active","w":1,"q":["ab.1700000000.32"]}`, reasonQuarantine, "level must be between 1 and 31"},
+		{`{"v":1,"s":"active","w":1,"q":["` + strings.Repeat("a", 60) + `.1.1"]}`, reasonQuarantine, "quarantine must be key.until.level"},
+		{`{"v":1,"s":"active","w":1,"q":["ab.` + strconv.FormatInt(testNow.Add(MaxQuarantineHold+ClaimSlack+time.Second).Unix(), 10) + `.1"]}`, reasonQuarantine,
+			"quarantine of 00000000000000ab ends 24h1m1s ahead, at most 24h1m0s is allowed"},
 	} {
 		t.Run(tc.err, func(t *testing.T) {
 			_, err := decodeMeta([]byte(tc.in), testNow, testLead)
@@ -115,6 +127,45 @@ func TestMetaDecodeErrors(t *testing.T) {
 	// A longer local lead allows a later instant.
 	_, err = decodeMeta([]byte(`{"v":1,"s":"active","w":1,"a":`+ms(2*time.Hour)+`}`), testNow, 2*time.Hour)
 	require.NoError(t, err)
+}
+
+// TestMetaQuarantines: quarantines round-trip in whole seconds, and only
+// as many as fit in memberlist's limit are advertised, the first ones first.
+func TestMetaQuarantines(t *testing.T) {
+	var qs []Quarantine
+	for i := range 12 {
+		qs = append(qs, Quarantine{Key: 0xfedcba9876543210 + uint64(i), Until: testNow.Add(time.Duration(i) * time.Hour).Truncate(time.Second), Level: i + 1})
+	}
+	flying := []uint64{1<<64 - 1, 7, 8, 9, 10}
+	b, err := encodeMeta(Meta{State: StateActive, Weight: 1, HTTPAddr: "10.0.0.1:9090", Quarantines: qs, InFlight: flying})
+	require.NoError(t, err)
+	got, err := decodeMeta(b, testNow, testLead)
+	require.NoError(t, err)
+	require.Equal(t, flying[:MaxInFlightAdvertised], got.InFlight)
+	require.Len(t, got.Quarantines, MaxQuarantinesAdvertised)
+	for i, q := range got.Quarantines {
+		require.Equal(t, qs[i].Key, q.Key)
+		require.True(t, qs[i].Until.Equal(q.Until))
+		require.Equal(t, qs[i].Level, q.Level)
+	}
+	// A long address leaves room for fewer; the longest address and
+	// version for none, and the record still fits.
+	long := Meta{State: StateActive, Weight: 1, HTTPAddr: strings.Repeat(strings.Repeat("h", 60)+".", 4) + ":9090", Version: strings.Repeat("v", 64),
+		Digest: 1<<64 - 1, Started: testNow, Since: testNow, Discovery: Discovery{Config: 1<<64 - 1, Targets: 1<<64 - 1, Changed: testNow}, Quarantines: qs}
+	b, err = encodeMeta(long)
+	require.NoError(t, err)
+	got, err = decodeMeta(b, testNow, testLead)
+	require.NoError(t, err)
+	require.Empty(t, got.Quarantines)
+	b, err = encodeMeta(Meta{State: StateActive, Weight: 1, HTTPAddr: strings.Repeat(strings.Repeat("h", 60)+".", 2) + ":9090", Version: "0.1.0",
+		Digest: 1<<64 - 1, Started: testNow, Since: testNow, Discovery: Discovery{Config: 1<<64 - 1, Targets: 1<<64 - 1, Changed: testNow}, Quarantines: qs})
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(b), maxMetaSize)
+	got, err = decodeMeta(b, testNow, testLead)
+	require.NoError(t, err)
+	require.NotEmpty(t, got.Quarantines)
+	require.Less(t, len(got.Quarantines), MaxQuarantinesAdvertised)
+	require.Equal(t, qs[0].Key, got.Quarantines[0].Key)
 }
 
 func TestMetaEncodeTooLarge(t *testing.T) {
@@ -150,6 +201,7 @@ func FuzzDecodeMeta(f *testing.F) {
 	f.Add([]byte(`{"v":1,"s":"active","w":1,"pv":18446744073709551615,"pd":"9f","pa":1700000006000}`))
 	f.Add([]byte(`{"v":1,"s":"active","w":1,"pd":"9f"}`))
 	f.Add([]byte(`{"v":1,"s":"active","w":1,"pv":2,"pa":1}`))
+	f.Add([]byte(`{"v":1,"s":"active","w":1,"q":["ab.1700000300.1","ffffffffffffffff.1700003600.2"],"f":["1f"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMeta(b, testNow, testLead)
 		if err != nil {
@@ -188,6 +240,12 @@ func FuzzDecodeMeta(f *testing.F) {
 			require.False(t, m.Plan.At.IsZero())
 			require.Positive(t, m.Plan.At.UnixMilli())
 			require.LessOrEqual(t, m.Plan.At.Sub(testNow), testLead+time.Second+ClaimSlack)
+		}
+		require.LessOrEqual(t, len(m.Quarantines), MaxQuarantinesAdvertised)
+		require.LessOrEqual(t, len(m.InFlight), MaxInFlightAdvertised)
+		for _, q := range m.Quarantines {
+			require.LessOrEqual(t, q.Until.Sub(testNow), MaxQuarantineHold+ClaimSlack)
+			require.True(t, q.Level >= 1 && q.Level <= maxQuarantineLevel, "level %d", q.Level)
 		}
 		enc, err := encodeMeta(m)
 		if err != nil {

@@ -147,6 +147,16 @@ type Node struct {
 	replaced atomic.Pointer[[]replacedSchedule]
 	peers    atomic.Pointer[[]Peer]
 	self     atomic.Pointer[string] // advertised gossip address once running
+
+	// failures are the members that failed without leaving (Failures);
+	// failuresMu serializes writers.
+	failuresMu      sync.Mutex
+	failures        atomic.Pointer[[]Failure]
+	failuresVersion atomic.Uint64
+	// quarantines and inFlight are what SetQuarantines and SetInFlight
+	// set; guarded by mu.
+	quarantines []Quarantine
+	inFlight    []uint64
 }
 
 // New validates cfg and returns a Node. It starts nothing. logger may be nil;
@@ -307,17 +317,62 @@ func (n *Node) localMeta() Meta {
 	st, since, until := n.state, n.since, n.until
 	n.mu.Unlock()
 	return Meta{
-		State:     st,
-		HTTPAddr:  n.cfg.HTTPAddr,
-		Version:   n.cfg.Version,
-		Digest:    n.sched.Load().FinalPlacement().Digest(),
-		Plan:      n.planRef(),
-		Started:   n.started,
-		Weight:    n.cfg.Weight,
-		Since:     since,
-		Until:     until,
-		Discovery: n.discovery(),
+		State:       st,
+		HTTPAddr:    n.cfg.HTTPAddr,
+		Version:     n.cfg.Version,
+		Digest:      n.sched.Load().FinalPlacement().Digest(),
+		Plan:        n.planRef(),
+		Started:     n.started,
+		Weight:      n.cfg.Weight,
+		Since:       since,
+		Until:       until,
+		Discovery:   n.discovery(),
+		Quarantines: n.Quarantines(),
+		InFlight:    n.inFlightKeys(),
 	}
+}
+
+// SetInFlight sets the targets whose scrape this node advertises has been
+// in progress for a while, longest first (see Failure.InFlight); a change is
+// broadcast at once.
+func (n *Node) SetInFlight(keys []uint64) {
+	n.mu.Lock()
+	changed := !slices.Equal(n.inFlight, keys)
+	n.inFlight = slices.Clone(keys)
+	n.mu.Unlock()
+	if changed {
+		n.readvertise()
+	}
+}
+
+func (n *Node) inFlightKeys() []uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.inFlight)
+}
+
+// SetQuarantines sets the targets this node advertises it holds out of the
+// ring, most important first (as many as fit are advertised); a change is
+// broadcast at once.
+func (n *Node) SetQuarantines(qs []Quarantine) {
+	qs = slices.Clone(qs)
+	for i := range qs {
+		qs[i].Until = time.Unix(qs[i].Until.Unix(), 0) // as peers decode it
+	}
+	n.mu.Lock()
+	changed := !slices.Equal(n.quarantines, qs)
+	n.quarantines = qs
+	n.mu.Unlock()
+	if changed {
+		n.readvertise()
+	}
+}
+
+// Quarantines returns what SetQuarantines set.
+func (n *Node) Quarantines() []Quarantine {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.quarantines)
 }
 
 // SetDiscovery sets what this node advertises it discovers; peers compare
@@ -741,6 +796,7 @@ func (n *Node) rebuild() {
 	n.membersMu.Unlock()
 	n.mu.Lock()
 	selfState, selfSince, selfUntil, selfDisc := n.state, n.since, n.until, n.disc
+	selfQuarantines := slices.Clone(n.quarantines)
 	n.mu.Unlock()
 
 	peers := make([]Peer, 0, len(members))
@@ -749,10 +805,10 @@ func (n *Node) rebuild() {
 		p := Peer{Name: m.name, Addr: m.addr, Self: m.name == n.cfg.Name}
 		if p.Self {
 			p.State, p.HTTPAddr, p.Version, p.Started, p.Weight = selfState, n.cfg.HTTPAddr, n.cfg.Version, n.started, n.cfg.Weight
-			p.Since, p.Until, p.Discovery, p.Plan = selfSince, selfUntil, selfDisc, n.planRef()
+			p.Since, p.Until, p.Discovery, p.Plan, p.Quarantines = selfSince, selfUntil, selfDisc, n.planRef(), selfQuarantines
 		} else if meta, err := n.cache.meta(n, m.name, m.meta); err == nil {
 			p.State, p.HTTPAddr, p.Version, p.Digest, p.Started, p.Weight = meta.State, meta.HTTPAddr, meta.Version, meta.Digest, meta.Started, meta.Weight
-			p.Since, p.Until, p.Discovery, p.Plan = meta.Since, meta.Until, meta.Discovery, meta.Plan
+			p.Since, p.Until, p.Discovery, p.Plan, p.Quarantines, p.InFlight = meta.Since, meta.Until, meta.Discovery, meta.Plan, meta.Quarantines, meta.InFlight
 		}
 		peers = append(peers, p)
 		if sp, ok := spanOf(p); ok {
@@ -807,7 +863,9 @@ func (n *Node) rebuild() {
 // sameDiscovery tells whether two sorted peer lists advertise the same
 // discovery.
 func sameDiscovery(a, b []Peer) bool {
-	return slices.EqualFunc(a, b, func(x, y Peer) bool { return x.Name == y.Name && x.Discovery == y.Discovery })
+	return slices.EqualFunc(a, b, func(x, y Peer) bool {
+		return x.Name == y.Name && x.Discovery == y.Discovery && slices.Equal(x.Quarantines, y.Quarantines)
+	})
 }
 
 // notify pokes the observers: the view or the peers changed. Observers read
@@ -880,6 +938,10 @@ func (n *Node) untrack(node *memberlist.Node) State {
 		n.tombs[node.Name] = tomb{name: node.Name, weight: meta.Weight, since: meta.Since, until: meta.Until}
 	}
 	n.membersMu.Unlock()
+	if meta.State != StateLeaving {
+		// Before signal: the ring without the member comes after.
+		n.recordFailure(node.Name, meta.Digest, meta.InFlight, now)
+	}
 	n.clocks.forget(node.Name)
 	n.signal()
 	return meta.State

@@ -31,6 +31,11 @@ type Peer struct {
 	Discovery Discovery
 	// Plan is the newest load-aware plan the member holds (plan.go).
 	Plan PlanRef
+	// Quarantines are the targets the member advertises it holds.
+	Quarantines []Quarantine
+	// InFlight are the targets whose scrape the member advertises has been
+	// in progress for a while.
+	InFlight []uint64
 }
 
 // Observer is poked after membership changes. Notify is called from the

@@ -1,10 +1,12 @@
 package scrape
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/fnv"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,12 +53,17 @@ type fence struct {
 	mu     sync.Mutex
 	handed map[uint64]time.Time
 
+	// flying are the scrapes in progress, by key (see InFlight), timed by
+	// now.
+	flyMu  sync.Mutex
+	flying map[uint64]inFlight
+
 	kept, dropped prometheus.Counter
 
-	// loads counts the samples of kept scrapes per target (load.go); now
-	// is the agent's clock.
+	// loads counts the samples of kept scrapes per target (load.go).
 	loads *loads
-	now   func() time.Time
+	// now is the agent's clock.
+	now func() time.Time
 }
 
 // handoffWindow, in scrape intervals, is how long after a change of owner
@@ -66,11 +73,12 @@ const handoffWindow = 3
 
 func newFence(owner Owner, next storage.AppendableV2, fqdn string, reg prometheus.Registerer) (*fence, error) {
 	f := &fence{
-		owner: owner,
-		next:  next,
-		fqdn:  fqdn,
-		loads: newLoads(),
-		now:   time.Now,
+		owner:  owner,
+		next:   next,
+		fqdn:   fqdn,
+		loads:  newLoads(),
+		flying: map[uint64]inFlight{},
+		now:    time.Now,
 		kept: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_fence_scrapes_kept_total",
 			Help: "Scrapes whose samples were written because this agent owns the target at the scrape's slot.",
@@ -108,7 +116,69 @@ func (f *fence) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	if !ok {
 		return app
 	}
-	return &fencedAppender{AppenderV2: app, fence: f, target: t}
+	// Prometheus takes a scrape's appender before it sends the request and
+	// commits it after appending the samples: in between, the scrape is in
+	// flight.
+	key := targetKey(t, nil)
+	f.takeOff(key)
+	return &fencedAppender{AppenderV2: app, fence: f, target: t, key: key}
+}
+
+// inFlight is the scrapes of one target in progress: how many, and when the
+// oldest began.
+type inFlight struct {
+	n     int
+	since time.Time
+}
+
+func (f *fence) takeOff(key uint64) {
+	f.flyMu.Lock()
+	defer f.flyMu.Unlock()
+	fl := f.flying[key]
+	if fl.n == 0 {
+		fl.since = f.now()
+	}
+	fl.n++
+	f.flying[key] = fl
+}
+
+func (f *fence) land(key uint64) {
+	f.flyMu.Lock()
+	defer f.flyMu.Unlock()
+	fl := f.flying[key]
+	if fl.n <= 1 {
+		delete(f.flying, key)
+		return
+	}
+	fl.n--
+	f.flying[key] = fl
+}
+
+// inFlight returns the keys of the targets whose scrape has been in
+// progress for longer than d, the longest first, at most max.
+func (f *fence) inFlight(d time.Duration, limit int) []uint64 {
+	now := f.now()
+	f.flyMu.Lock()
+	type kv struct {
+		key   uint64
+		since time.Time
+	}
+	var long []kv
+	for k, fl := range f.flying {
+		if now.Sub(fl.since) > d {
+			long = append(long, kv{k, fl.since})
+		}
+	}
+	f.flyMu.Unlock()
+	slices.SortFunc(long, func(a, b kv) int { return cmp.Or(a.since.Compare(b.since), cmp.Compare(a.key, b.key)) })
+	out := make([]uint64, 0, min(len(long), limit))
+	for _, x := range long {
+		if len(out) == limit {
+			break
+		}
+		out = append(out, x.key)
+	}
+	return out
 }
 
 // keep reports whether the scrape of t at timestamp ms (milliseconds) is
@@ -245,6 +315,8 @@ type fencedAppender struct {
 	storage.AppenderV2
 	fence  *fence
 	target *promscrape.Target
+	key    uint64
+	landed bool
 
 	decided    bool
 	ts         int64
@@ -288,6 +360,7 @@ func (a *fencedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t i
 }
 
 func (a *fencedAppender) Commit() error {
+	a.land()
 	if a.kept {
 		a.fence.kept.Inc()
 		if a.samples > 0 {
@@ -297,4 +370,17 @@ func (a *fencedAppender) Commit() error {
 		a.fence.dropped.Inc()
 	}
 	return a.AppenderV2.Commit()
+}
+
+func (a *fencedAppender) Rollback() error {
+	a.land()
+	return a.AppenderV2.Rollback()
+}
+
+// land ends the scrape's flight once.
+func (a *fencedAppender) land() {
+	if !a.landed {
+		a.landed = true
+		a.fence.land(a.key)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/teststorage"
 	"github.com/stretchr/testify/require"
@@ -243,4 +244,27 @@ func TestFenceNamesThePreviousOwner(t *testing.T) {
 	defer rec.mtx.Unlock()
 	require.Equal(t, []string{"old"}, rec.froms, "exactly the first owned scrape names the previous owner, though later ones are in the window too")
 	require.Equal(t, sampleTimes(app, target)[0], rec.first[0], "and it is the first sample written")
+}
+
+// TestFenceInFlight: a scrape is in flight from the moment Prometheus takes
+// its appender until it commits or rolls back; InFlight names those older
+// than the bound, the longest first.
+func TestFenceInFlight(t *testing.T) {
+	f, err := newFence(nil, nopAppendable{}, "", nil)
+	require.NoError(t, err)
+	now := time.Unix(1_800_000_000, 0)
+	f.now = func() time.Time { return now }
+	slow, fast := filteredTarget(t, "slow:9100"), filteredTarget(t, "fast:9100")
+	a1 := f.AppenderV2(promscrape.ContextWithTarget(context.Background(), slow))
+	now = now.Add(time.Second)
+	a2 := f.AppenderV2(promscrape.ContextWithTarget(context.Background(), fast))
+	now = now.Add(600 * time.Millisecond)
+	require.Equal(t, []uint64{targetKey(slow, nil)}, f.inFlight(time.Second, 4))
+	require.Equal(t, []uint64{targetKey(slow, nil), targetKey(fast, nil)}, f.inFlight(500*time.Millisecond, 4))
+	require.Len(t, f.inFlight(500*time.Millisecond, 1), 1)
+	require.NoError(t, a1.Commit())
+	require.NoError(t, a1.Commit(), "a second commit lands nothing twice")
+	require.Equal(t, []uint64{targetKey(fast, nil)}, f.inFlight(500*time.Millisecond, 4))
+	require.NoError(t, a2.Rollback())
+	require.Empty(t, f.inFlight(0, 4))
 }

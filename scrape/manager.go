@@ -234,3 +234,9 @@ func (m *Manager) TargetsActive() map[string][]*promscrape.Target {
 func (m *Manager) Get() (*promscrape.Manager, error) {
 	return m.prom, nil
 }
+
+// InFlight returns the keys of the targets whose scrape has been in progress
+// (request sent, samples not yet committed) for longer than d, the longest
+// first, at most limit: the scrapes that would be in progress if this agent
+// died now of one that exhausts its memory. It is safe for concurrent use.
+func (m *Manager) InFlight(d time.Duration, limit int) []uint64 { return m.fence.inFlight(d, limit) }

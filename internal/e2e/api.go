@@ -39,6 +39,11 @@ type (
 	// Placement is the leader's measurement and the plan, from
 	// /api/v1/cluster/placement.
 	Placement = agent.Placement
+	// Quarantine is the targets an agent holds in quarantine, from
+	// /api/v1/cluster/quarantine.
+	Quarantine = agent.Quarantine
+	// QuarantinedTarget is one held target in a Quarantine.
+	QuarantinedTarget = agent.QuarantinedTarget
 )
 
 // Client reads one agent's HTTP API: the one client of shoal's API the
@@ -106,6 +111,13 @@ func (c *Client) Load(ctx context.Context) (LoadReport, error) {
 func (c *Client) Placement(ctx context.Context) (Placement, error) {
 	var out Placement
 	err := c.getJSON(ctx, "/api/v1/cluster/placement", &out)
+	return out, err
+}
+
+// Quarantine returns the targets the agent holds in quarantine.
+func (c *Client) Quarantine(ctx context.Context) (Quarantine, error) {
+	var out Quarantine
+	err := c.getJSON(ctx, "/api/v1/cluster/quarantine", &out)
 	return out, err
 }
 
