@@ -42,8 +42,15 @@ import (
 //   - a member that starts seeing a target again takes it back a handoff
 //     lead after it announced so, the instant the stand-in stops: no
 //     duplicate;
-//   - a target nobody saw a lead ago (a new target) has no stand-in: every
-//     candidate is blind to it, and the ring's owner scrapes it at once.
+//   - a target nobody saw two leads ago (a new target) has no stand-in for
+//     two leads: the ring's owner scrapes it as soon as it discovers it. A
+//     member that discovered it a moment before the owner would otherwise
+//     stand in from a lead after its discovery until a lead after the
+//     owner's, and the target would go owner, stand-in, owner in a few
+//     seconds, scraped twice at once around each change while a slow scrape
+//     is in flight (a poison target then kills both agents). Two leads
+//     because the end of the stand-in's wait is itself known only a lead
+//     ahead;
 //
 // Every member computes the same answer from the same advertised history; a
 // peer's list that could not be fetched counts as seeing everything (a gap
@@ -181,6 +188,9 @@ func (d *discovery) ownsDivergent(st *discoveryState, key uint64, t time.Time) b
 func (st *discoveryState) owns(r gossip.Placement, rf int, self string, key uint64, t time.Time, lead time.Duration) bool {
 	var stack [16]string
 	ranked := r.Owners(stack[:0], key, r.Len())
+	if st.fresh(ranked, key, t, lead) {
+		return r.IsOwner(key, rf, self)
+	}
 	n := 0
 	for _, m := range ranked {
 		if st.blind(m, key, t, lead) {
@@ -208,8 +218,12 @@ func (d *discovery) owners(key uint64, t time.Time) []string {
 	if _, ok := st.divergent[key]; !ok {
 		return r.Owners(nil, key, rf)
 	}
+	ranked := r.Owners(nil, key, r.Len())
+	if st.fresh(ranked, key, t, d.lead) {
+		return ranked[:min(rf, len(ranked))]
+	}
 	var out []string
-	for _, m := range r.Owners(nil, key, r.Len()) {
+	for _, m := range ranked {
 		if len(out) < rf && !st.blind(m, key, t, d.lead) {
 			out = append(out, m)
 		}
@@ -224,6 +238,18 @@ func (d *discovery) owners(key uint64, t time.Time) []string {
 func (st *discoveryState) blind(m string, key uint64, t time.Time, lead time.Duration) bool {
 	h := st.history[m]
 	return st.lacks(h, key, t) || st.lacks(h, key, t.Add(-lead))
+}
+
+// fresh reports whether key is new at t: every member lacked it two leads
+// before t. A member without a known list counts as having had it.
+func (st *discoveryState) fresh(ranked []string, key uint64, t time.Time, lead time.Duration) bool {
+	before := t.Add(-2 * lead)
+	for _, m := range ranked {
+		if !st.lacks(st.history[m], key, before) {
+			return false
+		}
+	}
+	return len(ranked) > 0
 }
 
 // lacks reports whether the member's version at t is known and lacks key. A
@@ -486,7 +512,7 @@ func (d *discovery) update() {
 	for name, h := range st.history {
 		for _, v := range h {
 			if name != d.self || len(h) > 1 {
-				changes = append(changes, v.from, v.from.Add(d.lead))
+				changes = append(changes, v.from, v.from.Add(d.lead), v.from.Add(2*d.lead))
 			}
 			set, ok := st.sets[v.digest]
 			if !ok {
