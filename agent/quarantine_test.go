@@ -99,6 +99,18 @@ func TestHeldAt(t *testing.T) {
 		require.Equal(t, tc.held, ok, tc.at)
 		require.Equal(t, tc.level, h.level, tc.at)
 	}
+	// For ownership a hold also reaches back: a failed member vanishes from
+	// the ring's history, and nobody may seem to have owned the target just
+	// before its hold began.
+	for _, tc := range []struct {
+		at    time.Duration
+		held  bool
+		level int
+	}{{-holdLookback - time.Second, false, 0}, {-holdLookback, true, 1}, {-time.Second, true, 2}, {90 * time.Second, true, 2}, {4 * time.Minute, false, 0}} {
+		h, ok := heldBack(holds, t0.Add(tc.at), holdLookback)
+		require.Equal(t, tc.held, ok, tc.at)
+		require.Equal(t, tc.level, h.level, tc.at)
+	}
 }
 
 func TestQuarantineConfigValidate(t *testing.T) {

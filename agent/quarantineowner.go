@@ -40,6 +40,9 @@ type quarantineOwner struct {
 	// learnedGen counts the changes to learned.
 	learnedGen uint64
 
+	// lastCaught is the newest failure nameCaught logged (run's goroutine).
+	lastCaught time.Time
+
 	held  prometheus.Gauge
 	total prometheus.Counter
 }
@@ -110,7 +113,7 @@ var (
 )
 
 // OwnsAt implements scrape.Owner: the placement's answer, unless the target
-// is held at t.
+// is held at t or less than holdLookback before a hold.
 func (q *quarantineOwner) OwnsAt(key uint64, t time.Time) bool {
 	// The placement first: a failure is recorded before the ring without
 	// the failed member, so if this sees the new ring, holdsOf sees the
@@ -121,7 +124,7 @@ func (q *quarantineOwner) OwnsAt(key uint64, t time.Time) bool {
 	if !q.cfg.enabled() {
 		return true
 	}
-	_, held := heldAt(q.holdsOf(key), t)
+	_, held := heldBack(q.holdsOf(key), t, holdLookback)
 	return !held
 }
 
@@ -231,6 +234,9 @@ func (q *quarantineOwner) refresh() {
 		return
 	}
 
+	if version != prev.version {
+		q.nameCaught(failures)
+	}
 	st := &quarantineState{version: version, learnedGen: gen, targets: digest, holds: map[uint64][]qHold{}}
 	var ads []gossip.Quarantine
 	if len(failures) > 0 || gen > 0 {
@@ -275,6 +281,38 @@ func (q *quarantineOwner) refresh() {
 	q.report(prev.now, st.now)
 	if !slices.EqualFunc(prev.changes, st.changes, time.Time.Equal) || len(prev.holds) != len(st.holds) {
 		q.poke()
+	}
+}
+
+// nameCaught logs, for each failure not logged yet that advertised scrapes
+// in flight, the targets it was scraping: what a dead
+// agent was busy with, by URL, whether or not it leads to a hold.
+func (q *quarantineOwner) nameCaught(failures []gossip.Failure) {
+	seen := q.lastCaught
+	var urls map[uint64]string
+	for _, f := range failures {
+		if !f.At.After(seen) {
+			continue
+		}
+		q.lastCaught = f.At
+		if len(f.InFlight) == 0 {
+			continue
+		}
+		if urls == nil {
+			urls = map[uint64]string{}
+			for _, t := range q.targets() {
+				urls[t.Key] = t.Job + " " + t.URL
+			}
+		}
+		names := make([]string, 0, len(f.InFlight))
+		for _, k := range f.InFlight {
+			if u, ok := urls[k]; ok {
+				names = append(names, u)
+			} else {
+				names = append(names, digestString(k)+" (not discovered here)")
+			}
+		}
+		q.logger.Warn("an agent died without leaving while it scraped these targets", "member", f.Member, "targets", names, "agreed_on_ring", f.Agreed)
 	}
 }
 

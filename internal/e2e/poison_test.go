@@ -34,12 +34,10 @@ const (
 // scrape 20 farm targets; then a target serving 98 MB (1.3 M series) is
 // added in a job that lifts the default limits (body_size_limit: 0,
 // sample_limit: 0). An agent OOM-killed while it advertises the scrape in
-// flight makes its peers hold the target at once. Checked: at most two
-// agents die (a second one dies when two scraped the target at once: a
-// stand-in while its owner's discovery of it was not yet a lead old, see
-// README), the survivors hold it (and only it) and scrape every farm
-// target, and the farm targets the survivors scraped from the start have
-// no gap at any time.
+// flight makes its peers hold the target at once. Checked: at most one agent
+// dies, the survivors hold the target (and only it) and scrape every farm
+// target, and the farm targets the survivors scraped from the start have no
+// gap at any time.
 func TestPoisonTargetFleet(t *testing.T) {
 	SkipUnlessIntegration(t)
 	if os.Geteuid() != 0 {
@@ -78,7 +76,11 @@ remote_write:`, sdFile), 1)
 
 	// The poison target appears.
 	added := time.Now()
-	require.NoError(t, os.WriteFile(sdFile, []byte(fmt.Sprintf(`[{"targets": [%q]}]`, poison)), 0o644))
+	// Written aside and renamed: file SD would read a truncated file as
+	// empty first.
+	tmp := sdFile + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(fmt.Sprintf(`[{"targets": [%q]}]`, poison)), 0o644))
+	require.NoError(t, os.Rename(tmp, sdFile))
 	var holders []*Agent
 	require.NoError(t, Poll(ctx, 5*time.Minute, 500*time.Millisecond, func(ctx context.Context) error {
 		holders = holders[:0]
@@ -109,7 +111,7 @@ remote_write:`, sdFile), 1)
 			require.True(t, ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL, "%s exited with %v, want the OOM killer's SIGKILL", a.Name, st)
 		}
 	}
-	require.LessOrEqual(t, len(dead), 2, "agents dead: %v", dead)
+	require.LessOrEqual(t, len(dead), 1, "agents dead: %v", dead)
 	require.NotEmpty(t, dead, "the poison target killed no agent: the scenario is void (raise its size or lower poisonMemoryLimit)")
 
 	// Nobody else dies, the survivors converge on every farm target and
