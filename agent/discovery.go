@@ -121,10 +121,7 @@ type discoveryMetrics struct {
 func newDiscovery(node *gossip.Node, lead time.Duration, logger *slog.Logger, reg prometheus.Registerer) (*discovery, error) {
 	d := &discovery{
 		node: node, self: node.Name(), lead: lead, logger: logger.With("component", "discovery-agreement"),
-		client: &http.Client{
-			Timeout:       discoveryFetchTimeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client:  newPeerClient(discoveryFetchTimeout),
 		poke:    func() {},
 		ownSets: map[uint64]scrape.Discovered{},
 		fetched: map[uint64]scrape.Discovered{},

@@ -50,10 +50,11 @@ var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 // is rendered rarely, and idle connections would outlive the request. It does
 // not follow redirects: a peer answering with one could otherwise send this
 // agent anywhere, not only to peers' /api/ paths.
-var peerClient = &http.Client{
-	Transport:     &http.Transport{DisableKeepAlives: true},
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
+var peerClient = func() *http.Client {
+	c := newPeerClient(0)
+	c.Transport = &http.Transport{DisableKeepAlives: true}
+	return c
+}()
 
 // pageData is everything the status page renders. It is computed once per
 // request, so the template does no work and unit tests can fabricate it.
