@@ -42,15 +42,15 @@ import (
 //   - a member that starts seeing a target again takes it back a handoff
 //     lead after it announced so, the instant the stand-in stops: no
 //     duplicate;
-//   - a target nobody saw two leads ago (a new target) has no stand-in for
-//     two leads: the ring's owner scrapes it as soon as it discovers it. A
-//     member that discovered it a moment before the owner would otherwise
-//     stand in from a lead after its discovery until a lead after the
-//     owner's, and the target would go owner, stand-in, owner in a few
-//     seconds, scraped twice at once around each change while a slow scrape
-//     is in flight (a poison target then kills both agents). Two leads
-//     because the end of the stand-in's wait is itself known only a lead
-//     ahead;
+//   - a target nobody saw newTargetWindow ago (a new target) has no
+//     stand-in: its ring owner scrapes it as soon as it discovers it.
+//     Agents discover a new target seconds apart (Prometheus' discovery
+//     manager passes updates on every 5 s), and a member that discovered it
+//     a lead before the owner would stand in until a lead after the owner's
+//     discovery: the target would go owner, stand-in, owner within seconds,
+//     scraped twice at once around each change (a poison target then kills
+//     both agents). The window is two leads (the end of a stand-in's wait is
+//     itself known only a lead ahead) plus discoverySpread;
 //
 // Every member computes the same answer from the same advertised history; a
 // peer's list that could not be fetched counts as seeing everything (a gap
@@ -237,10 +237,20 @@ func (st *discoveryState) blind(m string, key uint64, t time.Time, lead time.Dur
 	return st.lacks(h, key, t) || st.lacks(h, key, t.Add(-lead))
 }
 
-// fresh reports whether key is new at t: every member lacked it two leads
-// before t. A member without a known list counts as having had it.
+// discoverySpread is how far apart agents may discover a new target:
+// Prometheus' discovery manager passes target updates on at most every 5 s,
+// and service discovery itself refreshes on its own clock.
+const discoverySpread = 10 * time.Second
+
+// newTargetWindow is how long a target nobody discovered before stays with
+// its ring owner (see fresh).
+func newTargetWindow(lead time.Duration) time.Duration { return 2*lead + discoverySpread }
+
+// fresh reports whether key is new at t: every member lacked it
+// newTargetWindow before t. A member without a known list counts as having
+// had it.
 func (st *discoveryState) fresh(ranked []string, key uint64, t time.Time, lead time.Duration) bool {
-	before := t.Add(-2 * lead)
+	before := t.Add(-newTargetWindow(lead))
 	for _, m := range ranked {
 		if !st.lacks(st.history[m], key, before) {
 			return false
@@ -509,7 +519,7 @@ func (d *discovery) update() {
 	for name, h := range st.history {
 		for _, v := range h {
 			if name != d.self || len(h) > 1 {
-				changes = append(changes, v.from, v.from.Add(d.lead), v.from.Add(2*d.lead))
+				changes = append(changes, v.from, v.from.Add(d.lead), v.from.Add(newTargetWindow(d.lead)))
 			}
 			set, ok := st.sets[v.digest]
 			if !ok {

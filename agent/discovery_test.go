@@ -14,7 +14,7 @@ import (
 
 // TestDiscoveryPlacement: a member blind to a target is skipped from the
 // instant its discovery lacks the target until a lead after it sees it
-// again; a new target nobody saw two leads ago goes to its ring owner,
+// again; a new target nobody saw newTargetWindow ago goes to its ring owner,
 // even when another member discovered it first; a member
 // whose list is unknown counts as seeing everything.
 func TestDiscoveryPlacement(t *testing.T) {
@@ -73,19 +73,21 @@ func TestDiscoveryPlacement(t *testing.T) {
 	// stand-in in between, the owner keeps it throughout (it would go
 	// owner, stand-in, owner otherwise, two agents scraping at each change).
 	st.history[second] = []discVersion{{from: t0, digest: old.Digest()}, {from: lost.Add(-time.Second), digest: fresh.Digest()}}
-	for _, at := range []time.Duration{0, lead - time.Second, lead, lead + time.Second/2, 2*lead - time.Second, 2 * lead, 3 * lead} {
+	window := newTargetWindow(lead)
+	for _, at := range []time.Duration{0, lead - time.Second, lead, lead + time.Second/2, 2*lead - time.Second, 2 * lead, window, window + lead} {
 		require.Equal(t, []string{owner}, whoOwns(lost.Add(at)), "owner discovered it 1s after the second, at %s", at)
 	}
 	// An owner that discovers it much later: the other member stands in once
-	// the target is two leads old, until a lead after the owner sees it.
+	// the target is newTargetWindow old, until a lead after the owner sees
+	// it.
 	late := lost.Add(5 * lead)
 	st.history[owner] = []discVersion{{from: t0, digest: old.Digest()}, {from: late, digest: fresh.Digest()}}
 	seen := lost.Add(-time.Second) // by the second
 	// While it is new only its owner may scrape it (which it does not: it
 	// does not discover it).
 	require.Equal(t, []string{owner}, whoOwns(seen.Add(lead)))
-	require.Equal(t, []string{owner}, whoOwns(seen.Add(2*lead-time.Millisecond)))
-	require.Equal(t, []string{second}, whoOwns(seen.Add(2*lead)))
+	require.Equal(t, []string{owner}, whoOwns(seen.Add(window-time.Millisecond)))
+	require.Equal(t, []string{second}, whoOwns(seen.Add(window)))
 	require.Equal(t, []string{second}, whoOwns(late.Add(lead-time.Millisecond)))
 	require.Equal(t, []string{owner}, whoOwns(late.Add(lead)))
 

@@ -265,6 +265,7 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 	decisions := make(map[uint64]bool, len(f.decisions))
 	movedOut := map[string]map[uint64]struct{}{}
 	var movedIn, owned int
+	var named []string // the first few moves, for the log
 	found := make(Discovered, len(f.snapshot))
 	if f.keys == nil {
 		f.keys = keyCache{}
@@ -321,8 +322,10 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 						owned++
 						if had && !prev {
 							movedIn++
+							named = nameMoved(named, "in", job, t)
 						}
 					case had && prev:
+						named = nameMoved(named, "out", job, t)
 						if movedOut[job] == nil {
 							movedOut[job] = map[uint64]struct{}{}
 						}
@@ -372,9 +375,20 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 	f.stats.Reshards++
 	f.metrics.observe(len(decisions), owned, movedIn, nMovedOut)
 	if movedIn > 0 || nMovedOut > 0 {
-		f.logger.Info("targets moved", "in", movedIn, "out", nMovedOut, "owned", owned, "discovered", len(decisions))
+		f.logger.Info("targets moved", "in", movedIn, "out", nMovedOut, "owned", owned, "discovered", len(decisions), "first", named)
 	}
 	return res, true
+}
+
+// movesNamed is how many moves one "targets moved" log line names.
+const movesNamed = 4
+
+// nameMoved appends "in job address" to named while it is short.
+func nameMoved(named []string, dir, job string, t model.LabelSet) []string {
+	if len(named) >= movesNamed {
+		return named
+	}
+	return append(named, dir+" "+job+" "+string(t[model.AddressLabel]))
 }
 
 // startAheadSlack covers the time from a filter pass to a running scrape
