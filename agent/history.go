@@ -67,7 +67,11 @@ func (h *history) samples() []sample {
 }
 
 // span is how long a full history covers.
-func (h *history) span() time.Duration { return h.step * time.Duration(cap(h.buf)-1) }
+func (h *history) span() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.step * time.Duration(cap(h.buf)-1)
+}
 
 // run takes a sample at every tick until ctx is done; take reads the
 // counters and the clock. The first sample is taken at once: it is the

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	promscrape "github.com/prometheus/prometheus/scrape"
+
+	"github.com/shoal-dev/shoal/internal/redact"
 )
 
 // DefaultMinReshardInterval is the default for FilterOptions.MinReshardInterval.
@@ -383,12 +385,13 @@ func (f *Filter) pass() (map[string][]*targetgroup.Group, bool) {
 // movesNamed is how many moves one "targets moved" log line names.
 const movesNamed = 4
 
-// nameMoved appends "in job address" to named while it is short.
+// nameMoved appends "in job address" to named while it is short; an
+// address's password is masked.
 func nameMoved(named []string, dir, job string, t model.LabelSet) []string {
 	if len(named) >= movesNamed {
 		return named
 	}
-	return append(named, dir+" "+job+" "+string(t[model.AddressLabel]))
+	return append(named, dir+" "+job+" "+redact.Address(string(t[model.AddressLabel])))
 }
 
 // startAheadSlack covers the time from a filter pass to a running scrape
