@@ -160,12 +160,16 @@ func (d *discovery) OwnsAt(key uint64, t time.Time) bool {
 
 // Changes implements scrape.Owner.
 func (d *discovery) Changes() []time.Time {
-	base := d.node.Changes()
-	st := d.state.Load()
-	if len(st.changes) == 0 {
+	return mergeChanges(d.node.Changes(), d.state.Load().changes)
+}
+
+// mergeChanges adds extra instants to base's, sorted and without repeats;
+// base is reused.
+func mergeChanges(base, extra []time.Time) []time.Time {
+	if len(extra) == 0 {
 		return base
 	}
-	out := append(base, st.changes...)
+	out := append(base, extra...)
 	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
 	return slices.CompactFunc(out, time.Time.Equal)
 }

@@ -141,14 +141,7 @@ func (q *quarantineOwner) holdsOf(key uint64) []qHold {
 
 // Changes implements scrape.Owner.
 func (q *quarantineOwner) Changes() []time.Time {
-	base := q.base.Changes()
-	st := q.state.Load()
-	if len(st.changes) == 0 {
-		return base
-	}
-	out := append(base, st.changes...)
-	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
-	return slices.CompactFunc(out, time.Time.Equal)
+	return mergeChanges(q.base.Changes(), q.state.Load().changes)
 }
 
 // HandedOverFrom implements scrape.Predecessor.

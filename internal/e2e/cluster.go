@@ -44,6 +44,13 @@ func Scraping(ctx context.Context, agents []*Agent) (Ownership, error) {
 // whose union is want. It returns the ownership, or an error saying what is
 // not there yet.
 func Converged(ctx context.Context, agents []*Agent, want []string) (Ownership, error) {
+	return ConvergedHolding(ctx, agents, want, nil)
+}
+
+// ConvergedHolding is Converged for a cluster that holds some of the
+// targets in want in quarantine: every agent places them on nobody, and
+// nobody scrapes them.
+func ConvergedHolding(ctx context.Context, agents []*Agent, want, held []string) (Ownership, error) {
 	names := make([]string, 0, len(agents))
 	for _, a := range agents {
 		names = append(names, a.Name)
@@ -75,6 +82,11 @@ func Converged(ctx context.Context, agents []*Agent, want []string) (Ownership, 
 		if got := slices.Sorted(maps.Keys(owners)); !slices.Equal(got, want) {
 			return nil, fmt.Errorf("%s discovered %d targets, want %d (missing %v, extra %v)", a.Name, len(got), len(want), minus(want, got), minus(got, want))
 		}
+		for _, h := range held {
+			if len(owners[h]) != 0 {
+				return nil, fmt.Errorf("%s places the held %s on %v", a.Name, h, owners[h])
+			}
+		}
 		if placed == nil {
 			placed = owners
 		} else if !maps.EqualFunc(placed, owners, slices.Equal) {
@@ -85,7 +97,7 @@ func Converged(ctx context.Context, agents []*Agent, want []string) (Ownership, 
 	if err != nil {
 		return nil, err
 	}
-	if err := own.Check(want); err != nil {
+	if err := own.Check(slices.DeleteFunc(slices.Clone(want), func(s string) bool { return slices.Contains(held, s) })); err != nil {
 		return nil, err
 	}
 	for inst, by := range own {

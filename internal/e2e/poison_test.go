@@ -135,7 +135,7 @@ remote_write:`, sdFile), 1)
 	var own1 Ownership
 	require.NoError(t, Poll(ctx, ConvergeTimeout, 250*time.Millisecond, func(ctx context.Context) error {
 		var err error
-		own1, err = convergedHolding(ctx, holders, want, []string{poison})
+		own1, err = ConvergedHolding(ctx, holders, want, []string{poison})
 		return err
 	}))
 	end := time.Now().Add(10 * iv)
@@ -143,7 +143,7 @@ remote_write:`, sdFile), 1)
 	for _, a := range holders {
 		require.False(t, exited(a), "%s died after the hold", a.Name)
 	}
-	after, err := convergedHolding(ctx, holders, want, []string{poison})
+	after, err := ConvergedHolding(ctx, holders, want, []string{poison})
 	require.NoError(t, err)
 	require.Equal(t, own1, after, "ownership changed while held")
 

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -128,7 +127,7 @@ func TestQuarantineAfterTwoOwnersDie(t *testing.T) {
 	require.NoError(t, first.Start(ctx))
 	alive = append(alive, first)
 	require.NoError(t, Poll(ctx, ConvergeTimeout, 250*time.Millisecond, func(ctx context.Context) error {
-		if _, err := convergedHolding(ctx, alive, c.healthy, struck); err != nil {
+		if _, err := ConvergedHolding(ctx, alive, c.healthy, struck); err != nil {
 			return err
 		}
 		q, err := first.Quarantine(ctx)
@@ -220,61 +219,6 @@ func waitSampleFrom(ctx context.Context, c testCluster, instance, agent string, 
 		}
 		return fmt.Errorf("no sample of %s from %s since %v", instance, agent, from)
 	})
-}
-
-// convergedHolding is Converged for a cluster that holds one target: every
-// agent lists the same active members and agrees on the ring with no change
-// announced ahead, places every other target alike and on nobody the held
-// one, and the agents scrape exactly the others, each where it is placed.
-func convergedHolding(ctx context.Context, agents []*Agent, want, held []string) (Ownership, error) {
-	names := make([]string, 0, len(agents))
-	for _, a := range agents {
-		names = append(names, a.Name)
-	}
-	slices.Sort(names)
-	var placed map[string][]string
-	for _, a := range agents {
-		m, err := a.Members(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if active := m.Active(); !slices.Equal(active, names) || !m.Agree {
-			return nil, fmt.Errorf("%s sees active members %v (agree=%v), want %v", a.Name, active, m.Agree, names)
-		}
-		for _, mm := range m.Members {
-			if mm.Digest != m.Digest {
-				return nil, fmt.Errorf("%s: a change is announced (%s advertises ring %s, the placement now is %s)", a.Name, mm.Name, mm.Digest, m.Digest)
-			}
-		}
-		ct, err := a.ClusterTargets(ctx)
-		if err != nil {
-			return nil, err
-		}
-		owners := ct.Owners()
-		for _, h := range held {
-			if len(owners[h]) != 0 {
-				return nil, fmt.Errorf("%s places the held %s on %v", a.Name, h, owners[h])
-			}
-		}
-		if placed == nil {
-			placed = owners
-		} else if !maps.EqualFunc(placed, owners, slices.Equal) {
-			return nil, fmt.Errorf("%s places targets differently from %s", a.Name, agents[0].Name)
-		}
-	}
-	own, err := Scraping(ctx, agents)
-	if err != nil {
-		return nil, err
-	}
-	if err := own.Check(slices.DeleteFunc(slices.Clone(want), func(s string) bool { return slices.Contains(held, s) })); err != nil {
-		return nil, err
-	}
-	for inst, by := range own {
-		if !slices.Equal(by, placed[inst]) {
-			return nil, fmt.Errorf("%s is scraped by %v but placed on %v", inst, by, placed[inst])
-		}
-	}
-	return own, nil
 }
 
 // instanceOf is the host:port of a scrape URL.
