@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/shoal-dev/shoal/internal/redact"
 )
 
 // Options configure the storage.
@@ -576,11 +578,12 @@ func (e *endpoint) relabelFor() (labels.Labels, []*relabel.Config) {
 }
 
 // shownURL is an endpoint's URL as it appears in metric labels, the status
-// and logs: with its password masked, since /metrics and the API have no
+// and logs: with its password and its query values masked (receivers that
+// take a token take it as ?api_key=...), since /metrics and the API have no
 // authentication of their own. Requests use rw.URL itself.
 func shownURL(rw *config.RemoteWriteConfig) string {
 	if rw.URL == nil || rw.URL.URL == nil {
 		return ""
 	}
-	return rw.URL.Redacted()
+	return redact.Queries(rw.URL.Redacted())
 }
