@@ -39,6 +39,8 @@ type (
 	// Placement is the leader's measurement and the plan, from
 	// /api/v1/cluster/placement.
 	Placement = agent.Placement
+	// PlanInfo describes a plan in Placement.
+	PlanInfo = agent.PlanInfo
 )
 
 // Client reads one agent's HTTP API: the one client of shoal's API the
