@@ -45,7 +45,10 @@ func (s Settling) String() string {
 func WaitSettled(ctx context.Context, agents []*Agent, want []string) (Ownership, Settling, error) {
 	began := time.Now()
 	var (
-		covered time.Time // when the leader's measurement first covered want
+		// covered is the leader's judgement when its measurement first
+		// covered want; a later one counts. Both are the leader's clock,
+		// which may be skewed (--debug.clock-offset).
+		covered time.Time
 		st      Settling
 	)
 	err := Poll(ctx, SettleTimeout, settlePoll, func(ctx context.Context) error {
@@ -87,12 +90,12 @@ func WaitSettled(ctx context.Context, agents []*Agent, want []string) (Ownership
 		for _, m := range lead.Members {
 			measured += m.Targets
 		}
-		if measured < len(want) {
+		if measured < len(want) || lead.Measured.IsZero() {
 			covered = time.Time{}
 			return fmt.Errorf("leader %s has measured %d of %d targets", lead.Leader.Leader, measured, len(want))
 		}
 		if covered.IsZero() {
-			covered = time.Now()
+			covered = lead.Measured
 		}
 		if !lead.Measured.After(covered) {
 			return fmt.Errorf("leader %s has not judged the balance since it measured every target", lead.Leader.Leader)
