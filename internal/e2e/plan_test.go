@@ -148,10 +148,10 @@ func TestPlanHandoff(t *testing.T) {
 		from, to := before[inst][0], after[inst][0]
 		require.ElementsMatch(t, []string{from, to}, st.Agents, "%s: written by %v, moved from %s to %s", inst, st.Agents, from, to)
 		for _, s := range counter[inst] {
-			switch {
-			case s.Agent == from:
+			switch s.Agent {
+			case from:
 				require.True(t, s.T.Before(settled.At.Add(iv)), "%s: %s wrote at %v, after the plan's instant %v", inst, from, s.T, settled.At)
-			case s.Agent == to:
+			case to:
 				require.True(t, s.T.After(settled.At.Add(-iv)), "%s: %s wrote at %v, before the plan's instant %v", inst, to, s.T, settled.At)
 			}
 		}
