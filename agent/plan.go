@@ -285,6 +285,13 @@ func (p *planner) lead(ctx context.Context) {
 	if !res.Changed {
 		return
 	}
+	if prev.Plan == nil && res.Plan.Len() == 0 {
+		// No move does better than rendezvous (three equal targets on two
+		// agents stay 2/1): a plan of no override would place every target
+		// as now, yet every agent would fetch, install and advertise it.
+		p.logger.Debug("above the bound, but no plan improves on rendezvous", "imbalance", res.Before.Imbalance)
+		return
+	}
 	rec, err := p.node.PublishPlan(res.Plan)
 	if err != nil {
 		p.logger.Warn("publishing the plan failed", "err", err)

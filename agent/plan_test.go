@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -188,6 +189,57 @@ func TestHashPlacementMakesNoPlan(t *testing.T) {
 		ct, err := a.clusterTargets()
 		require.NoError(t, err)
 		require.False(t, slices.ContainsFunc(ct.Targets, func(t ClusterTarget) bool { return t.PlacedBy == "plan" }))
+	}
+}
+
+// TestUnavoidableImbalanceMakesNoPlan: three equal targets on two agents
+// that rendezvous places 2/1 are above the bound (2 over a fair share of
+// 1.5: 1.33), but no move does better. The leader says so and publishes
+// no plan: a plan identical to rendezvous would change nothing on any
+// agent but still be fetched, installed and advertised by every one.
+func TestUnavoidableImbalanceMakesNoPlan(t *testing.T) {
+	t.Parallel()
+	names := []string{"agent-0", "agent-1"}
+	f, err := farm.Start(context.Background(), farm.Config{Targets: 8, Series: 20})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = f.Close() })
+	r := ring.MustNew(ring.Names(names...)...)
+	by := map[string][]string{}
+	for _, tg := range f.Targets() {
+		o, _ := r.Owner(ring.Key("farm\x00http://" + tg.Addr + "/metrics"))
+		by[o] = append(by[o], tg.Addr)
+	}
+	require.Len(t, by, 2, "rendezvous put all 8 targets on one agent")
+	two, one := by[names[0]], by[names[1]]
+	if len(two) < 2 {
+		two, one = one, two
+	}
+	require.GreaterOrEqual(t, len(two), 2)
+	addrs := append(slices.Clone(two[:2]), one[0])
+	agents := startCluster(t, 2, staticConfig(map[string][]string{"farm": addrs}), func(_ int, o *Options) {
+		o.Placement.Hold = 0
+		o.Placement.round = 200 * time.Millisecond
+		o.Gossip.HandoffLead = time.Second
+	})
+	var pl Placement
+	require.Eventually(t, func() bool {
+		if err := agents[0].getJSON("/api/v1/cluster/placement", &pl); err != nil || !pl.Leader.Self {
+			return false
+		}
+		n := 0
+		for _, m := range pl.Members {
+			n += m.Targets
+		}
+		return n == 3 && !pl.Within
+	}, convergeTimeout, pollInterval, "the leader measures the three targets above the bound")
+	require.InDelta(t, 4.0/3, pl.Imbalance, 0.01)
+	// Ten rounds and more after the hold.
+	time.Sleep(3 * time.Second)
+	for _, a := range agents {
+		require.Equal(t, 0.0, a.metric("shoal_cluster_plan_version"), a.name)
+		require.Equal(t, 0.0, a.metric("shoal_cluster_plans_published_total"), a.name)
+		code, _ := a.get("/api/v1/cluster/plan")
+		require.Equal(t, http.StatusNotFound, code, a.name)
 	}
 }
 

@@ -92,8 +92,8 @@ type Config struct {
 	// not currently alive in the cluster, which merges healed partitions.
 	// Zero disables rejoining.
 	RejoinInterval time.Duration
-	// Placement is PlacementLoad to apply the leader's load-aware plans,
-	// PlacementHash (the default, also when empty) for rendezvous only.
+	// Placement is PlacementLoad (the default, also when empty) to apply the
+	// leader's load-aware plans, PlacementHash for rendezvous only.
 	Placement string
 	// HandoffLead is how far ahead a planned ownership change is announced:
 	// a node that becomes active owns keys from HandoffLead after it joined,
@@ -197,7 +197,7 @@ func DefaultConfig() Config {
 		BootstrapTimeout:  DefaultBootstrapTimeout,
 		RejoinInterval:    DefaultRejoinInterval,
 		HandoffLead:       DefaultHandoffLead,
-		Placement:         PlacementHash,
+		Placement:         PlacementLoad,
 		Timers:            DefaultTimers(),
 		MaxClockOffset:    DefaultClockBound(),
 	}

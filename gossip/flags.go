@@ -36,7 +36,7 @@ func (c *Config) RegisterFlags(app *kingpin.Application) {
 		Default(c.MaxClockOffset.String()).SetValue(clockBoundValue{&c.MaxClockOffset})
 	flagext.Flag(app, "debug.clock-offset", "For tests only: shift this agent's clock by this signed duration (e.g. -5s), for its ownership decisions and its samples' timestamps, as if its host's clock were off.").
 		Hidden().Default(c.ClockOffset.String()).SetValue(signedDurationValue{"debug.clock-offset", &c.ClockOffset})
-	flagext.String(app, "cluster.placement", "How targets are placed on agents: load (the leader, the oldest agent, moves targets off agents above 110 % of their fair share of series, at announced instants; rendezvous hashing otherwise) or hash (the default: rendezvous hashing only, balancing target counts). Keep it the same on every agent.", &c.Placement)
+	flagext.String(app, "cluster.placement", "How targets are placed on agents: load (the default: the leader, the oldest agent, moves targets off agents above --cluster.placement-bound, 110 %, of their fair share of series, at announced instants; rendezvous hashing otherwise) or hash (rendezvous hashing only, balancing target counts: turns load-aware placement off). Keep it the same on every agent.", &c.Placement)
 	flagext.Duration(app, "cluster.handoff-lead", "How far ahead ownership changes (an agent joining or leaving) are announced; every agent switches each target at that instant, so the new owner must be scraping by then. Must exceed gossip propagation plus a second or two. 0 switches when the news arrives. Keep it the same on every agent: peers refuse an instant announced more than their own lead plus "+ClaimSlack.String()+" ahead.", &c.HandoffLead)
 }
 

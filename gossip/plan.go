@@ -241,7 +241,7 @@ func (n *Node) PlanStatus() PlanStatus {
 
 func (n *Node) placementMode() string {
 	if n.cfg.Placement == "" {
-		return PlacementHash
+		return PlacementLoad
 	}
 	return n.cfg.Placement
 }

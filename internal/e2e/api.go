@@ -44,6 +44,8 @@ type (
 	Quarantine = agent.Quarantine
 	// QuarantinedTarget is one held target in a Quarantine.
 	QuarantinedTarget = agent.QuarantinedTarget
+	// PlanInfo describes a plan in Placement.
+	PlanInfo = agent.PlanInfo
 )
 
 // Client reads one agent's HTTP API: the one client of shoal's API the

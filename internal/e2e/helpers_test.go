@@ -43,8 +43,17 @@ func startConverged(t *testing.T, n int, prefix string, modify func(env *Env, o 
 		}
 	})
 	require.NoError(t, err)
-	c.own, err = WaitConverged(t.Context(), c.agents, c.healthy)
+	_, err = WaitConverged(t.Context(), c.agents, c.healthy)
 	require.NoError(t, err)
+	// Under load-aware placement (the default) the leader may still move a
+	// few targets once it has measured them: rendezvous puts 10 or more of 25
+	// equal targets on one of 3 agents (above the bound, 9) in 82 % of
+	// runs, 14 or more on one of 2 in 69 %. The tests measure from the
+	// placement that then stays; TestPlanHandoff measures that plan.
+	var settled Settling
+	c.own, settled, err = WaitSettled(t.Context(), c.agents, c.healthy)
+	require.NoError(t, err)
+	t.Logf("placement settled: %s ownership=%q", settled, c.own.String())
 	c.at = time.Now()
 	c.iv = c.env.PromConfig().Interval()
 	return c

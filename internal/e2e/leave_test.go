@@ -15,8 +15,11 @@ import (
 //   - every target it scraped gets its first sample from another agent no
 //     later than two scrape intervals (plus the scrape manager's reload
 //     slack) after the leaver's process exited;
-//   - targets of the other agents do not move (rendezvous hashing);
-//   - over ten intervals after the two agents converge, no target is
+//   - targets of the other agents do not move with the leave (rendezvous
+//     hashing, and the plan's overrides to them stay);
+//   - the leader may then rebalance the two that stay, a hold later
+//     (load-aware placement); once that has settled, over ten intervals,
+//     no target is
 //     scraped twice, none misses a scrape and no counter value is lost;
 //   - across the handoff (from convergence, three intervals before SIGTERM,
 //     to the end)
@@ -50,6 +53,12 @@ func TestLeave(t *testing.T) {
 			require.Equal(t, by, own2[inst], "%s moved although its owner stayed", inst)
 		}
 	}
+	// Under load-aware placement (the default) the leader then rebalances
+	// the two that stay when the leave left them above the bound (say
+	// 14/11): the window measures the placement that stays, and the
+	// handoff window below covers that plan's moves too.
+	own2, settled, err := WaitSettled(ctx, rest, c.healthy)
+	require.NoError(t, err)
 
 	w := Window{Start: time.Now().Add(c.iv), Interval: c.iv}
 	w.End = w.Start.Add(measuredIntervals * c.iv)
@@ -108,9 +117,9 @@ func TestLeave(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, stale, "staleness markers written across the handoff")
 
-	t.Logf("E2E test=leave agents=3 interval_s=%g moved_targets=%d stop_s=%.1f reconverge_s=%.1f leaver_last_sample_after_sigterm_s=%.3f max_takeover_after_exit_s=%.3f handoff_max_gap_s=%.3f handoff_gaps=%d handoff_overlaps=%d handoff_missing=%d ownership_before=%q ownership_after=%q",
+	t.Logf("E2E test=leave agents=3 interval_s=%g moved_targets=%d stop_s=%.1f reconverge_s=%.1f leaver_last_sample_after_sigterm_s=%.3f max_takeover_after_exit_s=%.3f handoff_max_gap_s=%.3f handoff_gaps=%d handoff_overlaps=%d handoff_missing=%d ownership_before=%q ownership_after=%q %s",
 		c.iv.Seconds(), len(moved), exited.Sub(sigterm).Seconds(), converged.Seconds(), maxLeaverAfterSigterm.Seconds(), maxTakeover.Seconds(),
-		hsum.MaxGap.Seconds(), hsum.Gaps, hsum.Overlaps, hsum.Missing, c.own.String(), own2.String())
+		hsum.MaxGap.Seconds(), hsum.Gaps, hsum.Overlaps, hsum.Missing, c.own.String(), own2.String(), settled)
 	t.Logf("E2E test=leave_after_convergence window_s=%g %s", w.End.Sub(w.Start).Seconds(), Summarize(stats))
 }
 

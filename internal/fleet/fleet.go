@@ -39,6 +39,13 @@ type Options struct {
 	// one such sample loses the batch's other series too; with 2.0 it
 	// rejects only that sample.
 	RemoteWriteV1 bool
+	// FirstPlanInWindow starts the measured window once the agents have
+	// converged, before load-aware placement (the default) has settled, so
+	// that the leader's first plan falls inside it (the placement
+	// scenarios). Otherwise Start also waits until placement has settled
+	// (e2e.WaitSettled): the window then holds only the moves the scenario
+	// causes, and the plans those bring.
+	FirstPlanInWindow bool
 	// Logf receives the scenario's progress, timeline and findings (a
 	// test's t.Logf); nil discards them.
 	Logf func(format string, args ...any)
@@ -126,6 +133,13 @@ func Start(ctx context.Context, g *testenv.Group, name string, opts Options) (*F
 	g.OnClose(func() error { f.obs.stop(); return nil })
 	if _, err = e2e.WaitConverged(ctx, f.Agents, f.healthy); err != nil {
 		return nil, fmt.Errorf("fleet %s: %w", name, err)
+	}
+	if !opts.FirstPlanInWindow {
+		_, st, err := e2e.WaitSettled(ctx, f.Agents, f.healthy)
+		if err != nil {
+			return nil, fmt.Errorf("fleet %s: %w", name, err)
+		}
+		f.logf("fleet: %s: placement settled before the window: %s", name, st)
 	}
 	f.obs.start()
 	f.Settle(1)

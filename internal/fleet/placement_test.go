@@ -23,6 +23,10 @@ const placementBound = 1.10
 // --cluster.placement-hold and the plan's own lead, with room to spare.
 const balanceWithin = time.Minute
 
+// loadPlacement names load-aware placement, the default, so that these
+// scenarios measure it whatever the default.
+var loadPlacement = []string{"--cluster.placement=load"}
+
 // TestFleetPlacement runs the load-aware placement scenarios (-fleet.long;
 // about 5 minutes). Targets of unequal sizes on three agents: the leader
 // (the oldest agent) replans and every agent follows; a fourth agent joins;
@@ -30,12 +34,10 @@ const balanceWithin = time.Minute
 // event the agents' own load reports are within 10 % of the mean within a
 // minute; the planned events (the join and every plan change) are fenced
 // like any handoff.
-// loadPlacement turns load-aware placement on (rendezvous only by default).
-var loadPlacement = []string{"--cluster.placement=load"}
-
 func TestFleetPlacement(t *testing.T) {
 	p := currentPlan()
 	p.Sizes = placementSizes
+	p.FirstPlanInWindow = true // the first plan is one of the measured events
 	planned := []figure{bigGaps, duplicates, rcvOutOfOrderSamples, rcv400, staleMarkers}
 	runScenarios(t, p, []scenario{
 		// Planned events only: the first plan, a join, the replan after it.
