@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if opts.plotFrom != "" {
-		if err := replot(opts.plotFrom, opts.Plot); err != nil {
+		if err := replot(opts.plotFrom, opts.Plot, stdout); err != nil {
 			fmt.Fprintf(stderr, "shoal-bench: %v\n", err)
 			return exitFailure
 		}
@@ -92,9 +92,10 @@ func scaleNames(shapes []bench.Shape) string {
 	return strings.Join(names, ",")
 }
 
-// replot draws the cost curve of the SCALE lines in file from into a PNG
-// file at to, titled with the file's date and this machine.
-func replot(from, to string) error {
+// replot prints the cost curve of the SCALE lines in file from and draws
+// it into a PNG file at to, titled with the file's date and this machine.
+// It reads a run's raw.txt while the run goes on, too.
+func replot(from, to string, stdout io.Writer) error {
 	f, err := os.Open(from)
 	if err != nil {
 		return err
@@ -108,6 +109,11 @@ func replot(from, to string) error {
 	if err != nil {
 		return err
 	}
+	reps := 0
+	for _, r := range results {
+		reps = max(reps, r.Rep)
+	}
+	bench.WriteScaleReport(stdout, results, reps)
 	return bench.WritePlot(to, results, fmt.Sprintf("%s, %s", fi.ModTime().UTC().Format(time.DateOnly), bench.Machine()))
 }
 
@@ -143,7 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&vmagent, "vmagent", "", "vmagent binary; default: vmagent in $PATH, and the run is skipped if there is none")
 	fs.StringVar(&scale, "scale", "", "run the cost curve at these sizes instead: "+strings.Join(shapeNames(), ",")+" or TARGETSxSERIES@INTERVAL; runs shoal, prometheus, vmagent one at a time")
 	fs.StringVar(&cfg.Plot, "plot", "", "with -scale or -plot.from: draw the cost curve into this PNG file")
-	fs.StringVar(&plotFrom, "plot.from", "", "draw -plot from the SCALE lines of an earlier run's raw.txt, running nothing")
+	fs.StringVar(&plotFrom, "plot.from", "", "print the cost curve of the SCALE lines of an earlier (or running) run's raw.txt and draw -plot, running nothing")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}

@@ -125,6 +125,7 @@ func TestReplot(t *testing.T) {
 	require.Equal(t, 0, run([]string{"-plot.from", raw, "-plot", out}, &stdout, &stderr), stderr.String())
 	require.FileExists(t, out)
 	require.Contains(t, stdout.String(), "PLOT "+out)
+	require.Contains(t, stdout.String(), "CURVE 10k")
 
 	require.NoError(t, os.WriteFile(raw, []byte("SCALE size=10k\n"), 0o644))
 	require.Equal(t, exitFailure, run([]string{"-plot.from", raw, "-plot", out}, &stdout, &stderr))
