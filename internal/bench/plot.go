@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -45,8 +47,12 @@ func WritePlot(path string, results []ScaleResult, title string) error {
 	if len(curves) == 0 {
 		return errors.New("no results to plot")
 	}
-	mem := newCurvePlot("Resident bytes per active series\n"+title, "bytes per series (solid: RSS, dashed: peak RSS)")
-	cpu := newCurvePlot("CPU per million samples\n"+title, "CPU seconds per million samples")
+	mem := newCurvePlot("Resident bytes per active series (solid: RSS, dashed: peak)\n"+title, "bytes per series (log scale)")
+	// Bytes per series fall by two orders of magnitude from the smallest
+	// size, where the binary and the runtime dominate, to the largest.
+	mem.Y.Scale, mem.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	cpu := newCurvePlot("CPU per million samples\n"+title, "CPU seconds")
+	cpu.Y.Min = 0
 	var ticks []plot.Tick
 	for _, run := range ScaleRuns {
 		ps := curves[run]
@@ -59,7 +65,7 @@ func WritePlot(path string, results []ScaleResult, title string) error {
 			hwm[i] = plotter.XY{X: p.Series, Y: p.HWMPerSeries}
 			cpus[i] = plotter.XY{X: p.Series, Y: p.CPUPerMSample}
 			if !slices.ContainsFunc(ticks, func(t plot.Tick) bool { return t.Label == p.Size }) {
-				ticks = append(ticks, plot.Tick{Value: p.Series, Label: p.Size})
+				ticks = append(ticks, plot.Tick{Value: p.Series, Label: sizeLabel(p.Size)})
 			}
 		}
 		c := runColors[run]
@@ -81,6 +87,16 @@ func WritePlot(path string, results []ScaleResult, title string) error {
 		p.X.Min /= xMargin
 		p.X.Max *= xMargin
 	}
+	// On the log axis: from the power of ten below the lowest point, and
+	// the same room for the legend as on the linear one.
+	lo := math.Inf(1)
+	for _, ps := range curves {
+		for _, p := range ps {
+			lo = min(lo, p.RSSPerSeries, p.HWMPerSeries)
+		}
+	}
+	mem.Y.Min = math.Pow(10, math.Floor(math.Log10(lo)))
+	mem.Y.Max *= legendHeadroom * legendHeadroom
 
 	img := vgimg.New(plotWidth, plotHeight)
 	dc := draw.New(img)
@@ -108,7 +124,6 @@ func newCurvePlot(title, ylabel string) *plot.Plot {
 	p.X.Label.Text = "active series per agent (log scale)"
 	p.Y.Label.Text = ylabel
 	p.X.Scale = plot.LogScale{}
-	p.Y.Min = 0
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 	return p
@@ -129,4 +144,12 @@ func addLine(p *plot.Plot, name string, xys plotter.XYs, c color.Color, dashes [
 		p.Legend.Add(name, l, s)
 	}
 	return nil
+}
+
+// sizeLabel writes a named size as people do: "1M", not the flag's "1m".
+func sizeLabel(name string) string {
+	if n, ok := strings.CutSuffix(name, "m"); ok && slices.ContainsFunc(ScaleShapes, func(s Shape) bool { return s.Name == name }) {
+		return n + "M"
+	}
+	return name
 }
