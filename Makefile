@@ -5,7 +5,7 @@ CACHE_BIN := $(CURDIR)/.cache/bin
 LINT_VERSION ?= v2.15.0
 export PATH := $(CACHE_BIN):$(PATH)
 
-.PHONY: all build deps test-deps test fuzz-short test-short lint bench bench-ring scale-report demo docker swarm fleet fmt vet clean
+.PHONY: all build deps test-deps test fuzz-short test-short lint bench bench-scale bench-ring scale-report demo docker swarm fleet fmt vet clean
 
 all: build
 
@@ -54,6 +54,15 @@ lint:
 BENCH_ARGS ?= -count 3 -duration 60s -profile -only shoal,prometheus,vmagent,fleet,nonowned
 bench: deps
 	hack/bench.sh $(BENCH_ARGS)
+
+# bench-scale runs the cost curve: shoal, Prometheus agent mode and vmagent,
+# one at a time against the farm, at 10k, 100k, 300k and 1M active series
+# per agent (20x500 and 100x1000 at 5 s, 200x1500 at 10 s, 500x2000 at
+# 20 s), 3 repetitions, and draws docs/cost-curve-<date>.png
+# (hack/bench.sh -scale; about 75 minutes, 25 per repetition).
+BENCH_SCALE_ARGS ?= -scale 10k,100k,300k,1m -count 3 -plot docs/cost-curve-$(shell date -u +%F).png
+bench-scale: deps
+	hack/bench.sh $(BENCH_SCALE_ARGS)
 
 # bench-ring prints the ring's quality figures, the load-aware planner's
 # simulation and cost, and the gossip convergence figures (about 5 minutes:

@@ -9,6 +9,8 @@
 #   hack/bench.sh -count 3 -duration 60s   the side-by-side table (~15 min)
 #   hack/bench.sh -only nonowned           memory per non-owned target (~5 min)
 #   hack/bench.sh -only shoal -count 1 -profile
+#   hack/bench.sh -scale 10k,100k,300k,1m -count 3 -plot docs/cost-curve.png
+#                                          the cost curve (~75 min, make bench-scale)
 # Results: stdout, and raw.txt and profiles in .cache/bench/<time>/ (-out).
 set -euo pipefail
 

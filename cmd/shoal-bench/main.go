@@ -7,6 +7,8 @@
 //	go run ./cmd/shoal-bench -only nonowned
 //	go run ./cmd/shoal-bench -only replay -replay.outage 2m
 //	go run ./cmd/shoal-bench -only shoal -count 1 -profile
+//	go run ./cmd/shoal-bench -scale 10k,100k,300k,1m -count 3 -plot docs/cost-curve.png
+//	go run ./cmd/shoal-bench -plot.from .cache/bench/<time>/raw.txt -plot out.png
 package main
 
 import (
@@ -19,6 +21,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,7 +41,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	cfg, err := parseFlags(args, stderr)
+	opts, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -45,12 +49,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shoal-bench: %v\n", err)
 		return exitUsage
 	}
+	if opts.plotFrom != "" {
+		if err := replot(opts.plotFrom, opts.Plot, stdout); err != nil {
+			fmt.Fprintf(stderr, "shoal-bench: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(stdout, "PLOT %s\n", opts.Plot)
+		return 0
+	}
+	cfg := opts.Config
 	cfg.Stdout, cfg.Stderr = stdout, stderr
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(stdout, "shoal-bench %s: targets=%d series=%d interval=%v duration=%v count=%d runs=%v profile=%v out=%s\n",
-		time.Now().Format(time.RFC3339), cfg.Targets, cfg.Series, cfg.Interval, cfg.Duration, cfg.Count, cfg.Runs, cfg.Profile, cfg.Out)
+	if len(cfg.Scale) > 0 {
+		fmt.Fprintf(stdout, "shoal-bench %s: scale=%s least window=%v count=%d runs=%v plot=%s out=%s\n",
+			time.Now().Format(time.RFC3339), scaleNames(cfg.Scale), cfg.Duration, cfg.Count, cfg.Runs, orNone(cfg.Plot), cfg.Out)
+	} else {
+		fmt.Fprintf(stdout, "shoal-bench %s: targets=%d series=%d interval=%v duration=%v count=%d runs=%v profile=%v out=%s\n",
+			time.Now().Format(time.RFC3339), cfg.Targets, cfg.Series, cfg.Interval, cfg.Duration, cfg.Count, cfg.Runs, cfg.Profile, cfg.Out)
+	}
 	fmt.Fprintf(stdout, "binaries: shoal=%s prometheus=%s vmagent=%s\n", cfg.ShoalBin, cfg.PrometheusBin, orNone(cfg.VMAgentBin))
 	if err := bench.Run(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "shoal-bench: %v\n", err)
@@ -66,16 +84,56 @@ func orNone(s string) string {
 	return s
 }
 
-// parseFlags turns the command line into a Config, finding the binaries.
-func parseFlags(args []string, stderr io.Writer) (bench.Config, error) {
+func scaleNames(shapes []bench.Shape) string {
+	names := make([]string, len(shapes))
+	for i, s := range shapes {
+		names[i] = fmt.Sprintf("%s(%dx%d@%v)", s.Name, s.Targets, s.Series, s.Interval)
+	}
+	return strings.Join(names, ",")
+}
+
+// replot prints the cost curve of the SCALE lines in file from and draws
+// it into a PNG file at to, titled with the file's date and this machine.
+// It reads a run's raw.txt while the run goes on, too.
+func replot(from, to string, stdout io.Writer) error {
+	f, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	results, err := bench.ReadScaleResults(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	reps := 0
+	for _, r := range results {
+		reps = max(reps, r.Rep)
+	}
+	bench.WriteScaleReport(stdout, results, reps)
+	return bench.WritePlot(to, results, fmt.Sprintf("%s, %s", fi.ModTime().UTC().Format(time.DateOnly), bench.Machine()))
+}
+
+// options are the command line: a benchmark, or a plot of an earlier one's
+// output (plotFrom).
+type options struct {
+	bench.Config
+	plotFrom string
+}
+
+// parseFlags turns the command line into options, finding the binaries.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
-		return bench.Config{}, fmt.Errorf("run from inside the repository: %w", err)
+		return options{}, fmt.Errorf("run from inside the repository: %w", err)
 	}
 	fs := flag.NewFlagSet("shoal-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := bench.Config{RepoRoot: root}
-	var only, vmagent string
+	var only, vmagent, scale, plotFrom string
 	fs.IntVar(&cfg.Targets, "targets", bench.DefaultTargets, "targets of a single agent (the fleet scrapes 3 times as many)")
 	fs.IntVar(&cfg.Series, "series", bench.DefaultSeries, "farm_series gauges per target")
 	fs.DurationVar(&cfg.Interval, "interval", bench.DefaultInterval, "scrape interval")
@@ -89,28 +147,42 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, error) {
 	fs.StringVar(&cfg.ShoalBin, "shoal", filepath.Join(root, "bin", "shoal"), "shoal binary (go build -o bin/shoal ./cmd/shoal)")
 	fs.StringVar(&cfg.PrometheusBin, "prometheus", defaultPrometheus(root), "Prometheus 3.15 binary, the receiver and the agent-mode peer (hack/build-deps.sh prometheus)")
 	fs.StringVar(&vmagent, "vmagent", "", "vmagent binary; default: vmagent in $PATH, and the run is skipped if there is none")
+	fs.StringVar(&scale, "scale", "", "run the cost curve at these sizes instead: "+strings.Join(shapeNames(), ",")+" or TARGETSxSERIES@INTERVAL; runs shoal, prometheus, vmagent one at a time")
+	fs.StringVar(&cfg.Plot, "plot", "", "with -scale or -plot.from: draw the cost curve into this PNG file")
+	fs.StringVar(&plotFrom, "plot.from", "", "print the cost curve of the SCALE lines of an earlier (or running) run's raw.txt and draw -plot, running nothing")
 	if err := fs.Parse(args); err != nil {
-		return bench.Config{}, err
+		return options{}, err
 	}
 	if fs.NArg() > 0 {
-		return bench.Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return options{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if cfg.Runs, err = bench.ParseRuns(only); err != nil {
-		return bench.Config{}, fmt.Errorf("-only: %w", err)
+	if plotFrom != "" {
+		if cfg.Plot == "" {
+			return options{}, errors.New("-plot.from needs -plot, the PNG file to write")
+		}
+		return options{Config: cfg, plotFrom: plotFrom}, nil
+	}
+	if cfg.Scale, err = bench.ParseScale(scale); err != nil {
+		return options{}, fmt.Errorf("-scale: %w", err)
+	}
+	if len(cfg.Scale) > 0 && strings.TrimSpace(only) == "" {
+		cfg.Runs = slices.Clone(bench.ScaleRuns)
+	} else if cfg.Runs, err = bench.ParseRuns(only); err != nil {
+		return options{}, fmt.Errorf("-only: %w", err)
 	}
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join(root, ".cache", "bench", time.Now().Format("20060102-150405"))
 	}
 	if err := executable(cfg.ShoalBin); err != nil {
-		return bench.Config{}, fmt.Errorf("-shoal: %w (build it: go build -o bin/shoal ./cmd/shoal)", err)
+		return options{}, fmt.Errorf("-shoal: %w (build it: go build -o bin/shoal ./cmd/shoal)", err)
 	}
 	if err := executable(cfg.PrometheusBin); err != nil {
-		return bench.Config{}, fmt.Errorf("-prometheus: %w (build it: hack/build-deps.sh prometheus)", err)
+		return options{}, fmt.Errorf("-prometheus: %w (build it: hack/build-deps.sh prometheus)", err)
 	}
 	switch {
 	case vmagent != "":
 		if err := executable(vmagent); err != nil {
-			return bench.Config{}, fmt.Errorf("-vmagent: %w", err)
+			return options{}, fmt.Errorf("-vmagent: %w", err)
 		}
 		cfg.VMAgentBin = vmagent
 	default:
@@ -118,9 +190,9 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, error) {
 	}
 	cfg.GoBin, _ = exec.LookPath("go") // none: no profile, heap without forced GC
 	if err := cfg.Validate(); err != nil {
-		return bench.Config{}, err
+		return options{}, err
 	}
-	return cfg, nil
+	return options{Config: cfg}, nil
 }
 
 // defaultPrometheus is $SHOAL_PROMETHEUS_BIN, as for the tests, or the
@@ -141,4 +213,12 @@ func executable(p string) error {
 		return fmt.Errorf("%s is not an executable file", p)
 	}
 	return nil
+}
+
+func shapeNames() []string {
+	names := make([]string, len(bench.ScaleShapes))
+	for i, s := range bench.ScaleShapes {
+		names[i] = s.Name
+	}
+	return names
 }

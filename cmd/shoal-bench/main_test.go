@@ -72,6 +72,10 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-shoal", shoal, "-prometheus", prom, "-count", "0"}, "count must be at least 1"},
 		{[]string{"-shoal", shoal, "-prometheus", prom, "extra"}, "unexpected arguments"},
 		{[]string{"-nosuchflag"}, "flag provided but not defined"},
+		{[]string{"-shoal", shoal, "-prometheus", prom, "-scale", "2m"}, `-scale: size "2m": unknown name`},
+		{[]string{"-shoal", shoal, "-prometheus", prom, "-scale", "10k", "-only", "shoal,fleet"}, "a scale run compares only shoal,prometheus,vmagent, got runs shoal,fleet"},
+		{[]string{"-shoal", shoal, "-prometheus", prom, "-plot", "x.png"}, "a plot needs a scale run"},
+		{[]string{"-plot.from", "raw.txt"}, "-plot.from needs -plot"},
 	} {
 		_, err := parseFlags(tc.args, &stderr)
 		require.ErrorContains(t, err, tc.err, "%v", tc.args)
@@ -86,4 +90,44 @@ func TestRunExitCodes(t *testing.T) {
 	require.Equal(t, exitUsage, run([]string{"-count", "x"}, &stdout, &stderr))
 	require.Equal(t, exitUsage, run([]string{"-shoal", "/nonexistent"}, &stdout, &stderr))
 	require.Contains(t, stderr.String(), "go build -o bin/shoal ./cmd/shoal")
+}
+
+func TestParseFlagsScale(t *testing.T) {
+	shoal, prom := fakeBin(t, "shoal"), fakeBin(t, "prometheus")
+	var stderr bytes.Buffer
+	opts, err := parseFlags([]string{"-shoal", shoal, "-prometheus", prom, "-scale", "10k,1m", "-plot", "c.png"}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, []bench.Shape{bench.ScaleShapes[0], bench.ScaleShapes[3]}, opts.Scale)
+	require.Equal(t, bench.ScaleRuns, opts.Runs, "a scale run compares the three agents")
+	require.Equal(t, "c.png", opts.Plot)
+	require.Empty(t, opts.plotFrom)
+
+	opts, err = parseFlags([]string{"-shoal", shoal, "-prometheus", prom, "-scale", "50x20@2s", "-only", "vmagent,shoal"}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, []string{bench.RunShoal, bench.RunVMAgent}, opts.Runs)
+
+	// -plot.from runs nothing, so it needs no binaries.
+	opts, err = parseFlags([]string{"-shoal", "/nonexistent", "-plot.from", "raw.txt", "-plot", "c.png"}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, "raw.txt", opts.plotFrom)
+}
+
+func TestReplot(t *testing.T) {
+	dir := t.TempDir()
+	sh := bench.ScaleShapes[0]
+	r := bench.ScaleResult{Shape: sh, Result: bench.Result{Run: bench.RunShoal, Rep: 1, Label: "shoal-10k-1", Agents: 1,
+		Targets: sh.Targets, Interval: sh.Interval, Window: time.Minute, CPU: time.Second, Samples: 120_000, Series: 10_000,
+		RSS: 20e6, HWM: 25e6, Anon: 10e6}}
+	raw := filepath.Join(dir, "raw.txt")
+	require.NoError(t, os.WriteFile(raw, []byte("SCALE-NOTE x\n"+r.RawLine()+"\n"), 0o644))
+	var stdout, stderr bytes.Buffer
+	out := filepath.Join(dir, "c.png")
+	require.Equal(t, 0, run([]string{"-plot.from", raw, "-plot", out}, &stdout, &stderr), stderr.String())
+	require.FileExists(t, out)
+	require.Contains(t, stdout.String(), "PLOT "+out)
+	require.Contains(t, stdout.String(), "CURVE 10k")
+
+	require.NoError(t, os.WriteFile(raw, []byte("SCALE size=10k\n"), 0o644))
+	require.Equal(t, exitFailure, run([]string{"-plot.from", raw, "-plot", out}, &stdout, &stderr))
+	require.Contains(t, stderr.String(), "line 1: no field")
 }

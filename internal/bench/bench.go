@@ -59,6 +59,13 @@ type Config struct {
 	ReplayOutage time.Duration
 	// NonOwnedTargets is how many targets RunNonOwned registers.
 	NonOwnedTargets int
+	// Scale, when set, runs the cost curve instead: every agent of Runs
+	// (ScaleRuns only) at each shape, with the shape's targets, series and
+	// interval in place of Targets, Series and Interval. Duration is the
+	// least window (see Shape.Window).
+	Scale []Shape
+	// Plot, with Scale, is a PNG file to draw the curve in.
+	Plot string
 
 	ShoalBin, PrometheusBin, VMAgentBin string
 	// GoBin is the go command, for building the pprof binary and reading
@@ -86,6 +93,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("non-owned targets must be between 1 and %d, got %d", 250*250*250, c.NonOwnedTargets)
 	case slices.Contains(c.Runs, RunReplay) && c.ReplayOutage < c.Interval:
 		return fmt.Errorf("replay outage must be at least one interval (%v), got %v", c.Interval, c.ReplayOutage)
+	case len(c.Scale) > 0 && slices.ContainsFunc(c.Runs, func(r string) bool { return !slices.Contains(ScaleRuns, r) }):
+		return fmt.Errorf("a scale run compares only %s, got runs %s", joinRuns(ScaleRuns), joinRuns(c.Runs))
+	case c.Plot != "" && len(c.Scale) == 0:
+		return errors.New("a plot needs a scale run")
 	case c.ShoalBin == "" || c.PrometheusBin == "":
 		return errors.New("the shoal and prometheus binaries are required")
 	case c.Out == "":
@@ -141,6 +152,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	defer func() { err = errors.Join(err, rawFile.Close()) }()
 	b.raw = io.MultiWriter(cfg.Stdout, rawFile)
 
+	if len(cfg.Scale) > 0 {
+		return b.scale(ctx)
+	}
 	if err := b.startEnv(ctx); err != nil {
 		return err
 	}

@@ -56,6 +56,10 @@ type Result struct {
 	// BytesSent is what remote write sent during the window, as the
 	// process counts it (after compression).
 	BytesSent float64
+	// FarmCPU is the CPU time of the benchmark's own process during the
+	// window, which serves the farm's targets; ReceiverCPU the receiver's.
+	// They show that neither limited the run.
+	FarmCPU, ReceiverCPU time.Duration
 }
 
 // CPUPerMSample is CPU seconds per million delivered samples.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"sync"
 	"time"
 )
@@ -156,6 +157,30 @@ func readSnapshot(ctx context.Context, procs []*subject) (snapshot, error) {
 	return s, errors.Join(errs...)
 }
 
+// sideCPU is the CPU time used by what serves a run rather than by the
+// run: this process, which is the farm (and the benchmark's own few
+// requests), and the receiver.
+type sideCPU struct {
+	farm, receiver time.Duration
+}
+
+func (b *Bench) readSideCPU() (sideCPU, error) {
+	var s sideCPU
+	c, err := ReadCPU(os.Getpid())
+	if err != nil {
+		return s, fmt.Errorf("farm (this process): %w", err)
+	}
+	s.farm = c.Total()
+	if pid := b.rcv.Pid(); pid > 0 {
+		c, err := ReadCPU(pid)
+		if err != nil {
+			return s, fmt.Errorf("receiver: %w", err)
+		}
+		s.receiver = c.Total()
+	}
+	return s, nil
+}
+
 // rssSampler reads the summed resident memory of procs every rssEvery
 // until stopped.
 type rssSampler struct {
@@ -223,9 +248,15 @@ func (b *Bench) measure(ctx context.Context, r *Result, procs []*subject) error 
 	if err != nil {
 		return err
 	}
+	side0, err := b.readSideCPU()
+	if err != nil {
+		return err
+	}
 	rss := startRSS(procs)
 	err = sleep(ctx, b.cfg.Duration)
 	end, serr := readSnapshot(ctx, procs)
+	side1, cerr := b.readSideCPU()
+	serr = errors.Join(serr, cerr)
 	med, anon, rerr := rss.stop()
 	if err := errors.Join(err, serr, rerr); err != nil {
 		return err
@@ -236,6 +267,7 @@ func (b *Bench) measure(ctx context.Context, r *Result, procs []*subject) error 
 	r.CPU = end.cpu - start.cpu
 	r.BytesSent = end.bytes - start.bytes
 	r.HWM = end.hwm
+	r.FarmCPU, r.ReceiverCPU = side1.farm-side0.farm, side1.receiver-side0.receiver
 	if err := b.waitDrained(ctx, r.Label, r.Targets, end.at, procs); err != nil {
 		return err
 	}

@@ -180,6 +180,15 @@ func (r *Receiver) Stop() error {
 	return nil
 }
 
+// Pid is the server's process ID, 0 when the harness did not start it
+// (ReceiverAt) or it is not running.
+func (r *Receiver) Pid() int {
+	if r.proc == nil {
+		return 0
+	}
+	return r.proc.Pid()
+}
+
 // API returns a client for the server's whole HTTP API. It is safe for
 // concurrent use.
 func (r *Receiver) API() v1.API { return r.api }
