@@ -42,6 +42,7 @@ type pagePlacement struct {
 	Imbalance string
 	Bound     string
 	Within    bool
+	NoBetter  bool   // above the bound, and no placement does better
 	OverFor   string // how long above the bound, empty when within
 	Series    pageBars
 	Samples   pageBars
@@ -86,7 +87,7 @@ func (a *Agent) pagePlacement(ctx context.Context, now time.Time) pagePlacement 
 		return p
 	}
 	p.Measured, p.LoadBy = true, pl.LoadBy
-	p.MaxMean, p.Imbalance, p.Within = fmt.Sprintf("%.3f", pl.MaxMean), fmt.Sprintf("%.3f", pl.Imbalance), pl.Within
+	p.MaxMean, p.Imbalance, p.Within, p.NoBetter = fmt.Sprintf("%.3f", pl.MaxMean), fmt.Sprintf("%.3f", pl.Imbalance), pl.Within, pl.NoBetter
 	if pl.OverSince != nil {
 		p.OverFor = ageString(now, *pl.OverSince)
 	}

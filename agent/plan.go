@@ -123,6 +123,12 @@ type planSummary struct {
 	stats     placement.Stats
 	computed  bool // stats are from this agent as leader
 	overSince time.Time
+	// noBetter: above the bound, and the last replanning found no placement
+	// that does better (target sizes too coarse for the bound, e.g. 25 equal
+	// targets on 4 agents are 7/6/6/6 at best, 1.12).
+	noBetter bool
+	// inputs are the ring digest and the number of targets judged.
+	inputs [2]uint64
 }
 
 func newPlanner(node *gossip.Node, cfg PlacementConfig, own func() LoadReport, discovered func() map[uint64]bool, logger *slog.Logger, reg prometheus.Registerer) (*planner, error) {
@@ -258,7 +264,11 @@ func (p *planner) lead(ctx context.Context) {
 		p.overSince = now
 	}
 	over := p.overSince
-	p.last = planSummary{at: now, stats: stats, computed: true, overSince: over}
+	// Until this round replans, an earlier round's finding stands for the
+	// same members and targets.
+	inputs := [2]uint64{sched.Final().Digest(), uint64(len(targets))}
+	noBetter := !stats.Within && p.last.noBetter && p.last.inputs == inputs
+	p.last = planSummary{at: now, stats: stats, computed: true, overSince: over, noBetter: noBetter, inputs: inputs}
 	p.mu.Unlock()
 	// Replan only once every announced change has taken effect and every
 	// member agrees on the placement: the loads then describe it.
@@ -282,14 +292,16 @@ func (p *planner) lead(ctx context.Context) {
 		p.logger.Warn("planning failed", "err", err)
 		return
 	}
-	if !res.Changed {
-		return
-	}
-	if prev.Plan == nil && res.Plan.Len() == 0 {
-		// No move does better than rendezvous (three equal targets on two
-		// agents stay 2/1): a plan of no override would place every target
-		// as now, yet every agent would fetch, install and advertise it.
-		p.logger.Debug("above the bound, but no plan improves on rendezvous", "imbalance", res.Before.Imbalance)
+	if !res.Changed || (prev.Plan == nil && res.Plan.Len() == 0) {
+		// No move does better (three equal targets on two agents stay 2/1).
+		// A plan of no override would place every target as now, yet every
+		// agent would fetch, install and advertise it.
+		p.mu.Lock()
+		if p.last.at.Equal(now) {
+			p.last.noBetter = true
+		}
+		p.mu.Unlock()
+		p.logger.Debug("above the bound, but no plan does better", "imbalance", res.Before.Imbalance)
 		return
 	}
 	rec, err := p.node.PublishPlan(res.Plan)

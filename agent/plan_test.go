@@ -241,6 +241,13 @@ func TestUnavoidableImbalanceMakesNoPlan(t *testing.T) {
 		code, _ := a.get("/api/v1/cluster/plan")
 		require.Equal(t, http.StatusNotFound, code, a.name)
 	}
+	// The leader says there is nothing to do, on the API and the page.
+	require.NoError(t, agents[0].getJSON("/api/v1/cluster/placement", &pl))
+	require.False(t, pl.Within)
+	require.True(t, pl.NoBetter, "above the bound and no placement does better: %+v", pl)
+	code, page := agents[0].get("/")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, page, "the best these sizes allow")
 }
 
 func TestPlacementConfigValidate(t *testing.T) {

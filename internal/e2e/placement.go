@@ -40,7 +40,7 @@ func (s Settling) String() string {
 // ownership. Placement has settled when every agent holds the same plan
 // (or none), in force, and the leader's latest judgement of the balance,
 // made after its measurement covered every target in want, is within the
-// bound: the planner then keeps the plan (hysteresis) while sizes and
+// bound or found no placement that does better: the planner then keeps the plan (hysteresis) while sizes and
 // members stay. Agents with --cluster.placement=hash have settled at once.
 func WaitSettled(ctx context.Context, agents []*Agent, want []string) (Ownership, Settling, error) {
 	began := time.Now()
@@ -100,7 +100,7 @@ func WaitSettled(ctx context.Context, agents []*Agent, want []string) (Ownership
 		if !lead.Measured.After(covered) {
 			return fmt.Errorf("leader %s has not judged the balance since it measured every target", lead.Leader.Leader)
 		}
-		if !lead.Within {
+		if !lead.Within && !lead.NoBetter {
 			return fmt.Errorf("leader %s measures imbalance %.3f, above the bound %.2f: a plan is due", lead.Leader.Leader, lead.Imbalance, 1+lead.Bound)
 		}
 		st = Settling{Leader: lead.Leader.Leader, Imbalance: lead.Imbalance}

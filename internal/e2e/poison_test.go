@@ -71,7 +71,7 @@ func TestPoisonTargetFleet(t *testing.T) {
 remote_write:`, sdFile), 1)
 	})
 	require.NoError(t, err)
-	own0, err := WaitConverged(ctx, agents, healthy)
+	own0, _, err := WaitSettled(ctx, agents, healthy)
 	require.NoError(t, err)
 
 	// The poison target appears.
@@ -132,10 +132,8 @@ remote_write:`, sdFile), 1)
 	// hold the poison one.
 	want := append(slices.Clone(healthy), poison)
 	slices.Sort(want)
-	var own1 Ownership
 	require.NoError(t, Poll(ctx, ConvergeTimeout, 250*time.Millisecond, func(ctx context.Context) error {
-		var err error
-		own1, err = ConvergedHolding(ctx, holders, want, []string{poison})
+		_, err := ConvergedHolding(ctx, holders, want, []string{poison})
 		return err
 	}))
 	end := time.Now().Add(10 * iv)
@@ -143,9 +141,12 @@ remote_write:`, sdFile), 1)
 	for _, a := range holders {
 		require.False(t, exited(a), "%s died after the hold", a.Name)
 	}
-	after, err := ConvergedHolding(ctx, holders, want, []string{poison})
-	require.NoError(t, err)
-	require.Equal(t, own1, after, "ownership changed while held")
+	// Still held and consistent (load-aware placement may have rebalanced
+	// the survivors' farm targets since: a planned handoff).
+	require.NoError(t, Poll(ctx, ConvergeTimeout, 250*time.Millisecond, func(ctx context.Context) error {
+		_, err := ConvergedHolding(ctx, holders, want, []string{poison})
+		return err
+	}))
 
 	// The farm targets the survivors scraped from the start never missed a
 	// slot; the dead agents' ones moved after failure detection.
