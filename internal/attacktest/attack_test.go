@@ -159,7 +159,9 @@ func startFleet(t *testing.T, n *Net, key []byte) *fleet {
 		o.ExtraArgs = append(o.ExtraArgs, "--cluster.secret-key-file="+path)
 	})
 	require.NoError(t, err)
-	_, err = e2e.WaitConverged(ctx, f.agents, f.healthy)
+	// Settled: the subtests compare every agent's view before and after an
+	// attack, and a load-aware plan published in between would change it.
+	_, _, err = e2e.WaitSettled(ctx, f.agents, f.healthy)
 	require.NoError(t, err)
 	return f
 }
