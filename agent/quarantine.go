@@ -229,13 +229,14 @@ func heldAt(holds []qHold, t time.Time) (qHold, bool) { return heldBack(holds, t
 
 // holdLookback is how far before its start a hold also denies ownership.
 // When a member fails, gossip drops it from the ring's whole history (the
-// schedule of the last 5 minutes is rebuilt without it), so the next agent
-// in the target's ranking appears to have owned the target all along; the
+// schedule of the last gossip.ScheduleHistory is rebuilt without it), so the
+// next agent in the target's ranking appears to have owned the target all
+// along; the
 // filter keeps a loop running for a scrape timeout after a change the target
 // was owned just before (the hold's start), and that loop's one scrape of the
 // poison body killed a second agent. Held from a schedule's history back,
 // nobody owned it just before.
-const holdLookback = 5 * time.Minute
+const holdLookback = gossip.ScheduleHistory
 
 // heldBack is heldAt with every hold starting back earlier.
 func heldBack(holds []qHold, t time.Time, back time.Duration) (qHold, bool) {

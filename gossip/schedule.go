@@ -39,6 +39,11 @@ type span struct {
 // scrape timeout; older changes collapse into "since ever".
 const scheduleHistory = 5 * time.Minute
 
+// ScheduleHistory is how far back a Schedule keeps ring changes; a member
+// that fails is dropped from all of it, so over that span its successors
+// appear to have owned its keys all along.
+const ScheduleHistory = scheduleHistory
+
 // emptySchedule owns nothing, at any time.
 var emptySchedule = mustSchedule(nil, time.Time{})
 
