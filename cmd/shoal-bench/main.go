@@ -133,19 +133,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("shoal-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := bench.Config{RepoRoot: root}
-	var only, vmagent, scale, plotFrom string
+	var only, vmagent, scale, plotFrom, candidateArgs string
 	fs.IntVar(&cfg.Targets, "targets", bench.DefaultTargets, "targets of a single agent (the fleet scrapes 3 times as many)")
 	fs.IntVar(&cfg.Series, "series", bench.DefaultSeries, "farm_series gauges per target")
 	fs.DurationVar(&cfg.Interval, "interval", bench.DefaultInterval, "scrape interval")
 	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "measured window of every run, after a warm-up of 2 intervals")
 	fs.IntVar(&cfg.Count, "count", bench.DefaultCount, "repetitions; runs are interleaved within each")
-	fs.StringVar(&only, "only", "", "comma-separated runs: shoal, prometheus, vmagent, fleet, replay, nonowned (default: shoal, prometheus, vmagent, fleet)")
+	fs.StringVar(&only, "only", "", "comma-separated runs: shoal, candidate, prometheus, vmagent, fleet, replay, nonowned (default: shoal, prometheus, vmagent, fleet)")
 	fs.StringVar(&cfg.Out, "out", "", "directory for raw lines, the report and profiles (default .cache/bench/<time>)")
 	fs.BoolVar(&cfg.Profile, "profile", false, fmt.Sprintf("take a %ds CPU and a heap profile of a shoal agent and print the top functions", 30))
 	fs.DurationVar(&cfg.ReplayOutage, "replay.outage", bench.DefaultReplayOutage, "how long the receiver is down in the replay run")
 	fs.IntVar(&cfg.NonOwnedTargets, "nonowned.targets", bench.DefaultNonOwnedTargets, "targets registered by the nonowned run")
 	fs.StringVar(&cfg.ShoalBin, "shoal", filepath.Join(root, "bin", "shoal"), "shoal binary (go build -o bin/shoal ./cmd/shoal)")
 	fs.StringVar(&cfg.PrometheusBin, "prometheus", defaultPrometheus(root), "Prometheus 3.15 binary, the receiver and the agent-mode peer (hack/build-deps.sh prometheus)")
+	fs.StringVar(&cfg.CandidateBin, "candidate", "", "shoal binary of the candidate run (-only ...,candidate,...): measured next to -shoal in every repetition, with ratios candidate/shoal and candidate/vmagent; default: -shoal")
+	fs.StringVar(&candidateArgs, "candidate.args", "", "flags the candidate agent gets on top of the shoal run's, space-separated")
 	fs.StringVar(&vmagent, "vmagent", "", "vmagent binary; default: vmagent in $PATH, and the run is skipped if there is none")
 	fs.StringVar(&scale, "scale", "", "run the cost curve at these sizes instead: "+strings.Join(shapeNames(), ",")+" or TARGETSxSERIES@INTERVAL; runs shoal, prometheus, vmagent one at a time")
 	fs.StringVar(&cfg.Plot, "plot", "", "with -scale or -plot.from: draw the cost curve into this PNG file")
@@ -175,6 +177,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if err := executable(cfg.ShoalBin); err != nil {
 		return options{}, fmt.Errorf("-shoal: %w (build it: go build -o bin/shoal ./cmd/shoal)", err)
+	}
+	cfg.CandidateArgs = strings.Fields(candidateArgs)
+	if slices.Contains(cfg.Runs, bench.RunCandidate) {
+		if cfg.CandidateBin == "" {
+			cfg.CandidateBin = cfg.ShoalBin
+		}
+		if err := executable(cfg.CandidateBin); err != nil {
+			return options{}, fmt.Errorf("-candidate: %w", err)
+		}
+	} else if cfg.CandidateBin != "" || len(cfg.CandidateArgs) > 0 {
+		return options{}, errors.New("-candidate and -candidate.args need the candidate run: -only shoal,candidate,...")
 	}
 	if err := executable(cfg.PrometheusBin); err != nil {
 		return options{}, fmt.Errorf("-prometheus: %w (build it: hack/build-deps.sh prometheus)", err)

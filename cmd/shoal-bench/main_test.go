@@ -73,7 +73,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-shoal", shoal, "-prometheus", prom, "extra"}, "unexpected arguments"},
 		{[]string{"-nosuchflag"}, "flag provided but not defined"},
 		{[]string{"-shoal", shoal, "-prometheus", prom, "-scale", "2m"}, `-scale: size "2m": unknown name`},
-		{[]string{"-shoal", shoal, "-prometheus", prom, "-scale", "10k", "-only", "shoal,fleet"}, "a scale run compares only shoal,prometheus,vmagent, got runs shoal,fleet"},
+		{[]string{"-shoal", shoal, "-prometheus", prom, "-scale", "10k", "-only", "shoal,fleet"}, "a scale run compares only shoal,candidate,prometheus,vmagent, got runs shoal,fleet"},
 		{[]string{"-shoal", shoal, "-prometheus", prom, "-plot", "x.png"}, "a plot needs a scale run"},
 		{[]string{"-plot.from", "raw.txt"}, "-plot.from needs -plot"},
 	} {
@@ -105,6 +105,20 @@ func TestParseFlagsScale(t *testing.T) {
 	opts, err = parseFlags([]string{"-shoal", shoal, "-prometheus", prom, "-scale", "50x20@2s", "-only", "vmagent,shoal"}, &stderr)
 	require.NoError(t, err)
 	require.Equal(t, []string{bench.RunShoal, bench.RunVMAgent}, opts.Runs)
+
+	// A candidate is a second shoal binary with its own flags, measured
+	// next to shoal; without the run its flags are a mistake.
+	cand := fakeBin(t, "shoal-candidate")
+	opts, err = parseFlags([]string{"-shoal", shoal, "-prometheus", prom, "-scale", "100k", "-only", "vmagent,candidate,shoal", "-candidate", cand, "-candidate.args", "--a=1  --b=2"}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, []string{bench.RunShoal, bench.RunCandidate, bench.RunVMAgent}, opts.Runs)
+	require.Equal(t, cand, opts.CandidateBin)
+	require.Equal(t, []string{"--a=1", "--b=2"}, opts.CandidateArgs)
+	opts, err = parseFlags([]string{"-shoal", shoal, "-prometheus", prom, "-only", "shoal,candidate"}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, shoal, opts.CandidateBin, "the candidate defaults to -shoal")
+	_, err = parseFlags([]string{"-shoal", shoal, "-prometheus", prom, "-candidate.args", "--a=1"}, &stderr)
+	require.ErrorContains(t, err, "need the candidate run")
 
 	// -plot.from runs nothing, so it needs no binaries.
 	opts, err = parseFlags([]string{"-shoal", "/nonexistent", "-plot.from", "raw.txt", "-plot", "c.png"}, &stderr)

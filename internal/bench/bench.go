@@ -68,6 +68,10 @@ type Config struct {
 	Plot string
 
 	ShoalBin, PrometheusBin, VMAgentBin string
+	// CandidateBin and CandidateArgs are RunCandidate's shoal binary and
+	// the flags it gets on top of RunShoal's.
+	CandidateBin  string
+	CandidateArgs []string
 	// GoBin is the go command, for building the pprof binary and reading
 	// profiles; RepoRoot is this repository, whose cmd/shoal it builds.
 	GoBin, RepoRoot string
@@ -93,8 +97,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("non-owned targets must be between 1 and %d, got %d", 250*250*250, c.NonOwnedTargets)
 	case slices.Contains(c.Runs, RunReplay) && c.ReplayOutage < c.Interval:
 		return fmt.Errorf("replay outage must be at least one interval (%v), got %v", c.Interval, c.ReplayOutage)
-	case len(c.Scale) > 0 && slices.ContainsFunc(c.Runs, func(r string) bool { return !slices.Contains(ScaleRuns, r) }):
-		return fmt.Errorf("a scale run compares only %s, got runs %s", joinRuns(ScaleRuns), joinRuns(c.Runs))
+	case len(c.Scale) > 0 && slices.ContainsFunc(c.Runs, func(r string) bool { return !slices.Contains(scaleAllowed, r) }):
+		return fmt.Errorf("a scale run compares only %s, got runs %s", joinRuns(scaleAllowed), joinRuns(c.Runs))
+	case slices.Contains(c.Runs, RunCandidate) && c.CandidateBin == "":
+		return errors.New("the candidate run needs a candidate binary")
 	case c.Plot != "" && len(c.Scale) == 0:
 		return errors.New("a plot needs a scale run")
 	case c.ShoalBin == "" || c.PrometheusBin == "":
@@ -290,6 +296,8 @@ func (b *Bench) newSingle(run, label string, cfg testenv.PromConfig) (*subject, 
 	switch run {
 	case RunShoal:
 		return b.newShoal(b.cfg.ShoalBin, label, cfg, "")
+	case RunCandidate:
+		return b.newCandidate(label, cfg)
 	case RunPrometheus:
 		return b.newPrometheusAgent(label, cfg)
 	case RunVMAgent:

@@ -35,6 +35,7 @@ var runColors = map[string]color.Color{
 	RunShoal:      color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
 	RunPrometheus: color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 	RunVMAgent:    color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	RunCandidate:  color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
 }
 
 // WritePlot draws the cost curve of results into a PNG file at path: on
@@ -54,7 +55,7 @@ func WritePlot(path string, results []ScaleResult, title string) error {
 	cpu := newCurvePlot("CPU per million samples\n"+title, "CPU seconds")
 	cpu.Y.Min = 0
 	var ticks []plot.Tick
-	for _, run := range ScaleRuns {
+	for _, run := range scaleAllowed {
 		ps := curves[run]
 		if len(ps) == 0 {
 			continue

@@ -53,6 +53,18 @@ func (b *Bench) newShoal(bin, name string, cfg testenv.PromConfig, pprofAddr str
 	return agentSubject(a), nil
 }
 
+// newCandidate prepares the candidate agent: RunShoal's options with the
+// candidate's binary and flags.
+func (b *Bench) newCandidate(name string, cfg testenv.PromConfig) (*subject, error) {
+	o := shoalOptions(b.cfg.CandidateBin, name, cfg, "")
+	o.ExtraArgs = append(o.ExtraArgs, b.cfg.CandidateArgs...)
+	a, err := e2e.NewAgent(b.g, o)
+	if err != nil {
+		return nil, err
+	}
+	return agentSubject(a), nil
+}
+
 // shoalOptions are a benchmarked agent's options: its own cluster, quiet
 // logs, the run's external label only and, for a binary built with the
 // pprof overlay, where it serves /debug/pprof.

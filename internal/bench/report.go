@@ -24,6 +24,11 @@ const (
 	// receiver outage's backlog (ReplayRuns, Config.ReplayOutage); it runs
 	// Count times after the repeated runs.
 	RunReplay = "replay"
+	// RunCandidate is a second shoal agent, Config.CandidateBin with
+	// Config.CandidateArgs, run like RunShoal next to it: a change is
+	// measured against the agent without it in the same repetition. It runs
+	// only when listed.
+	RunCandidate = "candidate"
 )
 
 // RepeatedRuns are the runs of a repetition, in order.
@@ -181,6 +186,8 @@ var Comparisons = []Comparison{
 	{Name: "shoal/prometheus", A: RunShoal, B: RunPrometheus},
 	{Name: "shoal/vmagent", A: RunShoal, B: RunVMAgent},
 	{Name: "fleet/shoal", A: RunFleet, B: RunShoal},
+	{Name: "candidate/shoal", A: RunCandidate, B: RunShoal},
+	{Name: "candidate/vmagent", A: RunCandidate, B: RunVMAgent},
 }
 
 // WriteReport writes the table of medians with their spread (one column per
@@ -189,7 +196,7 @@ var Comparisons = []Comparison{
 func WriteReport(w io.Writer, results []Result, reps int) {
 	br := byRep(results, reps)
 	var runs []string
-	for _, r := range RepeatedRuns {
+	for _, r := range append(slices.Clone(RepeatedRuns), RunCandidate) {
 		if br[r] != nil {
 			runs = append(runs, r)
 		}
@@ -265,7 +272,7 @@ func ParseRuns(s string) ([]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return slices.Clone(RepeatedRuns), nil
 	}
-	valid := append(slices.Clone(RepeatedRuns), RunReplay, RunNonOwned)
+	valid := append(slices.Clone(RepeatedRuns), RunCandidate, RunReplay, RunNonOwned)
 	var out []string
 	for name := range strings.SplitSeq(s, ",") {
 		name = strings.TrimSpace(name)
@@ -282,9 +289,17 @@ func ParseRuns(s string) ([]string, error) {
 	return out, nil
 }
 
+// runOrder places a candidate right after the shoal run it is compared
+// with.
 func runOrder(name string) int {
+	if name == RunCandidate {
+		return slices.Index(RepeatedRuns, RunShoal) + 1
+	}
 	if i := slices.Index(RepeatedRuns, name); i >= 0 {
+		if i > slices.Index(RepeatedRuns, RunShoal) {
+			i++
+		}
 		return i
 	}
-	return len(RepeatedRuns)
+	return len(RepeatedRuns) + 1
 }

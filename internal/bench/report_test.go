@@ -104,8 +104,11 @@ func TestParseRuns(t *testing.T) {
 	got, err = ParseRuns("nonowned, fleet,shoal")
 	require.NoError(t, err)
 	require.Equal(t, []string{RunShoal, RunFleet, RunNonOwned}, got, "interleaving order")
+	got, err = ParseRuns("vmagent,candidate,prometheus,shoal")
+	require.NoError(t, err)
+	require.Equal(t, []string{RunShoal, RunCandidate, RunPrometheus, RunVMAgent}, got, "a candidate runs right after shoal")
 	_, err = ParseRuns("shoal,alloy")
-	require.ErrorContains(t, err, `unknown run "alloy", allowed: shoal,prometheus,vmagent,fleet,replay,nonowned`)
+	require.ErrorContains(t, err, `unknown run "alloy", allowed: shoal,prometheus,vmagent,fleet,candidate,replay,nonowned`)
 	_, err = ParseRuns("shoal,shoal")
 	require.ErrorContains(t, err, "twice")
 }

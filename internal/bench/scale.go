@@ -56,6 +56,10 @@ var ScaleShapes = []Shape{
 // ScaleRuns are the agents a scale run compares, in order.
 var ScaleRuns = []string{RunShoal, RunPrometheus, RunVMAgent}
 
+// scaleAllowed are the runs a scale run may list, in report order: a
+// candidate only when asked for (-only shoal,candidate,vmagent).
+var scaleAllowed = []string{RunShoal, RunCandidate, RunPrometheus, RunVMAgent}
+
 // maxScaleSeries bounds a custom shape: beyond it the receiver of this
 // benchmark runs out of a shared machine's memory.
 const maxScaleSeries = 5_000_000

@@ -58,7 +58,7 @@ func TestShapeWindow(t *testing.T) {
 func TestValidateScale(t *testing.T) {
 	c := Config{Targets: 1, Series: 1, Interval: time.Second, Duration: time.Second, Count: 1, NonOwnedTargets: 1,
 		ShoalBin: "s", PrometheusBin: "p", Out: "o", Scale: ScaleShapes[:1], Runs: []string{RunShoal, RunFleet}}
-	require.ErrorContains(t, c.Validate(), "a scale run compares only shoal,prometheus,vmagent, got runs shoal,fleet")
+	require.ErrorContains(t, c.Validate(), "a scale run compares only shoal,candidate,prometheus,vmagent, got runs shoal,fleet")
 	c.Runs = []string{RunVMAgent}
 	require.NoError(t, c.Validate())
 	c.Scale, c.Plot = nil, "x.png"

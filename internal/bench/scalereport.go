@@ -36,6 +36,8 @@ var scaleMetrics = []metric{
 var scaleComparisons = []Comparison{
 	{Name: "shoal/vmagent", A: RunShoal, B: RunVMAgent},
 	{Name: "shoal/prometheus", A: RunShoal, B: RunPrometheus},
+	{Name: "candidate/shoal", A: RunCandidate, B: RunShoal},
+	{Name: "candidate/vmagent", A: RunCandidate, B: RunVMAgent},
 }
 
 // scaleGroup is the results of one size, per run, indexed by repetition.
@@ -87,7 +89,7 @@ func WriteScaleReport(w io.Writer, results []ScaleResult, reps int) {
 	}
 	fmt.Fprintln(tw)
 	for _, g := range groups {
-		for _, run := range ScaleRuns {
+		for _, run := range scaleAllowed {
 			rs := g.runs[run]
 			if rs == nil {
 				continue
