@@ -2,8 +2,10 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/config"
@@ -298,6 +301,33 @@ func TestTornRecordIsCutOnOpen(t *testing.T) {
 	require.NoError(t, q.appendPayload([]byte{9}, 1, 9), "appends continue after the cut")
 }
 
+// Positions are written at once and fdatasynced once per sync tick, not per
+// request; what was written is read back without a sync (a crash of the
+// process keeps the page cache) and close syncs what is left.
+func TestSavepointSyncsOncePerTick(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "savepoint")
+	sp, _, err := openSavepoint(path)
+	require.NoError(t, err)
+	syncs := 0
+	sp.fsync = func(f *os.File) error { syncs++; return fdatasync(f) }
+	for i := range uint64(3) {
+		require.NoError(t, sp.save(position{acked: 10 * i, inflight: 10*i + 5}))
+	}
+	require.Zero(t, syncs, "save does not sync")
+	_, pos, err := openSavepoint(path)
+	require.NoError(t, err)
+	require.Equal(t, position{acked: 20, inflight: 25}, pos, "written before any sync")
+	require.NoError(t, sp.sync())
+	require.NoError(t, sp.sync())
+	require.Equal(t, 1, syncs, "one sync for three saves, none when nothing changed")
+	require.NoError(t, sp.save(position{acked: 30, inflight: 30}))
+	require.NoError(t, sp.close())
+	require.Equal(t, 2, syncs, "close syncs the last save")
+	sp.fsync = func(*os.File) error { return errors.New("disk gone") }
+	sp.dirty = true
+	require.ErrorContains(t, sp.sync(), "sync savepoint "+path+": disk gone")
+}
+
 func TestSavepointSurvivesATornSlot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "savepoint")
 	sp, pos, err := openSavepoint(path)
@@ -432,4 +462,48 @@ func TestEncodingMatchesPrompb(t *testing.T) {
 	require.Equal(t, int64(123456), req.Timeseries[0].Samples[0].Timestamp)
 	require.Equal(t, int64(-5), req.Timeseries[1].Samples[0].Timestamp)
 	require.True(t, math.IsNaN(req.Timeseries[1].Samples[0].Value))
+}
+
+// Records' snappy blocks joined behind one length are the snappy block of
+// the joined records, whatever their sizes (snappy.Encode cuts its input
+// into 64 KiB fragments, so a big record is itself several streams).
+func TestBatchJoinsSnappyBlocks(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for trial := range 50 {
+		var b batch
+		b.blocks = make([]byte, reqHeadroom)
+		var want []byte
+		for range 1 + rnd.IntN(6) {
+			rec := make([]byte, rnd.IntN(200<<10))
+			for i := range rec {
+				rec[i] = byte(rnd.IntN(4)) // compressible, with copies
+			}
+			if rnd.IntN(3) == 0 {
+				rec = benchText(rnd.IntN(3000)) // remote-write-like text
+			}
+			ok, full := b.addRecord(snappy.Encode(nil, rec))
+			require.True(t, ok)
+			require.False(t, full)
+			want = append(want, rec...)
+		}
+		got, err := snappy.Decode(nil, b.request())
+		require.NoError(t, err, "trial %d", trial)
+		require.Equal(t, want, got, "trial %d", trial)
+	}
+	var b batch
+	b.blocks = make([]byte, reqHeadroom)
+	ok, _ := b.addRecord([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	require.False(t, ok, "a header that is no snappy length")
+	b.rawLen = math.MaxUint32 - 1
+	ok, full := b.addRecord(snappy.Encode(nil, []byte("ab")))
+	require.False(t, ok)
+	require.True(t, full, "a request holds at most 2^32-1 decoded bytes")
+}
+
+func benchText(n int) []byte {
+	var b []byte
+	for i := range n {
+		b = fmt.Appendf(b, "farm_series{series=\"%d\"} %d\n", i, i)
+	}
+	return b
 }

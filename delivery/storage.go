@@ -38,9 +38,10 @@ type Options struct {
 	MaxBytes uint64
 	// SegmentBytes is the size of a queue file (default 8 MiB).
 	SegmentBytes uint64
-	// SyncInterval is how often queue files are fsynced (default 1s). A
-	// crash of the process loses nothing written; a crash of the machine
-	// loses at most this much.
+	// SyncInterval is how often queue files and savepoints are fsynced
+	// (default 1s). A crash of the process loses nothing written; a crash
+	// of the machine loses at most this much, and resends what was
+	// acknowledged in it.
 	SyncInterval time.Duration
 	// Predecessors, when set with a positive HandoffWait, orders a taken-over
 	// target's samples after its previous owner's (see handoff.go): the
@@ -142,8 +143,13 @@ func (s *Storage) background() {
 		case <-syncT.C:
 			s.mu.RLock()
 			for _, e := range s.endpoints {
+				// The queue first: a savepoint synced after it points
+				// into records that are on disk.
 				if err := e.q.sync(); err != nil {
 					s.logger.Warn("Syncing the delivery queue failed", "endpoint", e.name, "err", err)
+				}
+				if err := e.sp.sync(); err != nil {
+					s.logger.Warn("Syncing the delivery savepoint failed; after a crash of the machine more is resent", "endpoint", e.name, "err", err)
 				}
 			}
 			s.mu.RUnlock()
@@ -305,7 +311,9 @@ func (e *endpoint) stop(logger *slog.Logger) {
 	if err := e.q.close(); err != nil {
 		logger.Warn("Closing the delivery queue failed", "endpoint", e.name, "err", err)
 	}
-	_ = e.sp.close()
+	if err := e.sp.close(); err != nil {
+		logger.Warn("Closing the delivery savepoint failed", "endpoint", e.name, "err", err)
+	}
 }
 
 // AppenderV2 implements storage.AppendableV2.
