@@ -357,7 +357,7 @@ func (a *Agent) applyConfig(cfg *Config) error {
 	for _, w := range cfg.Warnings() {
 		a.logger.Warn("configuration: " + w)
 	}
-	// runtime.gogc: Prometheus' default (75) unless the file or $GOGC sets it.
+	// runtime.gogc: DefaultGoGC (40) unless the file or $GOGC sets it.
 	goruntime.SetGCPercent(cfg.Runtime.GoGC, a.logger)
 	for _, d := range cfg.DefaultedLimits() {
 		a.logger.Info("scrape job sets no limit of its own, applying the default", "job", d.Job,

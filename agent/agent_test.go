@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/config"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-dev/shoal/gossip"
@@ -341,7 +340,7 @@ func withoutSeries(ts []ClusterTarget) []ClusterTarget {
 }
 
 // TestRuntimeGOGC checks that the config file's runtime.gogc sets GOGC on
-// load and on reload, with Prometheus' default (75) when the file sets
+// load and on reload, with shoal's default (DefaultGoGC) when the file sets
 // none. Not parallel: GOGC is the process'.
 func TestRuntimeGOGC(t *testing.T) {
 	old := debug.SetGCPercent(100)
@@ -351,12 +350,12 @@ func TestRuntimeGOGC(t *testing.T) {
 		debug.SetGCPercent(v)
 		return v
 	}
-	cfgPath := writeConfig(t, "runtime:\n  gogc: 40\n")
+	cfgPath := writeConfig(t, "runtime:\n  gogc: 75\n")
 	a := startAgent(t, agentOptions(t, "gogc", cfgPath))
-	require.Equal(t, 40, gogc(), "runtime.gogc on start")
+	require.Equal(t, 75, gogc(), "runtime.gogc on start")
 	rewrite(t, cfgPath, "global:\n  scrape_interval: 1s\n")
 	require.NoError(t, a.Reload())
-	require.Equal(t, config.DefaultGoGCPercentage, gogc(), "Prometheus' default once the file sets none")
+	require.Equal(t, DefaultGoGC, gogc(), "shoal's default once the file sets none")
 	rewrite(t, cfgPath, "runtime:\n  gogc: -1\n")
 	require.NoError(t, a.Reload())
 	require.Equal(t, -1, gogc(), "off")

@@ -69,7 +69,32 @@ func Load(data []byte, logger *slog.Logger) (*Config, error) {
 	if err := checkRemoteWrite(cfg); err != nil {
 		return nil, err
 	}
-	return &Config{Config: cfg, raw: data}, nil
+	c := &Config{Config: cfg, raw: data}
+	c.defaultGoGC()
+	return c, nil
+}
+
+// DefaultGoGC is runtime.gogc when neither the file nor $GOGC sets it,
+// below Prometheus' 75: an agent allocates little per sample (no TSDB), so
+// the collector's extra cycles cost little CPU while the heap's headroom
+// over the scrape cache is most of the memory that grows with series.
+const DefaultGoGC = 40
+
+// defaultGoGC replaces Prometheus' default runtime.gogc with DefaultGoGC,
+// unless the file sets it or $GOGC does (then the config package used it).
+func (c *Config) defaultGoGC() {
+	if _, ok := os.LookupEnv("GOGC"); ok {
+		return
+	}
+	var f struct {
+		Runtime struct {
+			GoGC present `yaml:"gogc"`
+		} `yaml:"runtime"`
+	}
+	// The file was loaded by Prometheus: a decoding error cannot happen.
+	if yaml.Unmarshal(c.raw, &f) == nil && !f.Runtime.GoGC {
+		c.Runtime.GoGC = DefaultGoGC
+	}
 }
 
 // Warnings lists settings that load but undermine continuity under churn.

@@ -94,6 +94,30 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// runtime.gogc is DefaultGoGC unless the file or $GOGC sets it (then the
+// config package used that). Not parallel: it sets $GOGC.
+func TestDefaultGoGC(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want int
+	}{
+		{"", DefaultGoGC},
+		{"runtime: {}\n", DefaultGoGC},
+		{"runtime:\n  gogc:\n", DefaultGoGC},
+		{"runtime:\n  gogc: 75\n", 75},
+		{"runtime:\n  gogc: 200\n", 200},
+		{"runtime:\n  gogc: -1\n", -1},
+	} {
+		cfg, err := Load([]byte(tc.file), nil)
+		require.NoError(t, err, tc.file)
+		require.Equal(t, tc.want, cfg.Runtime.GoGC, "file %q", tc.file)
+	}
+	t.Setenv("GOGC", "100")
+	cfg, err := Load(nil, nil)
+	require.NoError(t, err)
+	require.NotEqual(t, DefaultGoGC, cfg.Runtime.GoGC, "$GOGC set: the config package's value stays")
+}
+
 func TestLoadFile(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "prometheus.yml")

@@ -1,8 +1,8 @@
 // Package goruntime sets the Go runtime's memory settings the way
 // Prometheus 3 does: GOMEMLIMIT from the container's memory limit
 // (--auto-gomemlimit, github.com/KimMachineGun/automemlimit) and GOGC from
-// the config file's runtime.gogc (75 unless the file or $GOGC says
-// otherwise).
+// the config file's runtime.gogc (shoal's agent.DefaultGoGC, 40, unless
+// the file or $GOGC says otherwise; Prometheus' is 75).
 package goruntime
 
 import (
