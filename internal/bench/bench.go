@@ -270,7 +270,7 @@ func (b *Bench) repeat(ctx context.Context) ([]Result, error) {
 	var results []Result
 	skipped := map[string]bool{}
 	for rep := 1; rep <= b.cfg.Count; rep++ {
-		for _, run := range b.cfg.Runs {
+		for _, run := range rotate(b.cfg.Runs, rep) {
 			if run == RunNonOwned || run == RunReplay || skipped[run] {
 				continue
 			}

@@ -289,6 +289,20 @@ func ParseRuns(s string) ([]string, error) {
 	return out, nil
 }
 
+// rotate is the order of runs in repetition rep (from 1): rotated by one
+// place per repetition, so that every run takes each place in turn. A
+// fixed order biases a ratio with the machine's drift: the same binary run
+// twice per repetition measured 1.077 (1.012–1.129) the CPU in second place
+// (an A/A run at 100k series, the load of other jobs rising), as much as a
+// change being measured.
+func rotate(runs []string, rep int) []string {
+	if len(runs) == 0 {
+		return nil
+	}
+	k := (rep - 1) % len(runs)
+	return append(slices.Clone(runs[k:]), runs[:k]...)
+}
+
 // runOrder places a candidate right after the shoal run it is compared
 // with.
 func runOrder(name string) int {

@@ -112,3 +112,13 @@ func TestParseRuns(t *testing.T) {
 	_, err = ParseRuns("shoal,shoal")
 	require.ErrorContains(t, err, "twice")
 }
+
+func TestRotate(t *testing.T) {
+	runs := []string{RunShoal, RunCandidate, RunVMAgent}
+	require.Equal(t, runs, rotate(runs, 1))
+	require.Equal(t, []string{RunCandidate, RunVMAgent, RunShoal}, rotate(runs, 2))
+	require.Equal(t, []string{RunVMAgent, RunShoal, RunCandidate}, rotate(runs, 3))
+	require.Equal(t, runs, rotate(runs, 4))
+	require.Equal(t, []string{RunShoal, RunCandidate, RunVMAgent}, runs, "the configured order is kept")
+	require.Nil(t, rotate(nil, 2))
+}

@@ -191,7 +191,7 @@ func (b *Bench) scaleShape(ctx context.Context, sh Shape) (_ []ScaleResult, err 
 
 	var out []ScaleResult
 	for rep := 1; rep <= b.cfg.Count; rep++ {
-		for _, run := range b.cfg.Runs {
+		for _, run := range rotate(b.cfg.Runs, rep) {
 			if run == RunVMAgent && b.cfg.VMAgentBin == "" {
 				if rep == 1 {
 					fmt.Fprintf(b.raw, "SKIP size=%s run=vmagent: no vmagent binary (apt-get install -y victoria-metrics, or -vmagent PATH)\n", sh.Name)
