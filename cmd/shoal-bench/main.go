@@ -187,7 +187,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return options{}, fmt.Errorf("-candidate: %w", err)
 		}
 	} else if cfg.CandidateBin != "" || len(cfg.CandidateArgs) > 0 {
-		return options{}, errors.New("-candidate and -candidate.args need the candidate run: -only shoal,candidate,...")
+		return options{}, errors.New("-candidate and -candidate.args need the candidate run (-only shoal,candidate)")
 	}
 	if err := executable(cfg.PrometheusBin); err != nil {
 		return options{}, fmt.Errorf("-prometheus: %w (build it: hack/build-deps.sh prometheus)", err)
