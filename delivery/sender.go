@@ -61,8 +61,8 @@ func (e *endpoint) config() (*config.RemoteWriteConfig, writeClient) {
 // the same stream decoded, so the streams of several blocks, one after
 // another behind the varint of their summed lengths, are one valid block
 // (snappy.Encode itself joins 64 KiB fragments so). The sender neither
-// decodes the records nor encodes the request again: that was about 7 % of
-// an agent's CPU.
+// decodes the records nor encodes the request again: the decoding alone
+// was 5 % of an agent's CPU profile at 100k series.
 type batch struct {
 	// blocks holds reqHeadroom bytes for the request's length varint,
 	// then the records' streams.
